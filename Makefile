@@ -1,0 +1,47 @@
+# autodeploy: every task has one command here. `make help` lists them.
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: help install run down test test-unit test-integration lint format typecheck clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install autodeploy with its dev tools
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+run: install ## start the local pipeline on this machine (Kafka broker, topics, ...)
+	$(BIN)/autodeploy up
+
+down: install ## stop what `make run` started
+	$(BIN)/autodeploy kafka down
+
+test: lint typecheck ## ruff, mypy, then every test (unit, and integration against real services)
+	$(BIN)/pytest
+
+test-unit: install ## fast tests, no services
+	$(BIN)/pytest tests/unit
+
+test-integration: install ## tests against a real Kafka broker (started from cached jars unless KAFKA_BOOTSTRAP_SERVERS is set)
+	$(BIN)/pytest tests/integration
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check streams tests
+	$(BIN)/ruff format --check streams tests
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff format streams tests
+	$(BIN)/ruff check --fix streams tests
+
+typecheck: install ## mypy --strict on streams/
+	$(BIN)/mypy
+
+clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
+	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache

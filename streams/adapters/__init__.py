@@ -1,0 +1,1 @@
+"""Thin wrappers around external clients (Kafka, Kubernetes), each with its own exceptions."""

@@ -1,0 +1,122 @@
+"""Topic administration through confluent-kafka's AdminClient: read what exists, apply a catalog plan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from streams.catalog.plan import ActualTopic, Change, Plan
+
+log = logging.getLogger(__name__)
+
+
+class KafkaAdminError(RuntimeError):
+    """The broker refused or did not answer an admin request."""
+
+
+class TopicAdmin:
+    def __init__(self, bootstrap_servers: str, timeout: float = 30.0) -> None:
+        self._timeout = timeout
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)})
+
+    def broker_count(self) -> int:
+        return len(self._metadata().brokers)
+
+    def describe(self, names: Iterable[str]) -> dict[str, ActualTopic]:
+        """The named topics that exist, with their configs; missing names are left out."""
+        topics = self._metadata().topics
+        present = [n for n in names if n in topics and topics[n].error is None]
+        if not present:
+            return {}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in present]
+        configs = {r.name: self._wait(f, f"describe configs of {r.name}") for r, f in
+                   self._admin.describe_configs(resources, request_timeout=self._timeout).items()}  # fmt: skip
+        result = {}
+        for name in present:
+            partitions = topics[name].partitions
+            replication = min(len(p.replicas) for p in partitions.values()) if partitions else 0
+            entries = {k: str(v.value) for k, v in configs[name].items() if v.value is not None}
+            result[name] = ActualTopic(name, len(partitions), replication, entries)
+        return result
+
+    def apply(self, plan: Plan) -> None:
+        creates = [NewTopic(c.topic, num_partitions=c.partitions, replication_factor=c.replication_factor,
+                            config=dict(c.configs)) for c in plan.changes if c.kind == "create"]  # fmt: skip
+        grows = [NewPartitions(c.topic, c.partitions) for c in plan.changes if c.kind == "add_partitions"]
+        alters = [
+            ConfigResource(ConfigResource.Type.TOPIC, c.topic, incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in c.configs.items()])
+            for c in plan.changes if c.kind == "alter_configs"
+        ]  # fmt: skip
+        if creates:
+            self._all(self._admin.create_topics(creates, operation_timeout=self._timeout), "create topic")
+        if grows:
+            self._all(self._admin.create_partitions(grows, operation_timeout=self._timeout), "add partitions to")
+        if alters:
+            self._all(self._admin.incremental_alter_configs(alters, request_timeout=self._timeout), "alter configs of")
+        self._await_visible(plan)
+        for change in plan.changes:
+            log.info("topic change applied kind=%s topic=%s", change.kind, change.topic)
+
+    def _await_visible(self, plan: Plan) -> None:
+        """Return only once clients see the changes: topic metadata and configs propagate asynchronously."""
+        deadline = time.monotonic() + self._timeout
+        pending = list(plan.changes)
+        while pending:
+            actual = self.describe({c.topic for c in pending})
+            pending = [c for c in pending if not _visible(c, actual.get(c.topic))]
+            if pending and time.monotonic() > deadline:
+                raise KafkaAdminError(
+                    f"changes not visible after {self._timeout:.0f}s: {[c.description for c in pending]}"
+                )
+            if pending:
+                time.sleep(0.1)
+
+    def delete(self, names: Iterable[str]) -> None:
+        names = list(names)
+        if names:
+            self._all(self._admin.delete_topics(names, operation_timeout=self._timeout), "delete topic")
+
+    def _metadata(self) -> Any:
+        try:
+            return self._admin.list_topics(timeout=self._timeout)
+        except KafkaException as e:
+            raise KafkaAdminError(f"Kafka did not answer a metadata request: {e}") from e
+
+    def _all(self, futures: dict[Any, Future[Any]], what: str) -> None:
+        errors = []
+        for key, future in futures.items():
+            name = getattr(key, "name", key)
+            try:
+                self._wait(future, f"{what} {name}")
+            except KafkaAdminError as e:
+                errors.append(str(e))
+        if errors:
+            raise KafkaAdminError("; ".join(errors))
+
+    def _wait(self, future: Future[Any], what: str) -> Any:
+        try:
+            return future.result(timeout=self._timeout)
+        except KafkaException as e:
+            raise KafkaAdminError(f"could not {what}: {e.args[0].str() if e.args else e}") from e
+        except TimeoutError as e:
+            raise KafkaAdminError(f"could not {what}: no answer within {self._timeout:.0f}s") from e
+
+
+def _visible(change: Change, actual: ActualTopic | None) -> bool:
+    if actual is None or actual.partitions < change.partitions:
+        return False
+    return all(actual.configs.get(k) == v for k, v in change.configs.items())

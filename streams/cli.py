@@ -1,0 +1,47 @@
+"""The `autodeploy` command: one entry point for every process and tool of the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from streams.commands import kafka_cmds, topics_cmds
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autodeploy", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    kafka_cmds.register(sub)
+    topics_cmds.register(sub)
+    up = sub.add_parser("up", help="start the local pipeline: broker, topics (the rest arrives with later releases)")
+    up.set_defaults(handler=kafka_cmds.run_up)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # one clear line for the user, the trace only with -v
+        log.debug("command failed", exc_info=True)
+        print(f"autodeploy: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""CLI subcommands: argument parsing and printing, delegating to the library modules."""

@@ -1,0 +1,63 @@
+"""`autodeploy kafka up | down | status` and `autodeploy up`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from streams import catalog
+from streams.commands import topics_cmds
+from streams.config import Settings
+from streams.local import kafka
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("kafka", help="a local Apache Kafka broker (KRaft) from Maven Central jars")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    start = actions.add_parser("up", help="download the jars once, start the broker, wait until it answers")
+    start.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
+    start.set_defaults(handler=run_kafka_up)
+    actions.add_parser("fetch", help="only download the jars into the cache").set_defaults(handler=run_kafka_fetch)
+    actions.add_parser("down", help="stop the broker `up` started").set_defaults(handler=run_kafka_down)
+    actions.add_parser("status", help="is the local broker up, and where").set_defaults(handler=run_kafka_status)
+
+
+def run_kafka_up(args: argparse.Namespace) -> int:
+    info = kafka.up(port=args.port)
+    print(f"kafka {info.version} up: bootstrap {info.bootstrap_servers} (pid {info.pid}, log {info.log_path})")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap_servers}")
+    return 0
+
+
+def run_kafka_fetch(args: argparse.Namespace) -> int:
+    print(f"kafka {kafka.KAFKA_VERSION} jars in {kafka.ensure_jars()}")
+    return 0
+
+
+def run_kafka_down(args: argparse.Namespace) -> int:
+    print("kafka stopped" if kafka.down() else "kafka was not running")
+    return 0
+
+
+def run_kafka_status(args: argparse.Namespace) -> int:
+    info = kafka.status()
+    if info is None:
+        print("kafka: down")
+        return 3
+    print(f"kafka {info.version}: up at {info.bootstrap_servers} (pid {info.pid})")
+    return 0
+
+
+def run_up(args: argparse.Namespace) -> int:
+    info = kafka.up()
+    print(f"kafka {info.version} up: bootstrap {info.bootstrap_servers} (pid {info.pid})", flush=True)
+    settings = Settings.from_env()
+    cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
+    code = topics_cmds.apply_catalog(info.bootstrap_servers, cat, out=sys.stdout)
+    if code == 0:
+        print(
+            "\nNext: the webhook server, the readiness worker and the deploy agent join `autodeploy up` in later\n"
+            "releases. The broker keeps running; `autodeploy kafka down` stops it."
+        )
+    return code

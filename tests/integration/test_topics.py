@@ -1,0 +1,124 @@
+"""`autodeploy topics` against the real broker, each test under its own topic prefix."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams import catalog
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.catalog.plan import PlanRefused, make_plan
+from streams.config import REPO_ROOT
+
+CATALOG = REPO_ROOT / "topics" / "catalog.yaml"
+
+
+@pytest.fixture
+def prefixed(kafka_bootstrap: str, unique: str) -> Iterator[catalog.Catalog]:
+    cat = catalog.load(CATALOG).with_prefix(f"t{unique}-")
+    yield cat
+    admin = TopicAdmin(kafka_bootstrap)
+    admin.delete(admin.describe(t.name for t in cat.topics))
+
+
+def _with_topic(cat: catalog.Catalog, name: str, **changes: object) -> catalog.Catalog:
+    topics = tuple(dataclasses.replace(t, **changes) if t.name == name else t for t in cat.topics)  # type: ignore[arg-type]
+    return dataclasses.replace(cat, topics=topics)
+
+
+def test_apply_creates_what_the_catalog_says_and_a_second_apply_changes_nothing(
+    kafka_bootstrap: str, prefixed: catalog.Catalog
+) -> None:
+    admin = TopicAdmin(kafka_bootstrap)
+    first = make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count())
+    assert {c.kind for c in first.changes} == {"create"}
+    admin.apply(first)
+
+    actual = admin.describe(t.name for t in prefixed.topics)
+    github = actual[prefixed.topic("github.events").name]
+    assert (github.partitions, github.replication_factor) == (6, 1)
+    assert github.configs["retention.ms"] == "1209600000"
+    assert github.configs["max.message.bytes"] == "27262976"
+    assert actual[prefixed.topic("autodeploy.deadletter").name].partitions == 3
+
+    second = make_plan(prefixed, actual, admin.broker_count())
+    assert second.empty
+
+
+def test_drifted_configs_and_missing_partitions_are_repaired(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
+    admin = TopicAdmin(kafka_bootstrap)
+    name = prefixed.topic("deploy.events").name
+    small = _with_topic(prefixed, name, partitions=2, configs={**prefixed.topic("deploy.events").configs,
+                                                               "retention.ms": "1000"})  # fmt: skip
+    admin.apply(make_plan(small, {}, admin.broker_count()))
+    repair = make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count())
+    assert sorted((c.kind, c.topic) for c in repair.changes) == [
+        ("add_partitions", prefixed.topic("deploy.events").name),
+        ("alter_configs", prefixed.topic("deploy.events").name),
+    ]
+    admin.apply(repair)
+    events = admin.describe([prefixed.topic("deploy.events").name])[prefixed.topic("deploy.events").name]
+    assert (events.partitions, events.configs["retention.ms"]) == (6, "7776000000")
+    assert make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count()).empty
+
+
+def test_shrinking_and_splitting_the_joined_inputs_are_refused(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
+    admin = TopicAdmin(kafka_bootstrap)
+    ci = prefixed.topic("ci.events").name
+    # As if someone grew one joined input by hand.
+    grown = _with_topic(prefixed, ci, partitions=9)
+    admin.apply(make_plan(dataclasses.replace(grown, copartition_groups={}), {}, admin.broker_count()))
+
+    with pytest.raises(PlanRefused) as refused:
+        make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count())
+    assert f"{ci}: the catalog says 6 partitions but the topic has 9" in str(refused.value)
+    assert "different partition counts" in str(refused.value)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)  # fmt: skip
+
+
+def test_the_cli_applies_idempotently_and_refuses_with_a_nonzero_exit(
+    kafka_bootstrap: str, prefixed: catalog.Catalog, tmp_path: Path
+) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    prefix = ["topics", "--prefix", prefixed.prefix]
+    first = _cli(*prefix, "apply", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "+ create " + prefixed.topic("github.events").name in first.stdout
+    second = _cli(*prefix, "apply", env=env)
+    assert second.returncode == 0, second.stderr
+    assert "no changes" in second.stdout and "+ " not in second.stdout
+
+    doc = yaml.safe_load(CATALOG.read_text())
+    for topic in doc["topics"]:
+        if topic["name"] in ("github.events", "ci.events"):
+            topic["partitions"] = 4
+    (tmp_path / "schemas").symlink_to(CATALOG.parent / "schemas")
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(doc))
+    shrink = _cli(*prefix, "plan", env={**env, "AUTODEPLOY_TOPICS_CATALOG": str(tmp_path / "catalog.yaml")})
+    assert shrink.returncode == 2
+    assert "Kafka cannot remove partitions" in shrink.stderr
+
+    doc["topics"][1]["partitions"] = 12  # ci.events alone
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(doc))
+    split = _cli(*prefix, "apply", env={**env, "AUTODEPLOY_TOPICS_CATALOG": str(tmp_path / "catalog.yaml")})
+    assert split.returncode != 0
+    assert "different partition counts" in split.stderr
+
+
+def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    env["AUTODEPLOY_STATE_DIR"] = str(tmp_path)
+    result = _cli("topics", "plan", env=env)
+    assert result.returncode == 1
+    assert "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS" in result.stderr
