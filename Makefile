@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run down test test-unit test-integration lint format typecheck clean
+.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,6 +22,7 @@ run: install ## start the local pipeline on this machine (Kafka broker, topics, 
 
 down: install ## stop what `make run` started
 	$(BIN)/autodeploy kafka down
+	$(BIN)/autodeploy cluster down
 
 test: lint typecheck ## ruff, mypy, then every test (unit, and integration against real services)
 	$(BIN)/pytest
@@ -33,15 +34,19 @@ test-integration: install ## tests against a real Kafka broker (started from cac
 	$(BIN)/pytest tests/integration
 
 lint: install ## ruff check and format check
-	$(BIN)/ruff check streams tests
-	$(BIN)/ruff format --check streams tests
+	$(BIN)/ruff check streams tests bench
+	$(BIN)/ruff format --check streams tests bench
 
 format: install ## apply ruff's formatting and safe fixes
-	$(BIN)/ruff format streams tests
-	$(BIN)/ruff check --fix streams tests
+	$(BIN)/ruff format streams tests bench
+	$(BIN)/ruff check --fix streams tests bench
 
 typecheck: install ## mypy --strict on streams/
 	$(BIN)/mypy
+
+bench: install ## benchmarks, each as a ratio to a baseline measured in the same run (results in bench/results.json)
+	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
+	$(BIN)/python -m bench.webhooks
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
 	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from streams.commands import kafka_cmds, topics_cmds
+from streams.commands import cluster_cmds, kafka_cmds, topics_cmds, webhooks_cmds
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     kafka_cmds.register(sub)
     topics_cmds.register(sub)
+    cluster_cmds.register(sub)
+    webhooks_cmds.register(sub)
     up = sub.add_parser("up", help="start the local pipeline: broker, topics (the rest arrives with later releases)")
     up.set_defaults(handler=kafka_cmds.run_up)
     return parser

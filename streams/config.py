@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,4 +27,53 @@ class Settings:
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             topics_catalog=Path(env.get("AUTODEPLOY_TOPICS_CATALOG") or REPO_ROOT / "topics" / "catalog.yaml"),
             topic_prefix=env.get("AUTODEPLOY_TOPIC_PREFIX", ""),
+        )
+
+
+def _secrets(raw: str | None) -> tuple[bytes, ...]:
+    return tuple(s.strip().encode() for s in (raw or "").split(",") if s.strip())
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from e
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The webhook server. Secrets are comma-separated so a new one can be added before the old one is removed."""
+
+    github_secrets: tuple[bytes, ...] = field(repr=False)
+    circleci_secrets: tuple[bytes, ...] = field(repr=False)
+    events_tokens: tuple[bytes, ...] = field(repr=False)
+    allow_unsigned: frozenset[str]
+    publish_timeout_s: float
+    max_body_bytes: int
+
+    ENDPOINTS = ("github", "circleci", "events")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebhookSettings:
+        env = os.environ if env is None else env
+        unsigned = frozenset(p.strip() for p in env.get("AUTODEPLOY_ALLOW_UNSIGNED", "").split(",") if p.strip())
+        unknown = unsigned - set(cls.ENDPOINTS)
+        if unknown:
+            raise ConfigError(
+                f"AUTODEPLOY_ALLOW_UNSIGNED names unknown endpoints {sorted(unknown)}; use {', '.join(cls.ENDPOINTS)}"
+            )
+        return cls(
+            github_secrets=_secrets(env.get("GITHUB_WEBHOOK_SECRETS")),
+            circleci_secrets=_secrets(env.get("CIRCLECI_WEBHOOK_SECRETS")),
+            events_tokens=_secrets(env.get("AUTODEPLOY_EVENTS_TOKENS")),
+            allow_unsigned=unsigned,
+            publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 5.0),
+            max_body_bytes=int(_float(env, "AUTODEPLOY_MAX_BODY_BYTES", 25 * 1024 * 1024)),
         )

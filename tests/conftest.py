@@ -11,6 +11,8 @@ import pytest
 
 from tests.support.brokers import SelectedBroker, select_broker
 
+pytest_plugins = ["tests.cluster_fixture"]
+
 _OWN_STATE = pytest.StashKey[Path]()
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -42,8 +42,10 @@ class TopicAdmin:
         if not present:
             return {}
         resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in present]
-        configs = {r.name: self._wait(f, f"describe configs of {r.name}") for r, f in
-                   self._admin.describe_configs(resources, request_timeout=self._timeout).items()}  # fmt: skip
+        configs = {
+            r.name: self._wait(f, f"describe configs of {r.name}")
+            for r, f in self._admin.describe_configs(resources, request_timeout=self._timeout).items()
+        }
         result = {}
         for name in present:
             partitions = topics[name].partitions
@@ -53,14 +55,25 @@ class TopicAdmin:
         return result
 
     def apply(self, plan: Plan) -> None:
-        creates = [NewTopic(c.topic, num_partitions=c.partitions, replication_factor=c.replication_factor,
-                            config=dict(c.configs)) for c in plan.changes if c.kind == "create"]  # fmt: skip
+        creates = [
+            NewTopic(
+                c.topic, num_partitions=c.partitions, replication_factor=c.replication_factor, config=dict(c.configs)
+            )
+            for c in plan.changes
+            if c.kind == "create"
+        ]
         grows = [NewPartitions(c.topic, c.partitions) for c in plan.changes if c.kind == "add_partitions"]
         alters = [
-            ConfigResource(ConfigResource.Type.TOPIC, c.topic, incremental_configs=[
-                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in c.configs.items()])
-            for c in plan.changes if c.kind == "alter_configs"
-        ]  # fmt: skip
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                c.topic,
+                incremental_configs=[
+                    ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in c.configs.items()
+                ],
+            )
+            for c in plan.changes
+            if c.kind == "alter_configs"
+        ]
         if creates:
             self._all(self._admin.create_topics(creates, operation_timeout=self._timeout), "create topic")
         if grows:
@@ -69,7 +82,7 @@ class TopicAdmin:
             self._all(self._admin.incremental_alter_configs(alters, request_timeout=self._timeout), "alter configs of")
         self._await_visible(plan)
         for change in plan.changes:
-            log.info("topic change applied kind=%s topic=%s", change.kind, change.topic)
+            log.debug("topic change applied kind=%s topic=%s", change.kind, change.topic)
 
     def _await_visible(self, plan: Plan) -> None:
         """Return only once clients see the changes: topic metadata and configs propagate asynchronously."""

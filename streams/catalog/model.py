@@ -130,8 +130,9 @@ def _topic(doc: Mapping[str, Any], defaults: Mapping[str, Any], root: Path) -> T
             raise CatalogError(f"{where}: config {key} must be a quoted string, got {value!r}")
     events = tuple(_event(_mapping(e, f"{where} events[{i}]"), where, root) for i, e in enumerate(_list(doc, "events")))
     raw = doc.get("format", "cloudevents") == "raw"
-    return TopicSpec(name, str(doc.get("description", "")), partitions, replication, configs, _str(doc, "key", where),
-                     events, raw)  # fmt: skip
+    return TopicSpec(
+        name, str(doc.get("description", "")), partitions, replication, configs, _str(doc, "key", where), events, raw
+    )
 
 
 def _event(doc: Mapping[str, Any], where: str, root: Path) -> EventType:

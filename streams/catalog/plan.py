@@ -52,8 +52,16 @@ def make_plan(catalog: Catalog, actual: Mapping[str, ActualTopic], brokers: int)
             lowerings.setdefault(lowered, []).append(spec.name)
         current = actual.get(spec.name)
         if current is None:
-            changes.append(Change("create", spec.name, spec.partitions, rf, configs,
-                                  f"create {spec.name}: {spec.partitions} partitions, replication {rf}"))  # fmt: skip
+            changes.append(
+                Change(
+                    "create",
+                    spec.name,
+                    spec.partitions,
+                    rf,
+                    configs,
+                    f"create {spec.name}: {spec.partitions} partitions, replication {rf}",
+                )
+            )
             continue
         if spec.partitions < current.partitions:
             refusals.append(

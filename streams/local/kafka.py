@@ -84,10 +84,16 @@ def ensure_jars(version: str = KAFKA_VERSION, out: TextIO = sys.stderr) -> Path:
     shutil.copy(_files() / "pom.xml", work / "pom.xml")
     print(f"autodeploy: downloading Apache Kafka {version} from Maven Central into {libs} (once)", file=out, flush=True)
     argv = [
-        mvn, "-B", "-f", str(work / "pom.xml"), f"{DEPENDENCY_PLUGIN}:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={libs}",
-        f"-Dkafka.version={version}", f"-Dlog4j.version={LOG4J_VERSION}",
-    ]  # fmt: skip
+        mvn,
+        "-B",
+        "-f",
+        str(work / "pom.xml"),
+        f"{DEPENDENCY_PLUGIN}:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={libs}",
+        f"-Dkafka.version={version}",
+        f"-Dlog4j.version={LOG4J_VERSION}",
+    ]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -118,11 +124,13 @@ def _java() -> str:
 
 def _jvm(libs: Path, work: Path) -> list[str]:
     return [
-        _java(), *JVM_OPTS,
+        _java(),
+        *JVM_OPTS,
         f"-Dlog4j2.configurationFile={_files() / 'log4j2.properties'}",
         f"-Dkafka.logs.dir={work / 'logs'}",
-        "-cp", f"{libs}/*",
-    ]  # fmt: skip
+        "-cp",
+        f"{libs}/*",
+    ]
 
 
 def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
@@ -184,9 +192,16 @@ def up(port: int | None = None, version: str = KAFKA_VERSION, out: TextIO = sys.
     info = BrokerInfo(bootstrap, proc.pid, version, log_path, data)
     processes.write_state(
         _state_file(),
-        {"pid": proc.pid, "bootstrap_servers": bootstrap, "port": port, "controller_port": controller_port,
-         "version": version, "log_path": str(log_path), "data_dir": str(data)},
-    )  # fmt: skip
+        {
+            "pid": proc.pid,
+            "bootstrap_servers": bootstrap,
+            "port": port,
+            "controller_port": controller_port,
+            "version": version,
+            "log_path": str(log_path),
+            "data_dir": str(data),
+        },
+    )
     _wait_ready(proc, info)
     return info
 

@@ -62,8 +62,9 @@ def test_a_restart_keeps_data_and_port(own_state: Path) -> None:
 
     second = kafka.up()
     assert second.bootstrap_servers == first.bootstrap_servers
-    consumer = Consumer({"bootstrap.servers": second.bootstrap_servers, "group.id": "restart-check",
-                         "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer = Consumer(
+        {"bootstrap.servers": second.bootstrap_servers, "group.id": "restart-check", "auto.offset.reset": "earliest"}
+    )
     consumer.subscribe(["kept"])
     message = None
     for _ in range(60):

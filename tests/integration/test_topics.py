@@ -55,8 +55,9 @@ def test_apply_creates_what_the_catalog_says_and_a_second_apply_changes_nothing(
 def test_drifted_configs_and_missing_partitions_are_repaired(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
     admin = TopicAdmin(kafka_bootstrap)
     name = prefixed.topic("deploy.events").name
-    small = _with_topic(prefixed, name, partitions=2, configs={**prefixed.topic("deploy.events").configs,
-                                                               "retention.ms": "1000"})  # fmt: skip
+    small = _with_topic(
+        prefixed, name, partitions=2, configs={**prefixed.topic("deploy.events").configs, "retention.ms": "1000"}
+    )
     admin.apply(make_plan(small, {}, admin.broker_count()))
     repair = make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count())
     assert sorted((c.kind, c.topic) for c in repair.changes) == [
@@ -83,8 +84,9 @@ def test_shrinking_and_splitting_the_joined_inputs_are_refused(kafka_bootstrap: 
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
 
 
 def test_the_cli_applies_idempotently_and_refuses_with_a_nonzero_exit(

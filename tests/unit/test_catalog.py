@@ -14,8 +14,12 @@ CATALOG = REPO_ROOT / "topics" / "catalog.yaml"
 def test_the_repository_catalog_declares_the_pipeline_topics() -> None:
     cat = catalog.load(CATALOG)
     assert [t.name for t in cat.topics] == [
-        "github.events", "ci.events", "deploy.readiness", "deploy.events", "autodeploy.deadletter",
-    ]  # fmt: skip
+        "github.events",
+        "ci.events",
+        "deploy.readiness",
+        "deploy.events",
+        "autodeploy.deadletter",
+    ]
     joined = cat.copartition_groups["readiness-inputs"]
     assert {cat.topic(n).partitions for n in joined} == {6}
     assert all(e.schema_path is None or e.schema_path.is_file() for t in cat.topics for e in t.events)

@@ -52,8 +52,9 @@ def test_more_partitions_in_the_catalog_are_added_with_a_warning_for_joined_inpu
         actual[name] = ActualTopic(name, 3, 1, actual[name].configs)
     plan = make_plan(CAT, actual, brokers=1)
     assert [(c.kind, c.topic, c.partitions) for c in plan.changes] == [
-        ("add_partitions", "github.events", 6), ("add_partitions", "ci.events", 6),
-    ]  # fmt: skip
+        ("add_partitions", "github.events", 6),
+        ("add_partitions", "ci.events", 6),
+    ]
     assert any("stop the readiness worker" in n for n in plan.notes)
 
 

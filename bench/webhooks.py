@@ -1,0 +1,158 @@
+"""Webhook ingest: signed GitHub pushes/s and latency through the real server into Kafka, against the same aiohttp
+stack answering 200 without work, measured in the same run with the same load generator (wrk).
+
+    python -m bench.webhooks [--seconds 8] [--connections 32] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, broker, process, record
+from streams import catalog
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.catalog.plan import make_plan
+from streams.domain.signatures import github_signature
+from streams.local.processes import free_port
+
+SECRET = b"bench-secret"
+PAYLOAD = ROOT.parent / "shared" / "corpus" / "github" / "push.with-new-branch.payload.json"
+
+LUA = """
+local f = io.open("{body}", "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-GitHub-Event"] = "push"
+wrk.headers["X-Hub-Signature-256"] = "{signature}"
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["X-GitHub-Delivery"] = "bench-{run}-" .. n
+  return wrk.format()
+end
+"""
+
+
+def _seconds(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip()).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _seconds(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _seconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50 * 1000,
+        "p99_ms": p99 * 1000,
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp:
+        work = Path(tmp)
+        body = PAYLOAD.read_bytes()
+        (work / "body.json").write_bytes(body)
+        with broker(work) as bootstrap:
+            prefix = f"bench{free_port()}-"
+            cat = catalog.load(ROOT / "topics" / "catalog.yaml").with_prefix(prefix)
+            admin = TopicAdmin(bootstrap)
+            admin.apply(make_plan(cat, admin.describe(t.name for t in cat.topics), admin.broker_count()))
+            try:
+                rows = _measure(work, bootstrap, prefix, body, args)
+            finally:
+                admin.delete(t.name for t in cat.topics)
+    record("webhooks", rows)
+    return 0
+
+
+def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argparse.Namespace) -> list[dict[str, Any]]:
+    bare_port, real_port = free_port(), free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "GITHUB_WEBHOOK_SECRETS": SECRET.decode(),
+        "AUTODEPLOY_TOPIC_PREFIX": prefix,
+    }
+    bare_argv = [sys.executable, "-m", "bench.bare_server", "--port", str(bare_port)]
+    real_argv = [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(real_port)]
+    runs: dict[str, list[dict[str, float]]] = {"bare": [], "autodeploy": []}
+    with (
+        process(bare_argv, work / "bare.log", f"http://127.0.0.1:{bare_port}/webhooks/github"),
+        process(real_argv, work / "real.log", f"http://127.0.0.1:{real_port}/healthz", env),
+    ):
+        for round_ in range(args.rounds + 1):  # round 0 warms both up and is discarded
+            for name, port in (("bare", bare_port), ("autodeploy", real_port)):
+                script = work / f"{name}-{round_}.lua"
+                script.write_text(
+                    LUA.format(body=work / "body.json", signature=github_signature(SECRET, body), run=f"{name}{round_}")
+                )
+                seconds = 2 if round_ == 0 else args.seconds
+                result = wrk(f"http://127.0.0.1:{port}/webhooks/github", script, seconds, args.connections)
+                if round_:
+                    runs[name].append(result)
+    bare = {k: statistics.median(r[k] for r in runs["bare"]) for k in runs["bare"][0]}
+    real = {k: statistics.median(r[k] for r in runs["autodeploy"]) for k in runs["autodeploy"][0]}
+    print(json.dumps({"bare": runs["bare"], "autodeploy": runs["autodeploy"]}), file=sys.stderr)
+    return [
+        {
+            "metric": "webhooks/s",
+            "autodeploy": real["rps"],
+            "baseline (bare aiohttp)": bare["rps"],
+            "ratio": real["rps"] / bare["rps"],
+            "goal": ">= 0.5",
+        },
+        {
+            "metric": "p50 latency ms",
+            "autodeploy": real["p50_ms"],
+            "baseline (bare aiohttp)": bare["p50_ms"],
+            "ratio": real["p50_ms"] / bare["p50_ms"],
+            "goal": "",
+        },
+        {
+            "metric": "p99 latency ms",
+            "autodeploy": real["p99_ms"],
+            "baseline (bare aiohttp)": bare["p99_ms"],
+            "ratio": real["p99_ms"] / bare["p99_ms"],
+            "goal": "",
+        },
+        {
+            "metric": "non-2xx responses",
+            "autodeploy": real["non_2xx"],
+            "baseline (bare aiohttp)": bare["non_2xx"],
+            "ratio": None,
+            "goal": "0",
+        },
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

