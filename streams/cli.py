@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from streams.commands import cluster_cmds, kafka_cmds, topics_cmds, webhooks_cmds
+from streams.commands import cluster_cmds, kafka_cmds, topics_cmds, webhooks_cmds, worker_cmds
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics_cmds.register(sub)
     cluster_cmds.register(sub)
     webhooks_cmds.register(sub)
+    worker_cmds.register(sub)
     up = sub.add_parser("up", help="start the local pipeline: broker, topics (the rest arrives with later releases)")
     up.set_defaults(handler=kafka_cmds.run_up)
     return parser

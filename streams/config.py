@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streams.local.cache import state_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,6 +21,7 @@ class Settings:
     kafka_bootstrap_servers: str | None
     topics_catalog: Path
     topic_prefix: str
+    policy_path: Path
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -27,6 +30,7 @@ class Settings:
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             topics_catalog=Path(env.get("AUTODEPLOY_TOPICS_CATALOG") or REPO_ROOT / "topics" / "catalog.yaml"),
             topic_prefix=env.get("AUTODEPLOY_TOPIC_PREFIX", ""),
+            policy_path=Path(env.get("AUTODEPLOY_CONFIG") or REPO_ROOT / "autodeploy.yaml"),
         )
 
 
@@ -76,4 +80,37 @@ class WebhookSettings:
             allow_unsigned=unsigned,
             publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 5.0),
             max_body_bytes=int(_float(env, "AUTODEPLOY_MAX_BODY_BYTES", 25 * 1024 * 1024)),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The readiness worker (a Faust app). Its id names its consumer group, changelog and internal topics."""
+
+    app_id: str
+    store: str  # "rocksdb://" in production; "memory://" where restarts may rebuild from the changelog
+    datadir: Path
+    web_host: str
+    web_port: int
+    web_enabled: bool
+    block_cache_bytes: int
+    tick_interval_s: float
+    # Static group membership (a StatefulSet pod name): a restarted worker takes its partitions back at once instead
+    # of waiting for its old session to time out, and no rebalance moves them elsewhere meanwhile.
+    instance_id: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        return cls(
+            app_id=env.get("AUTODEPLOY_WORKER_ID", "autodeploy-readiness"),
+            store=env.get("AUTODEPLOY_WORKER_STORE", "rocksdb://"),
+            datadir=Path(env.get("AUTODEPLOY_WORKER_DATADIR") or state_dir() / "worker"),
+            web_host=env.get("AUTODEPLOY_WORKER_HOST", "127.0.0.1"),
+            web_port=int(_float(env, "AUTODEPLOY_WORKER_PORT", 6066)),
+            web_enabled=env.get("AUTODEPLOY_WORKER_WEB", "1") != "0",
+            # RocksDB's default is 2 GiB per partition; a worker owns several partitions.
+            block_cache_bytes=int(_float(env, "AUTODEPLOY_WORKER_BLOCK_CACHE_BYTES", 16 * 1024 * 1024)),
+            tick_interval_s=_float(env, "AUTODEPLOY_WORKER_TICK_S", 5.0),
+            instance_id=env.get("AUTODEPLOY_WORKER_INSTANCE_ID") or None,
         )

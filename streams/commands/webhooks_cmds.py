@@ -21,7 +21,6 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
-    asyncio.run(
-        serve(WebhookSettings.from_env(), cat, brokers.bootstrap_servers(settings), host=args.host, port=args.port)
-    )
+    bootstrap = brokers.bootstrap_servers(settings)
+    asyncio.run(serve(WebhookSettings.from_env(), cat, bootstrap, host=args.host, port=args.port))
     return 0

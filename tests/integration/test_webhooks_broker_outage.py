@@ -29,7 +29,7 @@ def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap:
 def test_broker_outage_gives_only_503s_and_loses_no_acknowledged_event(own_broker: str) -> None:
     cat = apply_topics(own_broker, "outage-")
     producer = DurableProducer(own_broker, {"message.timeout.ms": 20_000})
-    client = AppClient(WebhookServer(webhook_settings(publish_timeout_s=1.0), cat, producer).app())
+    client = AppClient(WebhookServer(webhook_settings(publish_timeout_s=2.0), cat, producer).app())
     phase = "before"
     results: list[tuple[str, str, int, dict[str, object]]] = []  # (phase, delivery id, status, payload)
     stop = threading.Event()
@@ -46,6 +46,11 @@ def test_broker_outage_gives_only_503s_and_loses_no_acknowledged_event(own_broke
         time.sleep(4)
         stop.set()
 
+    # The first publish also fetches the idempotent producer's id, which can outlast the timeout on a busy machine.
+    warm = github_delivery("push", {"repository": {"full_name": "acme/shop"}}, delivery="outage-warmup")
+    deadline = time.monotonic() + 30
+    while client.post(warm)[0] != 200:
+        assert time.monotonic() < deadline, "the producer never got ready"
     thread = threading.Thread(target=outage)
     thread.start()
     i = 0

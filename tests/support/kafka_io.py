@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, Message
 
 
-def consume(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[Message]:
-    """Every record of `topic` from the beginning, waiting until at least `expected` arrived (or the timeout)."""
+def consume(
+    bootstrap: str, topic: str, expected: int, timeout: float = 30.0, keep_going: Callable[[], bool] = lambda: True
+) -> list[Message]:
+    """Every record of `topic` from the beginning, waiting until at least `expected` arrived, the timeout passed, or
+    `keep_going` says there is no point (the producing process died)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -23,7 +27,7 @@ def consume(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) ->
     found: list[Message] = []
     deadline = time.monotonic() + timeout
     try:
-        while len(found) < expected and time.monotonic() < deadline:
+        while len(found) < expected and time.monotonic() < deadline and keep_going():
             for message in consumer.consume(500, 0.5):
                 if message.error() is None:
                     found.append(message)

@@ -1,0 +1,30 @@
+"""`autodeploy worker`: the readiness worker (Faust)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from streams import brokers, catalog
+from streams.config import Settings, WorkerSettings
+from streams.domain.policy_file import load_policies
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("worker", help="join github.events and ci.events into readiness decisions (Faust)")
+    parser.add_argument("--loglevel", default="info", help="Faust log level (default info)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faust.worker import Worker  # noqa: PLC0415 - Faust is slow to import; only this command needs it
+
+    from streams.worker.app import ReadinessWorker  # noqa: PLC0415 - same
+
+    settings = Settings.from_env()
+    cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
+    worker = ReadinessWorker(
+        WorkerSettings.from_env(), cat, load_policies(settings.policy_path), brokers.bootstrap_servers(settings)
+    )
+    Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0

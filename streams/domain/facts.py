@@ -1,0 +1,94 @@
+"""Facts: what the readiness rules know, taken from provider and CI events. Pure data, no I/O.
+
+A fact says that something happened to a commit of a repository, and remembers the event it came from (`EventRef`)
+so that every decision can name the webhooks behind it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """Where a fact came from: the CloudEvent (`source` + `id` identify it) and its place in Kafka."""
+
+    source: str
+    id: str
+    type: str
+    time: datetime
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+class CheckKind(StrEnum):
+    CIRCLECI = "circleci"  # a CircleCI workflow, by name
+    GITHUB_ACTIONS = "github_actions"  # a GitHub Actions workflow run, by workflow name
+    CHECK_RUN = "check_run"  # a GitHub check run, by name
+    STATUS = "status"  # a GitHub commit status, by context
+    PIPELINE = "pipeline"  # a CDEvents pipelinerun from another CI system, by pipelineName
+
+
+class Outcome(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    CANCELLED = "cancelled"
+    ERROR = "error"
+    PENDING = "pending"  # started or queued: not finished, replaces nothing final of a later attempt
+
+
+@dataclass(frozen=True)
+class CheckId:
+    kind: CheckKind
+    name: str
+
+
+@dataclass(frozen=True)
+class BranchPushed:
+    """`before` -> `after` on `branch`; `forced` starts a new history; `deleted` removes the branch head."""
+
+    repository: str  # github.com/<owner>/<name>, lowercase
+    branch: str
+    before: str
+    after: str
+    forced: bool
+    deleted: bool
+    ref: EventRef
+
+
+@dataclass(frozen=True)
+class ChangeMerged:
+    """A pull request was merged into `branch` as `commit` (GitHub also sends the push that follows)."""
+
+    repository: str
+    branch: str
+    commit: str
+    ref: EventRef
+
+
+@dataclass(frozen=True)
+class CheckFinished:
+    """A CI check of `commit` reached `outcome` at `attempt` (1 for the first run, higher for reruns)."""
+
+    repository: str
+    commit: str
+    check: CheckId
+    attempt: int
+    outcome: Outcome
+    ref: EventRef
+
+
+@dataclass(frozen=True)
+class ImagePublished:
+    """A container image was published; `commit` when the event says which commit it was built from."""
+
+    repository: str
+    commit: str | None
+    image: str  # <registry>/<path>:<tag> or @<digest>
+    ref: EventRef
+
+
+Fact = BranchPushed | ChangeMerged | CheckFinished | ImagePublished

@@ -1,0 +1,73 @@
+"""Deploy policies: per service, which repository and branch, which checks must pass, which image, where it runs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from streams.domain.facts import CheckId
+
+# The URL parsing behind the Kafka keys; private there because webhook_mapping's public surface is envelopes.
+from streams.domain.webhook_mapping import _repository_key
+
+# GitHub owners have no dots, so `github.com/acme` is never mistaken for the shorthand `<owner>/<name>`.
+_SHORTHAND: Final = re.compile(r"[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class KubernetesTarget:
+    namespace: str
+    deployment: str
+    container: str
+
+
+@dataclass(frozen=True)
+class ServicePolicy:
+    name: str  # the service, also the key of deploy.readiness and deploy.events
+    repository: str  # github.com/<owner>/<name>, lowercase
+    branch: str  # the deploy branch, e.g. "main"
+    required_checks: tuple[CheckId, ...]
+    # Exactly one of the two: a template such as "ghcr.io/acme/shop:{sha}" (also {short_sha}), or the image name
+    # (without tag) whose published-package event for the commit must arrive.
+    image_template: str | None
+    image_from_package: str | None
+    target: KubernetesTarget
+    environment: str
+    readiness_ttl: timedelta
+
+    def image_for(self, commit: str) -> str | None:
+        """The image of `commit` when the template decides it; None when a published-package event must."""
+        if self.image_template is None:
+            return None
+        return self.image_template.format(sha=commit, short_sha=commit[:7])
+
+
+@dataclass(frozen=True)
+class Policies:
+    services: tuple[ServicePolicy, ...]
+
+    def for_repository(self, repository: str) -> tuple[ServicePolicy, ...]:
+        return tuple(s for s in self.services if s.repository == repository)
+
+    def service(self, name: str) -> ServicePolicy:
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(f"no service {name!r} in the policy file")
+
+
+def normalise_repository(value: object) -> str | None:
+    """A repository as the Kafka key spells it (`github.com/<owner>/<name>`, lowercase), or None when it is none.
+
+    Accepts the key itself, a bare `<owner>/<name>` (GitHub is meant), and the URL forms a CI system reports
+    (`https://github.com/Owner/Name.git`, `git@github.com:owner/name.git`). The URL parsing is webhook_mapping's, so
+    a policy, a CDEvent's customData.repository and a webhook's partition key agree on one spelling.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _SHORTHAND.fullmatch(text):
+        text = f"github.com/{text}"
+    return _repository_key(text)

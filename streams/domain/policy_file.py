@@ -1,0 +1,233 @@
+"""`autodeploy.yaml`: the deploy policies, read and checked before anything is deployed by them.
+
+The file is strict on purpose. A typo in a key, a check kind or a Kubernetes name would otherwise not fail but quietly
+deploy something else, or nothing: unknown keys, duplicate keys and malformed names are errors, and every error
+names the field (`services.shop.required_checks[0]`) so it can be fixed without reading this code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from collections.abc import Hashable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+
+from streams.domain.facts import CheckId, CheckKind
+from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy, normalise_repository
+
+__all__ = ["PolicyError", "load_policies", "parse_duration", "parse_policies"]
+
+
+class PolicyError(ValueError):
+    """The policy file is unreadable or invalid; `field` is the dotted path of the offending value."""
+
+    def __init__(self, where: str, field: str, problem: str) -> None:
+        self.where, self.field, self.problem = where, field, problem
+        super().__init__(": ".join(part for part in (where, field, problem) if part))
+
+
+class _Invalid(Exception):
+    """A field is wrong; `parse_policies` adds where the document came from."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(field, problem)
+        self.field, self.problem = field, problem
+
+
+DEFAULT_ENVIRONMENT: Final = "production"
+DEFAULT_READINESS_TTL: Final = timedelta(hours=24)
+
+# Service names are Kafka keys of deploy.readiness / deploy.events and Kubernetes label values (63 at most).
+_SLUG: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_DNS_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # RFC 1123, as Kubernetes checks names
+_DURATION: Final = re.compile(r"([1-9][0-9]{0,8})([smhd])")
+_UNITS: Final[Mapping[str, str]] = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# git check-ref-format, less its rarely met corners: no control characters, spaces, ~^:?*[\, "..", "@{", "//", a
+# component starting with "." or a name ending in ".lock", "." or "/".
+_BRANCH: Final = re.compile(r"(?![/.])(?!@$)(?!.*(?:\.\.|@\{|//|/\.|\.lock$|\.$|/$))[^\x00-\x20\x7f~^:?*\[\\]+")
+# An image reference as the OCI distribution spec allows it, the registry first.
+_PATH: Final = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_REGISTRY: Final = r"(?:[a-z0-9-]+\.)+[a-z0-9-]+(?::[0-9]+)?|localhost(?::[0-9]+)?|[a-z0-9-]+:[0-9]+"
+_IMAGE_NAME: Final = re.compile(rf"(?:{_REGISTRY})/{_PATH}")
+_IMAGE: Final = re.compile(rf"(?:{_REGISTRY})/{_PATH}:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+_TEMPLATE_FIELDS: Final = frozenset({"sha", "short_sha"})
+_EXAMPLE_SHA: Final = "0123456789abcdef0123456789abcdef01234567"
+
+_CHECK_KINDS: Final = ", ".join(kind.value for kind in CheckKind)
+_SERVICE_KEYS: Final = ("repository", "branch", "required_checks", "kubernetes")
+_SERVICE_OPTIONAL: Final = ("image", "image_from_package", "environment", "readiness_ttl")
+_KUBERNETES_KEYS: Final = ("namespace", "deployment", "container")
+
+
+def parse_duration(text: object) -> timedelta:
+    """`90s`, `15m`, `2h` or `1d` as a timedelta; one number and one unit, greater than zero."""
+    match = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"must be a duration such as 90s, 15m, 2h or 1d, got {text!r}")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def _mapping(value: object, field: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Invalid(field, f"must be a mapping with {', '.join(required)}")
+    allowed = (*required, *optional)
+    for key in value:
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {near[0]}?" if near else f"allowed: {', '.join(allowed)}"
+            raise _Invalid(_join(field, key), f"unknown key ({hint})")
+    for key in required:
+        if key not in value:
+            raise _Invalid(_join(field, key), "is required")
+    return value
+
+
+def _join(field: str, key: object) -> str:
+    return f"{field}.{key}" if field else str(key)
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value or value != value.strip():
+        raise _Invalid(field, f"must be a non-empty string without surrounding spaces, got {value!r}")
+    return value
+
+
+def _matching(value: object, field: str, pattern: re.Pattern[str], what: str) -> str:
+    text = _text(value, field)
+    if not pattern.fullmatch(text):
+        raise _Invalid(field, f"must be {what}, got {text!r}")
+    return text
+
+
+def _checks(value: object, field: str) -> tuple[CheckId, ...]:
+    # An empty list would deploy every push unchecked: that must be a decision made in code review, not in YAML.
+    if not isinstance(value, list) or not value:
+        raise _Invalid(field, f"must be a non-empty list of checks such as {{circleci: build-test}}, got {value!r}")
+    checks: list[CheckId] = []
+    for index, item in enumerate(value):
+        where = f"{field}[{index}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise _Invalid(where, f"must be one kind and its name, such as {{circleci: build-test}}, got {item!r}")
+        [(kind, name)] = item.items()
+        if kind not in {k.value for k in CheckKind}:
+            raise _Invalid(f"{where}.{kind}", f"must be one of {_CHECK_KINDS}")
+        check = CheckId(CheckKind(kind), _text(name, f"{where}.{kind}"))
+        if check in checks:
+            raise _Invalid(where, f"repeats {kind} {name!r}")
+        checks.append(check)
+    return tuple(checks)
+
+
+def _image_template(value: object, field: str) -> str:
+    template = _text(value, field)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as e:
+        raise _Invalid(field, f"is not a valid template ({e}); write literal braces as {{{{ }}}}") from e
+    used = {name for _, name, _, _ in parts if name is not None}
+    if used - _TEMPLATE_FIELDS or any(spec or conversion for _, _, spec, conversion in parts):
+        raise _Invalid(field, "may use only {sha} and {short_sha}, without conversions or format specs")
+    # Without the commit in it every commit would deploy one moving tag, and nothing says which code runs.
+    if not used:
+        raise _Invalid(field, "must contain {sha} or {short_sha}")
+    example = template.format(sha=_EXAMPLE_SHA, short_sha=_EXAMPLE_SHA[:7])
+    if not _IMAGE.fullmatch(example):
+        raise _Invalid(field, f"must give an image such as ghcr.io/acme/shop:{{sha}} (registry first), got {example!r}")
+    return template
+
+
+def _service(name: object, value: object, field: str) -> ServicePolicy:
+    if not isinstance(name, str) or not _SLUG.fullmatch(name):
+        raise _Invalid(field, "service names must match [a-z0-9][a-z0-9-]* (at most 63 characters)")
+    doc = _mapping(value, field, _SERVICE_KEYS, _SERVICE_OPTIONAL)
+    repository = normalise_repository(doc["repository"])
+    if repository is None:
+        raise _Invalid(f"{field}.repository", "must be github.com/<owner>/<name>, <owner>/<name> or its https URL")
+    branch = _matching(doc["branch"], f"{field}.branch", _BRANCH, "a branch name such as main")
+    if branch.startswith("refs/"):
+        raise _Invalid(f"{field}.branch", "must be the branch name alone, without refs/heads/")
+    if ("image" in doc) == ("image_from_package" in doc):
+        raise _Invalid(f"{field}.image", "exactly one of image and image_from_package is required")
+    checks = _checks(doc["required_checks"], f"{field}.required_checks")
+    template = _image_template(doc["image"], f"{field}.image") if "image" in doc else None
+    package = None
+    if "image_from_package" in doc:
+        # Registries store repository paths lowercase, and published-package facts are spelled so.
+        package = _text(doc["image_from_package"], f"{field}.image_from_package").lower()
+        if not _IMAGE_NAME.fullmatch(package):
+            raise _Invalid(f"{field}.image_from_package", "must be an image name without tag, e.g. ghcr.io/acme/shop")
+    k8s = _mapping(doc["kubernetes"], f"{field}.kubernetes", _KUBERNETES_KEYS)
+    label = "a DNS-1123 label (lowercase letters, digits and '-', at most 63)"
+    names = (_matching(k8s[key], f"{field}.kubernetes.{key}", _DNS_LABEL, label) for key in _KUBERNETES_KEYS)
+    target = KubernetesTarget(*names)
+    environment = DEFAULT_ENVIRONMENT
+    if "environment" in doc:
+        environment = _matching(doc["environment"], f"{field}.environment", _SLUG, "a name such as production")
+    ttl = DEFAULT_READINESS_TTL
+    if "readiness_ttl" in doc:
+        try:
+            ttl = parse_duration(doc["readiness_ttl"])
+        except ValueError as e:
+            raise _Invalid(f"{field}.readiness_ttl", str(e)) from e
+    return ServicePolicy(name, repository, branch, checks, template, package, target, environment, ttl)
+
+
+def parse_policies(doc: Any, where: str) -> Policies:
+    """The policies in a parsed YAML document; `where` (the file, usually) starts every error message."""
+    try:
+        if doc is None:
+            raise _Invalid("services", "is required (the file is empty)")
+        top = _mapping(doc, "", ("services",))
+        if not isinstance(top["services"], dict) or not top["services"]:
+            raise _Invalid("services", "must map at least one service name to its policy")
+        services = tuple(_service(name, value, f"services.{name}") for name, value in top["services"].items())
+        owners: dict[tuple[str, str], str] = {}
+        for service in services:
+            key = (service.target.namespace, service.target.deployment)
+            if key in owners:
+                raise _Invalid(
+                    f"services.{service.name}.kubernetes",
+                    f"deploys {key[0]}/{key[1]}, which service {owners[key]} already deploys",
+                )
+            owners[key] = service.name
+    except _Invalid as e:
+        raise PolicyError(where, e.field, e.problem) from None
+    return Policies(services)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, where PyYAML would silently keep the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_policies(path: Path) -> Policies:
+    """Read and check the policy file; PolicyError says what is wrong and where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise PolicyError(str(path), "", f"cannot read the policy file: {e}") from e
+    loader = _UniqueKeyLoader(text)
+    try:
+        doc = loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise PolicyError(str(path), "", f"is not valid YAML: {e}") from e
+    finally:
+        loader.dispose()
+    return parse_policies(doc, str(path))

@@ -1,0 +1,80 @@
+"""Readiness decisions as CDEvents 0.5 custom events (`dev.cdeventsx.autodeploy-readiness.*`) in CloudEvents."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cloudevents.core.v1.event import CloudEvent
+
+from streams.adapters.kafka_producer import Record
+from streams.domain.readiness import Decision
+from streams.webhooks.envelopes import structured_record
+
+SOURCE = "/autodeploy/readiness"
+CDEVENTS_SPEC = "0.5.1"
+TYPES = {
+    "ready": "dev.cdeventsx.autodeploy-readiness.ready.0.1.0",
+    "superseded": "dev.cdeventsx.autodeploy-readiness.superseded.0.1.0",
+    "expired": "dev.cdeventsx.autodeploy-readiness.expired.0.1.0",
+}
+
+
+def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
+    """The CDEvent: context chained to the webhooks that decided it (links), subject the (service, commit)."""
+    decided = decision.decided_at or datetime.now(UTC)
+    content: dict[str, Any] = {
+        "service": decision.service,
+        "repository": decision.repository,
+        "commit": decision.commit,
+        "branch": decision.branch,
+        "environment": environment,
+        "facts": [
+            {"kind": ref.type, "event_id": ref.id, "source": ref.source, "topic": ref.topic,
+             "partition": ref.partition, "offset": ref.offset, "time": _iso(ref.time)}
+            for ref in decision.facts
+        ],
+    }  # fmt: skip
+    if decision.image:
+        content["image"] = decision.image
+    if decision.superseded_by:
+        content["superseded_by"] = decision.superseded_by
+    if decision.kind == "expired":
+        content["missing"] = list(decision.missing)
+    return {
+        "context": {
+            "specversion": CDEVENTS_SPEC,
+            "id": decision.decision_id,
+            "source": SOURCE,
+            "type": TYPES[decision.kind],
+            "timestamp": _iso(decided),
+            "chainId": decision.chain_id,
+            "links": [
+                {"linkType": "RELATION", "linkKind": "TRIGGER", "target": {"contextId": ref.id}}
+                for ref in decision.facts
+            ],
+        },
+        "subject": {"id": f"{decision.service}/{decision.commit}", "source": decision.repository, "content": content},
+    }
+
+
+def readiness_record(decision: Decision, environment: str, topic: str) -> Record:
+    data = cdevent(decision, environment)
+    event = CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": decision.decision_id,
+            "source": SOURCE,
+            "type": TYPES[decision.kind],
+            "subject": data["subject"]["id"],
+            "time": decision.decided_at or datetime.now(UTC),
+            "datacontenttype": "application/json",
+            "partitionkey": decision.service,
+        },
+        data,
+    )
+    return structured_record(event, topic)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
