@@ -47,6 +47,8 @@ typecheck: install ## mypy --strict on streams/
 bench: install ## benchmarks, each as a ratio to a baseline measured in the same run (results in bench/results.json)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
 	$(BIN)/python -m bench.webhooks
+	$(BIN)/python -m bench.join
+	$(BIN)/python -m bench.rss
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
 	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache

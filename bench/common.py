@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 import urllib.error
@@ -34,7 +35,10 @@ def broker(work: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def process(argv: Sequence[str], log: Path, ready_url: str, env: Mapping[str, str] | None = None) -> Iterator[None]:
+def process(
+    argv: Sequence[str], log: Path, ready_url: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `argv`, wait until `ready_url` answers; yields the process, stopped on exit."""
     proc = processes.start(argv, log, env={**os.environ, **(env or {})})
     try:
         deadline = time.monotonic() + 30
@@ -51,7 +55,7 @@ def process(argv: Sequence[str], log: Path, ready_url: str, env: Mapping[str, st
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{argv} not ready: {processes.tail(log)}")
             time.sleep(0.2)
-        yield
+        yield proc
     finally:
         processes.stop(proc.pid, timeout=10)
 

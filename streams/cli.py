@@ -7,7 +7,16 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from streams.commands import cluster_cmds, kafka_cmds, topics_cmds, webhooks_cmds, worker_cmds
+from streams.commands import (
+    cluster_cmds,
+    deploy_cmds,
+    kafka_cmds,
+    topics_cmds,
+    up_cmds,
+    webhooks_cmds,
+    why_cmds,
+    worker_cmds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cmds.register(sub)
     webhooks_cmds.register(sub)
     worker_cmds.register(sub)
-    up = sub.add_parser("up", help="start the local pipeline: broker, topics (the rest arrives with later releases)")
-    up.set_defaults(handler=kafka_cmds.run_up)
+    deploy_cmds.register(sub)
+    up_cmds.register(sub)
+    why_cmds.register(sub)
     return parser
 
 

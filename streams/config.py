@@ -114,3 +114,28 @@ class WorkerSettings:
             tick_interval_s=_float(env, "AUTODEPLOY_WORKER_TICK_S", 5.0),
             instance_id=env.get("AUTODEPLOY_WORKER_INSTANCE_ID") or None,
         )
+
+
+@dataclass(frozen=True)
+class DeployAgentSettings:
+    """The deploy agent (`autodeploy deploy-agent`): its consumer group and how it talks to Kubernetes."""
+
+    group_id: str
+    kubeconfig: Path | None  # None: the in-cluster service account
+    dry_run: bool
+    rollout_timeout_s: float
+    request_timeout_s: float
+    publish_timeout_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeployAgentSettings:
+        env = os.environ if env is None else env
+        kubeconfig = env.get("KUBECONFIG", "").split(os.pathsep)[0]
+        return cls(
+            group_id=env.get("AUTODEPLOY_DEPLOY_GROUP") or "autodeploy-deploy-agent",
+            kubeconfig=Path(kubeconfig) if kubeconfig else None,
+            dry_run=env.get("AUTODEPLOY_DEPLOY_DRY_RUN", "").lower() in ("1", "true", "yes"),
+            rollout_timeout_s=_float(env, "AUTODEPLOY_ROLLOUT_TIMEOUT_S", 600.0),
+            request_timeout_s=_float(env, "AUTODEPLOY_K8S_REQUEST_TIMEOUT_S", 10.0),
+            publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 10.0),
+        )

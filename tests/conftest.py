@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.brokers import SelectedBroker, select_broker
 
-pytest_plugins = ["tests.cluster_fixture"]
+pytest_plugins = ["tests.cluster_fixture", "tests.support.worker"]
 
 _OWN_STATE = pytest.StashKey[Path]()
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

@@ -98,6 +98,20 @@ class TopicAdmin:
             if pending:
                 time.sleep(0.1)
 
+    def ensure(self, name: str, partitions: int, configs: dict[str, str]) -> bool:
+        """Create a topic outside the catalog (a worker's internal topic) unless it exists; True when created."""
+        if name in self._metadata().topics:
+            return False
+        replication = min(3, self.broker_count())
+        new = NewTopic(name, num_partitions=partitions, replication_factor=replication, config=configs)
+        try:
+            self._wait(self._admin.create_topics([new], operation_timeout=self._timeout)[name], f"create topic {name}")
+        except KafkaAdminError as e:
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise
+            return False
+        return True
+
     def delete(self, names: Iterable[str]) -> None:
         names = list(names)
         if names:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from streams import catalog
-from streams.commands import topics_cmds
-from streams.config import Settings
 from streams.local import kafka
 
 
@@ -47,17 +43,3 @@ def run_kafka_status(args: argparse.Namespace) -> int:
         return 3
     print(f"kafka {info.version}: up at {info.bootstrap_servers} (pid {info.pid})")
     return 0
-
-
-def run_up(args: argparse.Namespace) -> int:
-    info = kafka.up()
-    print(f"kafka {info.version} up: bootstrap {info.bootstrap_servers} (pid {info.pid})", flush=True)
-    settings = Settings.from_env()
-    cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
-    code = topics_cmds.apply_catalog(info.bootstrap_servers, cat, out=sys.stdout)
-    if code == 0:
-        print(
-            "\nNext: the webhook server, the readiness worker and the deploy agent join `autodeploy up` in later\n"
-            "releases. The broker keeps running; `autodeploy kafka down` stops it."
-        )
-    return code

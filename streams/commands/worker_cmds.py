@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from streams import brokers, catalog
+from streams.adapters.kafka_admin import TopicAdmin
 from streams.config import Settings, WorkerSettings
 from streams.domain.policy_file import load_policies
 
@@ -23,8 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
-    worker = ReadinessWorker(
-        WorkerSettings.from_env(), cat, load_policies(settings.policy_path), brokers.bootstrap_servers(settings)
-    )
+    bootstrap = brokers.bootstrap_servers(settings)
+    worker = ReadinessWorker(WorkerSettings.from_env(), cat, load_policies(settings.policy_path), bootstrap)
+    # Faust declares only topics an agent reads directly; the ticks topic is read through the combined source, and
+    # brokers here do not auto-create topics, so it is made before the worker subscribes.
+    TopicAdmin(bootstrap).ensure(worker.ticks_topic.get_topic_name(), worker.partitions, {"retention.ms": "3600000"})
     Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0

@@ -30,6 +30,7 @@ from streams.domain.facts import (
     Outcome,
 )
 from streams.domain.policy import normalise_repository
+from streams.domain.untrusted import get
 from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, circleci_commit, github_attributes
 
 __all__ = ["facts_from_event"]
@@ -84,15 +85,6 @@ _DIGEST: Final = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
 _OCI_REVISION: Final = "org.opencontainers.image.revision"
 
 
-def _get(data: object, path: str) -> object:
-    node = data
-    for key in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
-
-
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -145,9 +137,9 @@ def _push(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
 
 def _pull_request_closed(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
     # merge_commit_sha is GitHub's test merge on every open or closed PR: only `merged` says it reached the branch.
-    if _get(data, "pull_request.merged") is not True:
+    if get(data, "pull_request.merged") is not True:
         return []
-    branch, commit = _str(_get(data, "pull_request.base.ref")), _commit(_get(data, "pull_request.merge_commit_sha"))
+    branch, commit = _str(get(data, "pull_request.base.ref")), _commit(get(data, "pull_request.merge_commit_sha"))
     repository = _github_repository("pull_request", data)
     if branch is None or commit is None or repository is None:
         return []
@@ -157,28 +149,28 @@ def _pull_request_closed(data: Mapping[str, Any], ref: EventRef, _: str | None) 
 def _workflow_run(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
     # The run's name is what the Actions UI and branch protection show; octokit's examples leave it empty, and
     # then the workflow's own name (the CloudEvent subject) is the same thing.
-    name = _str(_get(data, "workflow_run.name")) or _str(_get(data, "workflow.name"))
-    commit, repository = _commit(_get(data, "workflow_run.head_sha")), _github_repository("workflow_run", data)
-    attempt = _get(data, "workflow_run.run_attempt")
+    name = _str(get(data, "workflow_run.name")) or _str(get(data, "workflow.name"))
+    commit, repository = _commit(get(data, "workflow_run.head_sha")), _github_repository("workflow_run", data)
+    attempt = get(data, "workflow_run.run_attempt")
     attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1 else 1
     if name is None or commit is None or repository is None:
         return []
     if not ref.type.endswith(".completed"):
         outcome = Outcome.PENDING  # requested / in_progress, even when an early conclusion is already set
     else:
-        outcome = _conclusion(_get(data, "workflow_run.conclusion"))
+        outcome = _conclusion(get(data, "workflow_run.conclusion"))
     return [CheckFinished(repository, commit, CheckId(CheckKind.GITHUB_ACTIONS, name), attempt, outcome, ref)]
 
 
 def _check_run(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
-    name, commit = _str(_get(data, "check_run.name")), _commit(_get(data, "check_run.head_sha"))
+    name, commit = _str(get(data, "check_run.name")), _commit(get(data, "check_run.head_sha"))
     repository = _github_repository("check_run", data)
     if name is None or commit is None or repository is None:
         return []
-    outcome = _conclusion(_get(data, "check_run.conclusion"))
+    outcome = _conclusion(get(data, "check_run.conclusion"))
     # Check runs have no attempt number; a rerun is a new run of the same name. The fold orders results of one
     # attempt by time, so the time is when this run finished, not when its webhook was sent or received.
-    finished = _instant(_get(data, "check_run.completed_at"))
+    finished = _instant(get(data, "check_run.completed_at"))
     ref = replace(ref, time=finished or ref.time)
     return [CheckFinished(repository, commit, CheckId(CheckKind.CHECK_RUN, name), 1, outcome, ref)]
 
@@ -194,27 +186,27 @@ def _status(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]
 
 def _package_published(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
     package = data.get("package") if isinstance(data.get("package"), Mapping) else data.get("registry_package")
-    kind = " ".join(str(_get(package, key)).lower() for key in ("package_type", "ecosystem"))
+    kind = " ".join(str(get(package, key)).lower() for key in ("package_type", "ecosystem"))
     # GHCR pushes every manifest of a multi-arch image as its own untagged version: only the tagged one (the index)
     # is something to deploy. The tag is empty, not absent, on the others.
-    tag = _str(_get(package, "package_version.container_metadata.tag.name"))
-    namespace, name = _str(_get(package, "namespace")), _str(_get(package, "name"))
+    tag = _str(get(package, "package_version.container_metadata.tag.name"))
+    namespace, name = _str(get(package, "namespace")), _str(get(package, "name"))
     repository = _github_repository("package", data)
     if "container" not in kind and "docker" not in kind:
         return []
     if tag is None or namespace is None or name is None or repository is None or not _TAG.fullmatch(tag):
         return []
     path = f"{namespace}/{name}".lower()  # registries store repository paths lowercase; tags keep their case
-    package_url = _str(_get(package, "package_version.package_url")) or ""
+    package_url = _str(get(package, "package_version.package_url")) or ""
     host = package_url.split("/", 1)[0].lower() if "/" in package_url else ""
     registry = host if "." in host and _REGISTRY.fullmatch(host) else "ghcr.io"
     if not _IMAGE_PATH.fullmatch(path):
         return []
     # The OCI revision label, when the image was built with it, names the commit; GitHub also copies it to `revision`.
-    labels = _get(package, "package_version.container_metadata.labels")
-    all_labels = _get(labels, "all_labels")
+    labels = get(package, "package_version.container_metadata.labels")
+    all_labels = get(labels, "all_labels")
     commit = _commit(all_labels.get(_OCI_REVISION) if isinstance(all_labels, Mapping) else None)
-    commit = commit or _commit(_get(labels, "revision"))
+    commit = commit or _commit(get(labels, "revision"))
     return [ImagePublished(repository, commit, f"{registry}/{path}:{tag}", ref)]
 
 
@@ -224,7 +216,7 @@ def _package_published(data: Mapping[str, Any], ref: EventRef, _: str | None) ->
 
 def _circleci_workflow(data: Mapping[str, Any], ref: EventRef, partitionkey: str | None) -> list[Fact]:
     # A rerun is a new workflow id with the same name and no attempt number: attempt 1, ordered by happened_at.
-    name, status, commit = _str(_get(data, "workflow.name")), _str(_get(data, "workflow.status")), circleci_commit(data)
+    name, status, commit = _str(get(data, "workflow.name")), _str(get(data, "workflow.status")), circleci_commit(data)
     try:
         attributes = circleci_attributes(data)
         repository: str | None = attributes.partitionkey
@@ -241,13 +233,13 @@ def _circleci_workflow(data: Mapping[str, Any], ref: EventRef, partitionkey: str
 
 def _cdevent_origin(data: Mapping[str, Any], partitionkey: str | None) -> tuple[str | None, str | None]:
     # CDEvents 0.5 has no field for the commit or repository; the catalog asks producers to put them in customData.
-    repository = normalise_repository(_get(data, "customData.repository")) or normalise_repository(partitionkey)
-    return repository, _commit(_get(data, "customData.commit"))
+    repository = normalise_repository(get(data, "customData.repository")) or normalise_repository(partitionkey)
+    return repository, _commit(get(data, "customData.commit"))
 
 
 def _pipelinerun_finished(data: Mapping[str, Any], ref: EventRef, partitionkey: str | None) -> list[Fact]:
     repository, commit = _cdevent_origin(data, partitionkey)
-    name, outcome = _str(_get(data, "subject.content.pipelineName")), _str(_get(data, "subject.content.outcome"))
+    name, outcome = _str(get(data, "subject.content.pipelineName")), _str(get(data, "subject.content.outcome"))
     if repository is None or commit is None or name is None or outcome is None:
         return []
     result = _PIPELINE_OUTCOMES.get(outcome, _UNKNOWN)
@@ -280,7 +272,7 @@ def _oci_image(purl: object) -> str | None:
 
 def _artifact_published(data: Mapping[str, Any], ref: EventRef, partitionkey: str | None) -> list[Fact]:
     repository, commit = _cdevent_origin(data, partitionkey)
-    image = _oci_image(_get(data, "subject.id"))
+    image = _oci_image(get(data, "subject.id"))
     if repository is None or image is None:
         return []
     return [ImagePublished(repository, commit, image, ref)]

@@ -26,10 +26,16 @@ __all__ = [
     "RepositoryState",
     "StrMap",
     "Verdict",
+    "bucket_from_json",
+    "bucket_to_json",
     "empty_state",
     "from_json",
+    "meta_to_json",
     "prune",
+    "state_from_parts",
     "to_json",
+    "tombstones_from_json",
+    "tombstones_to_json",
 ]
 
 DecisionKind = Literal["ready", "superseded", "expired"]
@@ -99,6 +105,17 @@ class StrMap(Generic[V]):
         new: StrMap[V] = StrMap.__new__(StrMap)
         new._buckets, new._size = tuple(buckets), size
         return new
+
+    def changes(self, old: StrMap[V]) -> tuple[dict[str, V], list[str]]:
+        """(set, deleted) since `old`, by identity: O(buckets `updated` copied) when derived from `old` by `updated`,
+        else every key of both (a superset of the real change, never less)."""
+        sets: dict[str, V] = {}
+        deletes: list[str] = []
+        for before, after in zip(old._buckets, self._buckets, strict=True):
+            if before is not after:
+                sets.update((k, v) for k, v in after.items() if before.get(k) is not v)
+                deletes.extend(k for k in before if k not in after)
+        return sets, deletes
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, StrMap) and self._size == other._size and self._buckets == other._buckets
@@ -283,7 +300,8 @@ def _record(doc: dict[str, Any]) -> CommitRecord:
     )
 
 
-def to_json(state: RepositoryState) -> dict[str, Any]:
+def meta_to_json(state: RepositoryState) -> dict[str, Any]:
+    """Everything but the commits and the tombstones: what most facts change, small."""
     return {
         "version": 1,
         "repository": state.repository,
@@ -293,22 +311,56 @@ def to_json(state: RepositoryState) -> dict[str, Any]:
         "branches": {b: [s.epoch, s.next_seq, s.epoch_head] for b, s in state.branches.items()},
         "ready_heads": {s: [h.commit, list(h.position)] for s, h in state.ready_heads.items()},
         "waiting": {s: sorted(commits) for s, commits in state.waiting.items()},
-        "tombstones": [[c, _verdicts_json(v)] for c, v in state.tombstones.items()],  # a list: the order matters
-        "commits": {c: _record_json(r) for c, r in state.commits.items()},
     }
 
 
-def from_json(doc: dict[str, Any]) -> RepositoryState:
+def tombstones_to_json(tombstones: Mapping[str, Mapping[str, Verdict]]) -> list[Any]:
+    return [[c, _verdicts_json(v)] for c, v in tombstones.items()]  # a list: the order matters
+
+
+def tombstones_from_json(doc: list[Any]) -> dict[str, Mapping[str, Verdict]]:
+    return {c: _verdicts(v) for c, v in doc}
+
+
+def bucket_to_json(commits: Iterable[tuple[str, CommitRecord]]) -> dict[str, Any]:
+    """Some of the commits (any subset: the worker stores them in buckets of its own)."""
+    return {c: _record_json(r) for c, r in commits}
+
+
+def bucket_from_json(doc: dict[str, Any]) -> dict[str, CommitRecord]:
+    return {c: _record(r) for c, r in doc.items()}
+
+
+def state_from_parts(
+    meta: dict[str, Any], commits: Mapping[str, CommitRecord], tombstones: Mapping[str, Mapping[str, Verdict]]
+) -> RepositoryState:
+    _check_version(meta)
+    return RepositoryState(
+        repository=meta["repository"],
+        commits=StrMap(commits),
+        branches={b: BranchState(s[0], s[1], s[2]) for b, s in meta["branches"].items()},
+        ready_heads={s: ReadyHead(h[0], (h[1][0], h[1][1])) for s, h in meta["ready_heads"].items()},
+        waiting={s: StrMap(dict.fromkeys(commits, True)) for s, commits in meta["waiting"].items()},
+        tombstones=tombstones,
+        next_seq=meta["next_seq"],
+        prune_at=meta["prune_at"],
+        dropped_undecided=meta["dropped_undecided"],
+    )
+
+
+def to_json(state: RepositoryState) -> dict[str, Any]:
+    return {
+        **meta_to_json(state),
+        "tombstones": tombstones_to_json(state.tombstones),
+        "commits": bucket_to_json(state.commits.items()),
+    }
+
+
+def _check_version(doc: dict[str, Any]) -> None:
     if doc.get("version") != 1:
         raise ValueError(f"unknown readiness state version {doc.get('version')!r}")
-    return RepositoryState(
-        repository=doc["repository"],
-        commits=StrMap({c: _record(r) for c, r in doc["commits"].items()}),
-        branches={b: BranchState(s[0], s[1], s[2]) for b, s in doc["branches"].items()},
-        ready_heads={s: ReadyHead(h[0], (h[1][0], h[1][1])) for s, h in doc["ready_heads"].items()},
-        waiting={s: StrMap(dict.fromkeys(commits, True)) for s, commits in doc["waiting"].items()},
-        tombstones={c: _verdicts(v) for c, v in doc["tombstones"]},
-        next_seq=doc["next_seq"],
-        prune_at=doc["prune_at"],
-        dropped_undecided=doc["dropped_undecided"],
-    )
+
+
+def from_json(doc: dict[str, Any]) -> RepositoryState:
+    _check_version(doc)
+    return state_from_parts(doc, bucket_from_json(doc["commits"]), tombstones_from_json(doc["tombstones"]))

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
+from streams.domain.untrusted import get
+
 __all__ = ["EnvelopeAttributes", "UnmappableDelivery", "circleci_attributes", "circleci_commit", "github_attributes"]
 
 
@@ -39,15 +41,6 @@ class UnmappableDelivery(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Reading untrusted JSON
-
-
-def _get(payload: Mapping[str, Any], path: str) -> object:
-    node: object = payload
-    for key in path.split("."):
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
 
 
 def _text(value: object) -> str | None:
@@ -238,23 +231,23 @@ _GITHUB_RULES: Final[Mapping[str, _Rule]] = {
 
 
 def _repository_api_url(payload: Mapping[str, Any]) -> str | None:
-    url = _uri(_get(payload, "repository.url"))
+    url = _uri(get(payload, "repository.url"))
     # push deliveries (the octokit example, and GitHub's legacy push shape) carry the web URL in repository.url;
     # recover the API URL every other event uses, so one repository's events share one source.
-    if url is not None and url == _get(payload, "repository.html_url"):
-        hooks = _uri(_get(payload, "repository.hooks_url"))
+    if url is not None and url == get(payload, "repository.html_url"):
+        hooks = _uri(get(payload, "repository.hooks_url"))
         if hooks is not None and hooks.endswith("/hooks"):
             return hooks.removesuffix("/hooks")
     return url
 
 
 def _commit_comment_url(payload: Mapping[str, Any]) -> str | None:
-    url, commit = _uri(_get(payload, "comment.url")), _uri(_get(payload, "comment.commit_id"))
+    url, commit = _uri(get(payload, "comment.url")), _uri(get(payload, "comment.commit_id"))
     return f"{url}/{commit}" if url and commit else None
 
 
 def _sender_url_parent(payload: Mapping[str, Any]) -> str | None:
-    url = _uri(_get(payload, "sender.url"))
+    url = _uri(get(payload, "sender.url"))
     parent = url.rstrip("/").rpartition("/")[0] if url else ""
     return parent or None
 
@@ -270,29 +263,29 @@ def _github_source(rule: _Rule, payload: Mapping[str, Any]) -> str:
         elif token == _SENDER_URL_PARENT:
             found = _sender_url_parent(payload)
         else:
-            found = _uri(_get(payload, token))
+            found = _uri(get(payload, token))
         if found:
             return found
     # The table's field is missing (org-level hooks have no repository): fall back from the narrowest owner to the
     # widest, so that source is never empty.
-    login = _name(_get(payload, "sender.login"))
+    login = _name(get(payload, "sender.login"))
     return (
         _repository_api_url(payload)
-        or _uri(_get(payload, "organization.url"))
-        or _uri(_get(payload, "sender.url"))
+        or _uri(get(payload, "organization.url"))
+        or _uri(get(payload, "sender.url"))
         or (f"{_GITHUB_COM}/{login}" if login else _GITHUB_COM)
     )
 
 
 def _github_partitionkey(payload: Mapping[str, Any]) -> str:
-    full_name = _get(payload, "repository.full_name")
+    full_name = get(payload, "repository.full_name")
     owner, _, name = full_name.partition("/") if isinstance(full_name, str) else ("", "", "")
     if not (_name(owner) and _name(name)):
-        owner = _name(_get(payload, "repository.owner.login")) or ""
-        name = _name(_get(payload, "repository.name")) or ""
+        owner = _name(get(payload, "repository.owner.login")) or ""
+        name = _name(get(payload, "repository.name")) or ""
     if _name(owner) and _name(name):
         return f"github.com/{owner}/{name}".lower()
-    org = _name(_get(payload, "organization.login"))
+    org = _name(get(payload, "organization.login"))
     return f"github.com/{org}".lower() if org else "github.com"
 
 
@@ -303,7 +296,7 @@ def _github_time(rule: _Rule, action: str | None, payload: Mapping[str, Any]) ->
         # (edited, deleted, unpublished) happened after both, so only an updated_at would say when.
         paths = _RELEASE_TIMES.get(action or "", "release.updated_at")
     for path in filter(None, paths.split("|")):
-        if (found := _time(_get(payload, path))) is not None:
+        if (found := _time(get(payload, path))) is not None:
             return found
     return None
 
@@ -318,9 +311,9 @@ def github_attributes(event: str, payload: Mapping[str, Any]) -> EnvelopeAttribu
     rule = _GITHUB_RULES.get(name, _UNKNOWN_EVENT)
     # An event documented with an action but delivered without one (team_add, 2015-era deployment_status) keeps the
     # bare com.github.<event> type rather than failing.
-    suffix = _segment(_get(payload, rule.suffix)) if rule.suffix else None
+    suffix = _segment(get(payload, rule.suffix)) if rule.suffix else None
     action = _segment(payload.get("action"))
-    subject = _text(_get(payload, rule.subject)) if rule.subject else None
+    subject = _text(get(payload, rule.subject)) if rule.subject else None
     return EnvelopeAttributes(
         type=f"com.github.{name}.{suffix}" if suffix else f"com.github.{name}",
         source=_github_source(rule, payload),
@@ -374,7 +367,7 @@ def _circleci_partitionkey(payload: Mapping[str, Any], slug: str | None) -> str:
     # The target repository first: a pull request from a fork builds in the target's project, whose GitHub events
     # carry the target as repository.
     for path in ("pipeline.vcs.target_repository_url", "pipeline.vcs.origin_repository_url"):
-        if key := _repository_key(_get(payload, path)):
+        if key := _repository_key(get(payload, path)):
             return key
     if slug is not None:
         vcs, _, rest = slug.partition("/")
@@ -382,7 +375,7 @@ def _circleci_partitionkey(payload: Mapping[str, Any], slug: str | None) -> str:
         if vcs.lower() in _SLUG_HOSTS and rest.count("/") == 1:
             return f"{_SLUG_HOSTS[vcs.lower()]}/{rest}".lower()
     for path in _TRIGGER_REPO_URLS:
-        if key := _repository_key(_get(payload, path)):
+        if key := _repository_key(get(payload, path)):
             return key
     # Ids, not names: case is kept because CircleCI's project ids are case-sensitive.
     return f"circleci.com/{slug}" if slug else "circleci.com"
@@ -398,13 +391,13 @@ def circleci_attributes(payload: Mapping[str, Any]) -> EnvelopeAttributes:
     kind = raw.strip().lower() if isinstance(raw, str) else None
     if kind is None or len(kind) > _MAX_EVENT_NAME or not _CIRCLECI_TYPE.fullmatch(kind):
         raise UnmappableDelivery(f"CircleCI delivery has an invalid `type`: {raw!r:.80}")
-    slug_value = _get(payload, "project.slug")
+    slug_value = get(payload, "project.slug")
     slug = slug_value if isinstance(slug_value, str) and _SLUG.fullmatch(slug_value) else None
     subject_path = _CIRCLECI_SUBJECTS.get(kind)
     return EnvelopeAttributes(
         type=f"com.circleci.{kind}",
         source=f"https://circleci.com/api/v2/project/{quote(slug)}" if slug else "https://circleci.com",
-        subject=_text(_get(payload, subject_path)) if subject_path else None,
+        subject=_text(get(payload, subject_path)) if subject_path else None,
         time=_time(payload.get("happened_at")),
         partitionkey=_circleci_partitionkey(payload, slug),
     )
@@ -415,7 +408,7 @@ def circleci_commit(payload: Mapping[str, Any]) -> str | None:
     if not isinstance(payload, Mapping):
         return None
     for path in ("pipeline.vcs.revision", "pipeline.trigger_parameters.git.checkout_sha"):
-        value = _get(payload, path)
+        value = get(payload, path)
         if isinstance(value, str) and _COMMIT.fullmatch(value.lower()):
             return value.lower()
     return None

@@ -30,11 +30,18 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
         "branch": decision.branch,
         "environment": environment,
         "facts": [
-            {"kind": ref.type, "event_id": ref.id, "source": ref.source, "topic": ref.topic,
-             "partition": ref.partition, "offset": ref.offset, "time": _iso(ref.time)}
+            {
+                "kind": ref.type,
+                "event_id": ref.id,
+                "source": ref.source,
+                "topic": ref.topic,
+                "partition": ref.partition,
+                "offset": ref.offset,
+                "time": _iso(ref.time),
+            }
             for ref in decision.facts
         ],
-    }  # fmt: skip
+    }
     if decision.image:
         content["image"] = decision.image
     if decision.superseded_by:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
-from streams.adapters.kafka_producer import DurableProducer
 from streams.config import REPO_ROOT
-from streams.local.processes import free_port
-from streams.webhooks.server import WebhookServer
-from tests.integration.test_webhooks_kafka import apply_topics, webhook_settings
-from tests.support.kafka_io import consume
 from tests.support.scenario import History, sha
 from tests.support.webhooks import AppClient
+from tests.support.worker import Worker, decisions, send, summary
 
 ZERO = "0" * 40
 A, B, C, D, E = (sha(x) for x in "ABCDE")
@@ -43,100 +33,98 @@ def scenario() -> History:
 EXPECTED = {("ready", A), ("ready", B), ("ready", D), ("superseded", C), ("ready", E)}
 
 
-class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log, self.proc = env, log, None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(  # type: ignore[assignment]
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
-            env=self.env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None  # type: ignore[unreachable]
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.proc is not None and self.proc.poll() is None:  # type: ignore[unreachable]
-            os.killpg(self.proc.pid, sig)  # type: ignore[unreachable]
-            self.proc.wait(30)
-
-
-@pytest.fixture
-def setup(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Iterator[tuple[catalog.Catalog, Worker, AppClient]]:
-    prefix = f"r{unique}-"
-    cat = apply_topics(kafka_bootstrap, prefix)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "AUTODEPLOY_TOPIC_PREFIX": prefix,
-        "AUTODEPLOY_CONFIG": str(REPO_ROOT / "autodeploy.yaml"),
-        "AUTODEPLOY_WORKER_ID": f"readiness-{unique}",
-        "AUTODEPLOY_WORKER_DATADIR": str(tmp_path / "worker"),
-        "AUTODEPLOY_WORKER_PORT": str(free_port()),
-        "AUTODEPLOY_WORKER_INSTANCE_ID": f"readiness-{unique}-0",
-    }
-    worker = Worker(env, tmp_path / "worker.log")
-    client = AppClient(WebhookServer(webhook_settings(), cat, DurableProducer(kafka_bootstrap)).app())
-    yield cat, worker, client
-    worker.kill(signal.SIGTERM)
-    client.close()
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
-    print((tmp_path / "worker.log").read_text()[-3000:])
-
-
-def _decisions(bootstrap: str, cat: catalog.Catalog, expected: int, worker: Worker) -> list[dict[str, Any]]:
-    found = consume(bootstrap, cat.topic("deploy.readiness").name, expected, timeout=90, keep_going=worker.alive)
-    assert worker.alive(), "the worker died: " + worker.log.read_text()[-3000:]
-    return [json.loads(m.value()) for m in found]
-
-
-def _send(client: AppClient, history: History, start: int = 0, stop: int | None = None) -> None:
-    for delivery in history.deliveries[start:stop]:
-        status, answer, _ = client.post(delivery)
-        assert status == 200, answer
-
-
-def _summary(decisions: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(d["type"].split(".")[3], d["data"]["subject"]["content"]["commit"]) for d in decisions
-            if d["data"]["subject"]["content"]["service"] == "shop"}  # fmt: skip
-
-
 def test_a_small_history_gives_exactly_the_expected_decisions(
-    kafka_bootstrap: str, setup: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
-    cat, worker, client = setup
-    history = scenario()
+    cat, worker, client = worker_pipeline
     worker.start()
-    _send(client, history)
-    decisions = _decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)  # two services on the repository
-    assert _summary(decisions) == EXPECTED
-    superseded = next(d for d in decisions if d["type"].endswith("superseded.0.1.0"))
+    send(client, scenario())
+    found = decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)  # two services on the repository
+    assert summary(found) == EXPECTED
+    superseded = next(d for d in found if d["subject"] == f"shop/{C}")
     assert superseded["data"]["subject"]["content"]["superseded_by"] == D
-    ready_a = next(d for d in decisions if d["type"].endswith("ready.0.1.0") and d["subject"] == f"shop/{A}")
+    ready_a = next(d for d in found if d["subject"] == f"shop/{A}")
     content = ready_a["data"]["subject"]["content"]
     assert content["image"] == f"ghcr.io/acme/shop:{A}"
     assert {f["kind"] for f in content["facts"]} >= {"com.github.push", "com.circleci.workflow-completed"}
     assert ready_a["data"]["context"]["chainId"]
-    assert len({d["id"] for d in decisions}) == len(decisions), "no decision twice without a crash"
+    assert len({d["id"] for d in found}) == len(found), "no decision twice without a crash"
 
 
 def test_kill_9_mid_stream_still_gives_every_decision_and_no_wrong_one(
-    kafka_bootstrap: str, setup: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
-    cat, worker, client = setup
+    cat, worker, client = worker_pipeline
     history = scenario()
     half = len(history.deliveries) // 2
     worker.start()
-    _send(client, history, 0, half)
+    send(client, history, 0, half)
     time.sleep(8)  # let it consume and write some state
     worker.kill()
-    _send(client, history, half)
+    send(client, history, half)
     worker.start()
-    decisions = _decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)
-    assert _summary(decisions) == EXPECTED
+    found = decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)
+    assert summary(found) == EXPECTED
     by_id: dict[str, set[tuple[str, str]]] = {}
-    for d in decisions:
+    for d in found:
         by_id.setdefault(d["id"], set()).add((d["type"], d["subject"]))
     assert all(len(v) == 1 for v in by_id.values()), "a decision emitted twice carries the same id and content"
+
+
+def test_a_commit_still_waiting_after_its_ttl_expires_and_says_what_it_waited_for(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+) -> None:
+    cat, worker, client = worker_pipeline
+    policy = (REPO_ROOT / "autodeploy.yaml").read_text().replace("readiness_ttl: 2h", "readiness_ttl: 5s")
+    (tmp_path / "policy.yaml").write_text(policy)
+    worker.env.update(AUTODEPLOY_CONFIG=str(tmp_path / "policy.yaml"), AUTODEPLOY_WORKER_TICK_S="1")
+    stuck = sha("stuck")
+    history = History()
+    history.start = datetime.now(UTC)  # the TTL counts from the first fact's time
+    history.push(ZERO, stuck).circleci(stuck, "success")  # the GitHub Actions check never arrives
+    worker.start()
+    send(client, history)
+    found = decisions(kafka_bootstrap, cat, 2, worker)
+    assert summary(found) == {("expired", stuck)}
+    expired = next(d for d in found if d["subject"] == f"shop/{stuck}")
+    assert expired["data"]["subject"]["content"]["missing"] == ["check github_actions:lint (latest: none)"]
+
+
+def test_why_answers_which_facts_a_commit_has_and_lacks(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+) -> None:
+    _, worker, client = worker_pipeline
+    waiting = sha("waiting")
+    worker.start()
+    send(client, History().push(ZERO, waiting).actions(waiting, "failure"))
+    url = f"http://127.0.0.1:{worker.env['AUTODEPLOY_WORKER_PORT']}"
+    deadline = time.monotonic() + 60
+    while True:
+        result = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "why", "acme/shop", waiting, "--worker", url, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        document = json.loads(result.stdout) if result.returncode == 0 else None
+        shop = document and next(s for s in document["services"] if s["service"] == "shop")
+        if (shop and len(shop["present"]) == 2) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert result.returncode == 0, result.stderr
+    assert shop is not None and shop["decision"] is None and shop["waiting"] is True
+    assert {f["type"] for f in shop["present"]} == {"com.github.push", "com.github.workflow_run.completed"}
+    assert all(f["offset"] >= 0 and f["topic"].endswith(("github.events", "ci.events")) for f in shop["present"])
+    assert shop["missing"] == [
+        "check circleci:build-test (latest: none)",
+        "check github_actions:lint (latest: failure)",
+    ]
+    text = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "why", "acme/shop", waiting, "--worker", url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "missing check circleci:build-test" in text

@@ -44,8 +44,15 @@ class History:
 
     def push(self, before: str, after: str, *, branch: str = "main", forced: bool = False) -> History:
         payload = copy.deepcopy(_PUSH)
-        payload.update(ref=f"refs/heads/{branch}", before=before, after=after, forced=forced, created=False,
-                       deleted=False, repository={**payload["repository"], **REPOSITORY})  # fmt: skip
+        payload.update(
+            ref=f"refs/heads/{branch}",
+            before=before,
+            after=after,
+            forced=forced,
+            created=False,
+            deleted=False,
+            repository={**payload["repository"], **REPOSITORY},
+        )
         payload["head_commit"] = {**(payload.get("head_commit") or {}), "id": after, "timestamp": self._time()}
         self.deliveries.append(github_delivery("push", payload))
         return self
@@ -53,8 +60,15 @@ class History:
     def actions(self, commit: str, conclusion: str, *, name: str = "lint", attempt: int = 1) -> History:
         payload = copy.deepcopy(_RUN)
         payload["repository"] = {**payload["repository"], **REPOSITORY}
-        payload["workflow_run"].update(name=name, head_sha=commit, head_branch="main", run_attempt=attempt,
-                                       status="completed", conclusion=conclusion, updated_at=self._time())  # fmt: skip
+        payload["workflow_run"].update(
+            name=name,
+            head_sha=commit,
+            head_branch="main",
+            run_attempt=attempt,
+            status="completed",
+            conclusion=conclusion,
+            updated_at=self._time(),
+        )
         self.deliveries.append(github_delivery("workflow_run", payload))
         return self
 
@@ -65,8 +79,12 @@ class History:
         payload["project"] = {**payload["project"], "slug": "gh/acme/shop"}
         payload["workflow"] = {**payload["workflow"], "id": str(uuid.uuid4()), "name": name, "status": status}
         vcs = payload["pipeline"]["vcs"]
-        vcs.update(revision=commit, branch="main", origin_repository_url="https://github.com/acme/shop",
-                   target_repository_url="https://github.com/acme/shop")  # fmt: skip
+        vcs.update(
+            revision=commit,
+            branch="main",
+            origin_repository_url="https://github.com/acme/shop",
+            target_repository_url="https://github.com/acme/shop",
+        )
         self.deliveries.append(circleci_delivery(payload))
         return self
 

@@ -1,0 +1,297 @@
+"""Join throughput: events/s through the readiness worker (consume, fold, table write, emit) against raw aiokafka
+consumption of the same records, measured in the same run.
+
+Records are produced before the worker starts, so it works through a backlog. Its progress is its consumer group's
+committed offsets; the time until its first commit (startup, group join, recovery) is reported apart.
+
+    python -m bench.join [--repositories 200] [--commits 17000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import hashlib
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer
+from confluent_kafka import TopicPartition as ConfluentTP
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from bench.common import ROOT, broker, process, record
+from streams import catalog
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kafka_producer import Record
+from streams.catalog.plan import make_plan
+from streams.domain.webhook_mapping import circleci_attributes, github_attributes
+from streams.local.processes import free_port
+from streams.webhooks.envelopes import provider_event, structured_record
+
+CORPUS = ROOT.parent / "shared" / "corpus"
+_ZERO = "0" * 40
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    work: Path
+    bootstrap: str
+    catalog: catalog.Catalog
+    prefix: str
+    policy: Path
+
+    @property
+    def inputs(self) -> list[tuple[str, int]]:
+        """(topic, partition) of every input partition."""
+        topics = [self.catalog.topic("github.events"), self.catalog.topic("ci.events")]
+        return [(t.name, i) for t in topics for i in range(t.partitions)]
+
+
+@contextlib.contextmanager
+def pipeline(work: Path, repositories: int, checks: int = 2) -> Iterator[Pipeline]:
+    """A broker, the catalog's topics under a prefix of their own, and a policy: one service per repository."""
+    with broker(work) as bootstrap:
+        prefix = f"bench{free_port()}-"
+        cat = catalog.load(ROOT / "topics" / "catalog.yaml").with_prefix(prefix)
+        admin = TopicAdmin(bootstrap)
+        admin.apply(make_plan(cat, admin.describe(t.name for t in cat.topics), admin.broker_count()))
+        policy = work / "policy.yaml"
+        required = ["{circleci: build-test}", "{github_actions: lint}"][:checks]
+        policy.write_text(
+            "services:\n"
+            + "".join(
+                f"  svc{r}:\n    repository: github.com/acme/repo{r}\n    branch: main\n"
+                f"    required_checks: [{', '.join(required)}]\n    image: ghcr.io/acme/repo{r}:{{sha}}\n"
+                f"    kubernetes: {{namespace: repo{r}, deployment: app, container: app}}\n"
+                for r in range(repositories)
+            )
+        )
+        try:
+            yield Pipeline(work, bootstrap, cat, prefix, policy)
+        finally:
+            admin.delete(t.name for t in cat.topics)
+
+
+def events(repositories: int, commits: int, checks: int, start: datetime | None = None) -> Iterator[Record]:
+    """Per commit of each repository, in rounds over the repositories: its push, then `checks` successful checks
+    (CircleCI build-test on ci.events, GitHub Actions lint on github.events). Payloads are the corpus's, edited."""
+    push = json.loads((CORPUS / "github" / "push.with-new-branch.payload.json").read_text())
+    run = json.loads((CORPUS / "github" / "workflow_run.completed.payload.json").read_text())
+    workflow = json.loads(
+        (CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
+    )
+    moment = start or datetime.now(UTC) - timedelta(minutes=30)
+    heads = [_ZERO] * repositories
+    for i in range(commits):
+        for r in range(repositories):
+            name, commit = f"acme/repo{r}", hashlib.sha1(f"{r}/{i}".encode(), usedforsecurity=False).hexdigest()
+            when = moment.isoformat().replace("+00:00", "Z")
+            url = f"https://github.com/{name}"
+            repository = {
+                "full_name": name,
+                "name": f"repo{r}",
+                "url": f"https://api.github.com/repos/{name}",
+                "html_url": url,
+                "owner": {"login": "acme"},
+            }
+            p = {
+                **push,
+                "ref": "refs/heads/main",
+                "before": heads[r],
+                "after": commit,
+                "forced": False,
+                "created": False,
+                "deleted": False,
+                "repository": {**push["repository"], **repository},
+                "head_commit": {**(push.get("head_commit") or {}), "id": commit, "timestamp": when},
+            }
+            heads[r] = commit
+            yield _github("push", p, moment)
+            if checks > 1:
+                w = {
+                    **run,
+                    "repository": {**run["repository"], **repository},
+                    "workflow_run": {
+                        **run["workflow_run"],
+                        "name": "lint",
+                        "head_sha": commit,
+                        "head_branch": "main",
+                        "run_attempt": 1,
+                        "status": "completed",
+                        "conclusion": "success",
+                        "updated_at": when,
+                    },
+                }
+                yield _github("workflow_run", w, moment)
+            c = copy.deepcopy(workflow)
+            c.update(id=f"{r}-{i}", happened_at=when, project={**c["project"], "slug": f"gh/{name}"})
+            c["workflow"].update(id=f"w{r}-{i}", name="build-test", status="success")
+            c["pipeline"]["vcs"].update(
+                revision=commit, branch="main", origin_repository_url=url, target_repository_url=url
+            )
+            body = orjson.dumps(c)
+            yield structured_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events")
+            moment += timedelta(milliseconds=1)
+
+
+def _github(event: str, payload: dict[str, Any], received: datetime) -> Record:
+    body = orjson.dumps(payload)
+    delivery = hashlib.sha1(body, usedforsecurity=False).hexdigest()
+    return structured_record(
+        provider_event(github_attributes(event, payload), delivery, body, received), "github.events"
+    )
+
+
+def produce(p: Pipeline, records: Iterator[Record]) -> int:
+    """Write `records` (logical topic names) to the pipeline's topics, keyed as the webhook server keys them."""
+    producer = Producer({"bootstrap.servers": p.bootstrap, "partitioner": "murmur2_random", "linger.ms": 20})
+    count = 0
+    for r in records:
+        while True:
+            try:
+                producer.produce(p.catalog.topic(r.topic).name, r.value, r.key, headers=list(r.headers))
+                break
+            except BufferError:  # the local queue is full: let it drain
+                producer.poll(0.1)
+        count += 1
+        producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError("records not delivered")
+    return count
+
+
+class Offsets:
+    """The worker group's committed offsets against the inputs' end offsets."""
+
+    def __init__(self, p: Pipeline, group: str) -> None:
+        self.admin = AdminClient({"bootstrap.servers": p.bootstrap})
+        self.group = group
+        self.partitions = [ConfluentTP(t, i) for t, i in p.inputs]
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # confluent-kafka's stub lacks a return type
+        ends = self.admin.list_offsets({tp: latest for tp in self.partitions})
+        self.end = sum(f.result().offset for f in ends.values())
+
+    def committed(self) -> int:
+        request = [ConsumerGroupTopicPartitions(self.group, self.partitions)]
+        answer = self.admin.list_consumer_group_offsets(request)[self.group].result()
+        return sum(max(tp.offset, 0) for tp in answer.topic_partitions)  # -1001: nothing committed yet
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    startup_s: float  # start to the first commit of the group
+    steady_s: float  # first commit to all committed
+    total_s: float
+    processed_after_start: int  # records committed after the first commit
+    pid: int
+
+
+def worker_env(p: Pipeline, group: str, port: int) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": p.bootstrap,
+        "AUTODEPLOY_TOPIC_PREFIX": p.prefix,
+        "AUTODEPLOY_CONFIG": str(p.policy),
+        "AUTODEPLOY_WORKER_ID": group,
+        "AUTODEPLOY_WORKER_STORE": "rocksdb://",
+        "AUTODEPLOY_WORKER_DATADIR": str(p.work / group),
+        "AUTODEPLOY_WORKER_PORT": str(port),
+    }
+
+
+def worker(p: Pipeline, group: str) -> contextlib.AbstractContextManager[Any]:
+    """`autodeploy worker` on the pipeline, as operators run it; yields its process once its web port answers."""
+    port = free_port()
+    argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
+    return process(argv, p.work / f"{group}.log", f"http://127.0.0.1:{port}/", worker_env(p, group, port))
+
+
+def wait_committed(offsets: Offsets, timeout: float = 1800) -> tuple[float, int]:
+    """(when, committed) at the group's first commit; returns once everything up to the end is committed."""
+    deadline = time.monotonic() + timeout
+    first: tuple[float, int] | None = None
+    while time.monotonic() < deadline:
+        done = offsets.committed()
+        if done and first is None:
+            first = (time.perf_counter(), done)
+        if done >= offsets.end:
+            assert first is not None
+            return first
+        time.sleep(0.1)
+    raise TimeoutError(f"the worker committed {offsets.committed()} of {offsets.end} in {timeout}s")
+
+
+def run_worker(p: Pipeline) -> WorkerRun:
+    group = f"bench-join-{free_port()}"
+    offsets = Offsets(p, group)
+    start = time.perf_counter()
+    with worker(p, group) as proc:
+        first_at, first_done = wait_committed(offsets)
+        end = time.perf_counter()
+    return WorkerRun(first_at - start, end - first_at, end - start, offsets.end - first_done, proc.pid)
+
+
+async def _raw(p: Pipeline, total: int) -> float:
+    """Seconds for a plain consumer to read `total` records of the inputs from the beginning (no decoding)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=p.bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, i) for t, i in p.inputs]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen, start = 0, time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            seen += sum(len(b) for b in batches.values())
+        return time.perf_counter() - start
+    finally:
+        await consumer.stop()
+
+
+def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
+    total = produce(p, events(args.repositories, args.commits // args.repositories, checks=2))
+    raw_s = min(asyncio.run(_raw(p, total)) for _ in range(2))  # the second read is warm
+    run = run_worker(p)
+    raw, steady, overall = total / raw_s, run.processed_after_start / run.steady_s, total / run.total_s
+
+    def row(metric: str, value: float, baseline: float | None, goal: str = "") -> dict[str, Any]:
+        ratio = value / baseline if baseline else None
+        return {
+            "metric": metric,
+            "autodeploy": value,
+            "baseline (raw aiokafka)": baseline,
+            "ratio": ratio,
+            "goal": goal,
+        }
+
+    return [
+        row("join events/s (after first commit)", steady, raw, ">= 0.5"),
+        row("join events/s (incl. startup)", overall, raw),
+        row("worker startup s (to first commit)", run.startup_s, None),
+        row("events", total, total),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repositories", type=int, default=200)
+    parser.add_argument("--commits", type=int, default=17000, help="in all; three events each (push, two checks)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp, pipeline(Path(tmp), args.repositories) as p:
+        rows = _measure(p, args)
+    record("join", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""`autodeploy deploy-agent`: roll ready commits out on Kubernetes, publish the outcomes on deploy.events."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import threading
+from typing import Any
+
+from streams import brokers, catalog
+from streams.config import DeployAgentSettings, Settings
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("deploy-agent", help="roll out ready commits on Kubernetes; outcomes on deploy.events")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="server-side dry runs only (validated, nothing changed); outcomes carry autodeploydryrun=true",
+    )
+    parser.set_defaults(handler=run)
+
+
+def kubernetes_api(settings: DeployAgentSettings) -> Any:
+    """From KUBECONFIG when set, else the pod's service account (the agent's own RBAC identity)."""
+    from kubernetes import client, config  # noqa: PLC0415 - the client is slow to import; only this command needs it
+
+    if settings.kubeconfig is not None:
+        return config.new_client_from_config(config_file=str(settings.kubeconfig))  # type: ignore[no-untyped-call]
+    config.load_incluster_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
+
+def run(args: argparse.Namespace) -> int:
+    from confluent_kafka import Consumer  # noqa: PLC0415 - same
+
+    from streams.adapters.kafka_producer import DurableProducer  # noqa: PLC0415 - same
+    from streams.adapters.kubernetes_deployments import DeploymentsClient  # noqa: PLC0415 - same
+    from streams.deploy.agent import DeployAgent, SyncPublisher  # noqa: PLC0415 - same
+    from streams.domain.policy_file import load_policies  # noqa: PLC0415 - same
+
+    settings = Settings.from_env()
+    agent_settings = DeployAgentSettings.from_env()
+    if args.dry_run:
+        agent_settings = dataclasses.replace(agent_settings, dry_run=True)
+    bootstrap = brokers.bootstrap_servers(settings)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": agent_settings.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    publisher = SyncPublisher(DurableProducer(bootstrap), agent_settings.publish_timeout_s)
+    agent = DeployAgent(
+        agent_settings,
+        load_policies(settings.policy_path),
+        catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix),
+        consumer=consumer,
+        publish=publisher,
+        deployments=DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s),
+    )
+    stop = threading.Event()
+    # SIGTERM (a pod being stopped) ends the loop between records, or during a retry's back-off.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        agent.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+    finally:
+        publisher.close()
+    return 0

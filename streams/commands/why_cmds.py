@@ -1,0 +1,33 @@
+"""`autodeploy why <owner>/<repo> <sha>`: why a commit is (not) ready, asked of a running worker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+from streams.domain.policy import normalise_repository
+from streams.worker.explain import fetch, render
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("why", help="which facts a commit has and lacks, per service (asks a running worker)")
+    parser.add_argument("repository", help="owner/repo (or github.com/owner/repo)")
+    parser.add_argument("commit", help="the commit SHA")
+    parser.add_argument(
+        "--worker",
+        default=os.environ.get("AUTODEPLOY_WORKER_URL", "http://127.0.0.1:6066"),
+        help="the worker's web address (default $AUTODEPLOY_WORKER_URL or http://127.0.0.1:6066)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    repository = normalise_repository(args.repository)
+    if repository is None:
+        raise ValueError(f"not a repository: {args.repository!r} (expected owner/repo)")
+    document = fetch(args.worker, repository, args.commit.lower())
+    print(json.dumps(document, indent=2) if args.json else render(document))
+    return 0

@@ -1,0 +1,139 @@
+"""Readiness states in the worker's table, split so that a fact writes what it changed rather than its repository.
+
+Table layout (every key starts with the repository, so all of a repository's keys live on its partition):
+
+    <repo>\\x00meta   {"meta": meta_to_json(state), "delta": {part: json, ...}}: the commit point, see below
+    <repo>\\x00bNN    the commits whose crc32 % 64 is NN, {commit: record}  (NN = 00..63)
+    <repo>\\x00tomb   the tombstones (decisions of pruned commits), changed only by pruning
+
+Parts are chosen by crc32, not by the StrMap's own buckets: those follow `hash()`, which differs between processes.
+
+One fact writes several records, and a crash can keep any prefix of them (the source offset is then not committed
+and the fact is read again). So the meta record goes first and carries, in `delta`, every part the fact changed; the
+part keys after it are copies, and a read prefers the delta. Any prefix then reads back as the old state or the new.
+
+Decoded states stay in memory (the authoritative copy between facts) with their parts, so that a fact costs the
+parts it touched: the fold copies only the StrMap buckets it changes, and `StrMap.changes` compares by identity.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Collection, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streams.domain.readiness_state import (
+    CommitRecord,
+    RepositoryState,
+    bucket_from_json,
+    bucket_to_json,
+    empty_state,
+    meta_to_json,
+    state_from_parts,
+    tombstones_from_json,
+    tombstones_to_json,
+)
+
+PARTS = 64
+META, TOMBSTONES = "meta", "tomb"
+_SEP = b"\x00"
+
+
+def part_of(commit: str) -> int:
+    return zlib.crc32(commit.encode()) % PARTS
+
+
+def key(repository: str, part: str) -> bytes:
+    return repository.encode() + _SEP + part.encode()
+
+
+def _part_name(index: int) -> str:
+    return f"b{index:02d}"
+
+
+@dataclass(slots=True)
+class _Entry:
+    state: RepositoryState  # as stored
+    partition: int
+    parts: list[dict[str, CommitRecord]]  # state.commits by part: what a part's key holds
+
+
+class StateStore:
+    """`load`/`save` of repository states through a bytes table (a Faust table, or a dict in tests)."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+        self._entries: dict[str, _Entry] = {}
+
+    def load(self, repository: str, partition: int) -> RepositoryState:
+        entry = self._entries.get(repository)
+        if entry is None:
+            entry = self._entries[repository] = _read(repository, partition, self.table.get)
+        return entry.state
+
+    def save(self, repository: str, state: RepositoryState, partition: int) -> None:
+        entry = self._entries.get(repository)
+        if entry is None:  # forgotten meanwhile (a rebalance): diff against the table's copy
+            entry = self._entries[repository] = _read(repository, partition, self.table.get)
+        old = entry.state
+        if state is old:  # a duplicate, or nothing to do
+            return
+        delta: dict[str, bytes] = {}
+        if state.commits is not old.commits:
+            sets, deletes = state.commits.changes(old.commits)
+            touched = set()
+            for commit in deletes:
+                index = part_of(commit)
+                entry.parts[index].pop(commit, None)
+                touched.add(index)
+            for commit, record in sets.items():
+                index = part_of(commit)
+                entry.parts[index][commit] = record
+                touched.add(index)
+            for index in sorted(touched):
+                delta[_part_name(index)] = orjson.dumps(bucket_to_json(entry.parts[index].items()))
+        if state.tombstones is not old.tombstones:
+            delta[TOMBSTONES] = orjson.dumps(tombstones_to_json(state.tombstones))
+        meta = {"meta": meta_to_json(state), "delta": {name: orjson.Fragment(raw) for name, raw in delta.items()}}
+        self.table[key(repository, META)] = orjson.dumps(meta)  # first: the commit point
+        for name, raw in delta.items():
+            self.table[key(repository, name)] = raw
+        entry.state, entry.partition = state, partition
+
+    def forget(self, partitions: Collection[int]) -> None:
+        """Drop the states of partitions this worker no longer owns: another worker may change them meanwhile."""
+        for repository in [r for r, e in self._entries.items() if e.partition in partitions]:
+            del self._entries[repository]
+
+    def recover(self, partition_of: Callable[[str], int]) -> Iterator[tuple[str, int, RepositoryState]]:
+        """Every state in the table (after a table recovery), kept in memory; yields (repository, partition, state)."""
+        self._entries.clear()
+        grouped: dict[str, dict[bytes, bytes]] = {}
+        for k, value in self.table.items():
+            grouped.setdefault(k.partition(_SEP)[0].decode(), {})[k] = value
+        for repository, values in grouped.items():
+            entry = _read(repository, partition_of(repository), values.get)
+            self._entries[repository] = entry
+            yield repository, entry.partition, entry.state
+
+
+def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None]) -> _Entry:
+    raw = get(key(repository, META))
+    if not raw:
+        return _Entry(empty_state(repository), partition, [{} for _ in range(PARTS)])
+    doc = orjson.loads(raw)
+    delta: dict[str, Any] = doc["delta"]
+
+    def part(name: str, missing: Any) -> Any:
+        if name in delta:
+            return delta[name]
+        stored = get(key(repository, name))
+        return orjson.loads(stored) if stored else missing
+
+    parts = [bucket_from_json(part(_part_name(i), {})) for i in range(PARTS)]
+    commits = {c: r for p in parts for c, r in p.items()}
+    state = state_from_parts(doc["meta"], commits, tombstones_from_json(part(TOMBSTONES, [])))
+    return _Entry(state, partition, parts)

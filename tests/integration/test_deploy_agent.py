@@ -1,0 +1,301 @@
+"""The deploy agent against a real broker and a real local control plane (kwok kubelets)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from kubernetes import client
+
+from streams import catalog
+from streams.adapters.kafka_producer import DurableProducer
+from streams.adapters.kubernetes_deployments import DeploymentsClient, DeploymentView
+from streams.config import DeployAgentSettings
+from streams.deploy import decisions
+from streams.deploy.agent import DeployAgent, Handled, SyncPublisher
+from streams.deploy.outcomes import DRY_RUN_EXTENSION
+from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy
+from streams.domain.readiness import Decision
+from streams.local.kwok_stages import UNREADY_IMAGE_TAG
+from streams.worker.output import readiness_record
+from tests.cluster_fixture import ClusterHandle
+from tests.integration.test_kubernetes_deployments import (
+    V1,
+    V2,
+    create_deployment,
+    eventually,
+    make_namespace,
+    manual_set_image,
+    service_account_token,
+)
+from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.kafka_io import consume
+
+pytestmark = pytest.mark.timeout(1800)
+
+REPOSITORY = "github.com/acme/shop"
+
+
+@pytest.fixture
+def admin(k8s_cluster: ClusterHandle) -> Any:
+    return k8s_cluster.api_client()
+
+
+@pytest.fixture
+def namespace(admin: Any) -> Iterator[str]:
+    name = make_namespace(admin)
+    yield name
+    client.CoreV1Api(admin).delete_namespace(name)
+
+
+@pytest.fixture
+def shop(admin: Any, namespace: str) -> str:
+    """A complete 2-replica Deployment `shop` at V1 (progressDeadlineSeconds 10) in the test's namespace."""
+    create_deployment(admin, namespace)
+    assert DeploymentsClient(admin).watch_rollout(namespace, "shop", "app", timeout=60).rollout == "complete"
+    return namespace
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique: str) -> catalog.Catalog:
+    return apply_topics(kafka_bootstrap, f"d{unique}-")
+
+
+def policies(namespace: str) -> Policies:
+    target = KubernetesTarget(namespace, "shop", "app")
+    service = ServicePolicy(
+        "shop", REPOSITORY, "main", (), "registry.example/shop:{sha}", None, target, "production", timedelta(hours=1)
+    )
+    return Policies((service,))
+
+
+def ready(image: str, commit: str | None = None) -> Decision:
+    commit = commit or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    return Decision(
+        kind="ready",
+        service="shop",
+        repository=REPOSITORY,
+        branch="main",
+        commit=commit,
+        decision_id=str(uuid.uuid4()),
+        chain_id=str(uuid.uuid4()),
+        facts=(),
+        image=image,
+        decided_at=datetime.now(UTC),
+    )
+
+
+def produce(bootstrap: str, cat: catalog.Catalog, decision: Decision) -> None:
+    record = readiness_record(decision, "production", cat.topic("deploy.readiness").name)
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
+    assert producer.flush(10) == 0
+
+
+@contextmanager
+def running_agent(
+    bootstrap: str, cat: catalog.Catalog, namespace: str, deployments: DeploymentsClient, *, dry_run: bool = False
+) -> Iterator[list[Handled]]:
+    """The agent consuming in a thread; yields what it handled, in order."""
+    settings = DeployAgentSettings(f"deploy-{uuid.uuid4().hex[:8]}", None, dry_run, 60.0, 10.0, 10.0)
+    from confluent_kafka import Consumer  # noqa: PLC0415 - kept next to its one use
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    handled: list[Handled] = []
+    publisher = SyncPublisher(DurableProducer(bootstrap), 10.0)
+    agent = DeployAgent(
+        settings,
+        policies(namespace),
+        cat,
+        consumer=consumer,
+        publish=publisher,
+        deployments=deployments,
+        observer=handled.append,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield handled
+    finally:
+        stop.set()
+        thread.join(30)
+        publisher.close()
+
+
+def wait_handled(handled: list[Handled], count: int, timeout: float = 90) -> Handled:
+    eventually(lambda: len(handled) >= count, timeout, f"{count} records handled")
+    return handled[count - 1]
+
+
+def events(bootstrap: str, cat: catalog.Catalog, expected: int, name: str = "deploy.events") -> list[dict[str, Any]]:
+    return [json.loads(m.value() or b"") for m in consume(bootstrap, cat.topic(name).name, expected, timeout=20)]
+
+
+def test_ready_commit_rolls_out_then_upgrades(
+    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+        first = ready(V2)  # decided now: the latency below includes the agent joining its consumer group
+        produce(kafka_bootstrap, topics, first)
+        deployed = wait_handled(handled, 1)
+        second = ready("registry.example/shop:v3")  # decided while the agent runs: the steady-state latency
+        produce(kafka_bootstrap, topics, second)
+        upgraded = wait_handled(handled, 2)
+    for h in (deployed, upgraded):
+        assert h.readiness_to_patch_s is not None and h.rollout_s is not None
+        print(
+            f"{h.note}: readiness->patch {h.readiness_to_patch_s * 1000:.0f} ms, rollout {h.rollout_s:.2f} s",
+            file=sys.stderr,
+        )
+    assert (deployed.note, upgraded.note) == ("deployed", "upgraded")
+    view = DeploymentsClient(admin).get(shop, "shop", "app")
+    assert (view.image, view.rollout) == ("registry.example/shop:v3", "complete")
+    assert view.annotations[decisions.READINESS_EVENT] == second.decision_id
+    assert view.annotations[decisions.PREVIOUS_IMAGE] == V2
+    found = events(kafka_bootstrap, topics, 2)
+    assert [e["type"] for e in found] == ["dev.cdevents.service.deployed.0.3.0", "dev.cdevents.service.upgraded.0.3.0"]
+    assert [e["data"]["context"]["chainId"] for e in found] == [first.chain_id, second.chain_id]
+    assert (
+        found[1]["data"]["subject"]["content"]["artifactId"] == "pkg:oci/shop@v3?repository_url=registry.example/shop"
+    )
+
+
+def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str) -> None:
+    broken = ready(f"registry.example/shop:{UNREADY_IMAGE_TAG}")
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+        produce(kafka_bootstrap, topics, broken)
+        outcome = wait_handled(handled, 1)
+    print(f"rolled back after {outcome.rollout_s:.1f} s", file=sys.stderr)
+    assert outcome.note == "rolledback"
+    (event,) = events(kafka_bootstrap, topics, 1)
+    assert event["type"] == "dev.cdevents.service.rolledback.0.3.0"
+    assert "ProgressDeadlineExceeded" in event["data"]["customData"]["reason"]
+    assert event["data"]["subject"]["content"]["artifactId"] == "pkg:oci/shop@v1?repository_url=registry.example/shop"
+    done = DeploymentsClient(admin).watch_rollout(shop, "shop", "app", timeout=60)
+    assert (done.image, done.rollout) == (V1, "complete")
+
+
+def test_same_readiness_event_twice_patches_once(
+    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
+    decision = ready(V2)
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+        produce(kafka_bootstrap, topics, decision)
+        wait_handled(handled, 1)
+        generation = DeploymentsClient(admin).get(shop, "shop", "app").generation
+        produce(kafka_bootstrap, topics, decision)
+        again = wait_handled(handled, 2)
+    assert again.readiness_to_patch_s is None  # no patch the second time
+    assert DeploymentsClient(admin).get(shop, "shop", "app").generation == generation == 2
+    found = events(kafka_bootstrap, topics, 2)
+    assert len({e["id"] for e in found}) == 1  # republished with the same id: a duplicate to consumers
+
+
+def test_manual_change_is_not_overwritten(kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str) -> None:
+    hotfix = "registry.example/shop:hotfix"
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+        produce(kafka_bootstrap, topics, ready(V2))
+        assert wait_handled(handled, 1).note == "deployed"
+        manual_set_image(admin, shop, hotfix)
+        produce(kafka_bootstrap, topics, ready("registry.example/shop:v3"))
+        blocked = wait_handled(handled, 2)
+    assert blocked.note == "blocked"
+    assert DeploymentsClient(admin).get(shop, "shop", "app").image == hotfix
+    found = events(kafka_bootstrap, topics, 2)
+    reason = found[1]["data"]["subject"]["content"]["reason"]
+    assert reason == f"manual change detected: image {hotfix} is not what autodeploy set ({V2})"
+
+
+class HandEditedBeforePatch(DeploymentsClient):
+    """Someone runs `kubectl set image` between the agent's read and its patch (once)."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        super().__init__(api_client)
+        self._api, self._namespace, self._done = api_client, namespace, False
+
+    def set_image(
+        self, view: DeploymentView, image: str, annotations: Mapping[str, str], *, dry_run: bool = False
+    ) -> DeploymentView:
+        if not self._done:
+            self._done = True
+            manual_set_image(self._api, self._namespace, "registry.example/shop:hotfix")
+        return super().set_image(view, image, annotations, dry_run=dry_run)
+
+
+def test_change_between_read_and_patch_blocks(
+    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
+    with running_agent(kafka_bootstrap, topics, shop, HandEditedBeforePatch(admin, shop)) as handled:
+        produce(kafka_bootstrap, topics, ready(V2))
+        assert wait_handled(handled, 1).note == "blocked"
+    assert DeploymentsClient(admin).get(shop, "shop", "app").image == "registry.example/shop:hotfix"
+    (event,) = events(kafka_bootstrap, topics, 1)
+    assert event["type"] == "dev.cdeventsx.autodeploy-deployment.blocked.0.1.0"
+    assert event["data"]["subject"]["content"]["reason"].startswith("manual change detected")
+
+
+def test_namespace_outside_the_grant_is_reported_once(
+    kafka_bootstrap: str, topics: catalog.Catalog, k8s_cluster: ClusterHandle, admin: Any, shop: str
+) -> None:
+    granted = make_namespace(admin)
+    try:
+        core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
+        core.create_namespaced_service_account(
+            granted, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="bot"))
+        )
+        rule = client.V1PolicyRule(api_groups=["apps"], resources=["deployments"], verbs=["get", "watch", "patch"])
+        rbac.create_namespaced_role(granted, client.V1Role(metadata=client.V1ObjectMeta(name="d"), rules=[rule]))
+        rbac.create_namespaced_role_binding(
+            granted,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="d"),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="d"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="bot", namespace=granted)],
+            ),
+        )
+        as_bot = DeploymentsClient(k8s_cluster.api_client(bearer_token=service_account_token(admin, granted, "bot")))
+        # The policy targets `shop`, which the bot's Role does not cover.
+        with running_agent(kafka_bootstrap, topics, shop, as_bot) as handled:
+            produce(kafka_bootstrap, topics, ready(V2))
+            refused = wait_handled(handled, 1)
+        assert (refused.note, refused.dead_letter) == ("failed", True)
+        (event,) = events(kafka_bootstrap, topics, 1)
+        assert event["type"] == "dev.cdeventsx.autodeploy-deployment.failed.0.1.0"
+        assert "403" in event["data"]["subject"]["content"]["reason"]
+        dead = consume(kafka_bootstrap, topics.topic("autodeploy.deadletter").name, 1, timeout=20)
+        assert len(dead) == 1
+        reason = dict(dead[0].headers() or [])["deadletter_reason"]
+        assert isinstance(reason, bytes) and b"403" in reason
+        assert DeploymentsClient(admin).get(shop, "shop", "app").image == V1
+    finally:
+        client.CoreV1Api(admin).delete_namespace(granted)
+
+
+def test_dry_run_changes_nothing_and_still_publishes(
+    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
+    before = DeploymentsClient(admin).get(shop, "shop", "app")
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), dry_run=True) as handled:
+        produce(kafka_bootstrap, topics, ready(V2))
+        assert wait_handled(handled, 1).note == "deployed"
+    after = DeploymentsClient(admin).get(shop, "shop", "app")
+    assert (after.image, after.generation, dict(after.annotations)) == (V1, before.generation, {})
+    (event,) = events(kafka_bootstrap, topics, 1)
+    assert event["type"] == "dev.cdevents.service.deployed.0.3.0"
+    assert event[DRY_RUN_EXTENSION] == "true"

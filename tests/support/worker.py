@@ -1,0 +1,94 @@
+"""The readiness worker run as operators run it (`autodeploy worker`), for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams import catalog
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kafka_producer import DurableProducer
+from streams.config import REPO_ROOT
+from streams.local.processes import free_port
+from streams.webhooks.server import WebhookServer
+from tests.integration.test_webhooks_kafka import apply_topics, webhook_settings
+from tests.support.kafka_io import consume
+from tests.support.scenario import History
+from tests.support.webhooks import AppClient
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log, self.proc = env, log, None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(  # type: ignore[assignment]
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None  # type: ignore[unreachable]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:  # type: ignore[unreachable]
+            os.killpg(self.proc.pid, sig)  # type: ignore[unreachable]
+            self.proc.wait(30)
+
+
+@pytest.fixture
+def worker_pipeline(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> Iterator[tuple[catalog.Catalog, Worker, AppClient]]:
+    prefix = f"r{unique}-"
+    cat = apply_topics(kafka_bootstrap, prefix)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "AUTODEPLOY_TOPIC_PREFIX": prefix,
+        "AUTODEPLOY_CONFIG": str(REPO_ROOT / "autodeploy.yaml"),
+        "AUTODEPLOY_WORKER_ID": f"readiness-{unique}",
+        "AUTODEPLOY_WORKER_DATADIR": str(tmp_path / "worker"),
+        "AUTODEPLOY_WORKER_PORT": str(free_port()),
+        "AUTODEPLOY_WORKER_INSTANCE_ID": f"readiness-{unique}-0",
+    }
+    worker = Worker(env, tmp_path / "worker.log")
+    client = AppClient(WebhookServer(webhook_settings(), cat, DurableProducer(kafka_bootstrap)).app())
+    yield cat, worker, client
+    worker.kill(signal.SIGTERM)
+    client.close()
+    admin = TopicAdmin(kafka_bootstrap)
+    admin.delete(admin.describe(t.name for t in cat.topics))
+    print((tmp_path / "worker.log").read_text()[-3000:])
+
+
+def decisions(bootstrap: str, cat: catalog.Catalog, expected: int, worker: Worker) -> list[dict[str, Any]]:
+    found = consume(bootstrap, cat.topic("deploy.readiness").name, expected, timeout=90, keep_going=worker.alive)
+    assert worker.alive(), "the worker died: " + worker.log.read_text()[-3000:]
+    return [json.loads(m.value()) for m in found]
+
+
+def send(client: AppClient, history: History, start: int = 0, stop: int | None = None) -> None:
+    for delivery in history.deliveries[start:stop]:
+        status, answer, _ = client.post(delivery)
+        assert status == 200, answer
+
+
+def summary(found: list[dict[str, Any]], service: str = "shop") -> set[tuple[str, str]]:
+    """(kind, commit) of one service's decisions."""
+    return {
+        (d["type"].split(".")[3], d["data"]["subject"]["content"]["commit"])
+        for d in found
+        if d["data"]["subject"]["content"]["service"] == service
+    }

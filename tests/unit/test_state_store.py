@@ -1,0 +1,121 @@
+"""The worker's state store: states through a bytes table part by part, read back from the table alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import timedelta
+
+from streams.domain.facts import Fact
+from streams.domain.policy import ServicePolicy
+from streams.domain.readiness import Decision, apply, expire, to_json
+from streams.domain.readiness_state import MAX_COMMITS
+from streams.worker.state_store import META, PARTS, StateStore, key
+from tests.unit.test_readiness import LINT, NOW, NULL, REPO, F, S, check, push, svc
+
+SERVICES = [svc(), svc("shop-worker", checks=(LINT,))]
+OTHER = "github.com/acme/other"
+
+
+class Table(dict[bytes, bytes]):
+    """A dict that remembers its writes in order, so that a test can drop the tail of them (a crash)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[bytes, bytes]] = []
+
+    def __setitem__(self, k: bytes, v: bytes) -> None:
+        self.writes.append((k, v))
+        super().__setitem__(k, v)
+
+
+def feed(store: StateStore, facts: Iterable[Fact], services: Sequence[ServicePolicy] = SERVICES) -> list[Decision]:
+    out: list[Decision] = []
+    for fact in facts:
+        state, decisions = apply(store.load(fact.repository, 0), fact, services, NOW)
+        store.save(fact.repository, state, 0)
+        out += decisions
+    return out
+
+
+def history(n: int, prefix: str = "c") -> list[Fact]:
+    """n commits pushed in a line, every third one failing its build, every fifth never linted."""
+    facts: list[Fact] = []
+    before = NULL
+    for i in range(n):
+        commit = f"{prefix}{i:05d}"
+        facts.append(push(commit, before, t=i / 100))
+        facts.append(check(commit, F if i % 3 == 0 else S, t=i / 100))
+        if i % 5:
+            facts.append(check(commit, c=LINT, t=i / 100))
+        before = commit
+    return facts
+
+
+def test_a_state_read_back_from_the_table_alone_is_the_same_and_decides_the_same() -> None:
+    table = Table()
+    store = StateStore(table)
+    feed(store, history(MAX_COMMITS + 400))  # beyond the bound: pruning deletes commits and writes tombstones
+    feed(store, [push("forced", "c00010", t=30, forced=True), check("forced", t=30)])
+    feed(store, history(30, prefix="o"), [])  # no services: nothing stored
+    state = store.load(REPO, 0)
+    assert state.tombstones and len(state.commits) <= MAX_COMMITS
+
+    reread = StateStore(table)
+    assert to_json(reread.load(REPO, 0)) == to_json(state)
+    later: list[Fact] = [
+        push("late", "forced", t=40),
+        check("late", t=40),
+        check("late", c=LINT, t=40),
+        check("c02399", t=41),
+    ]
+    later += [push("stuck", "late", t=42), check("stuck", F, t=42)]  # waits until it expires
+    assert feed(reread, later) == feed(store, later)
+    assert to_json(StateStore(table).load(REPO, 0)) == to_json(store.load(REPO, 0))
+    expired = [expire(s.load(REPO, 0), SERVICES, NOW + timedelta(days=1))[1] for s in (store, StateStore(table))]
+    assert expired[0] == expired[1] and expired[0]
+
+
+def test_a_fact_writes_the_meta_and_the_parts_it_changed_only() -> None:
+    table = Table()
+    store = StateStore(table)
+    feed(store, history(500))
+    table.writes.clear()
+    rerun = check("c00499", c=LINT, attempt=2)
+    feed(store, [rerun])
+    written = [k for k, _ in table.writes]
+    assert written[0] == key(REPO, META), "the meta record, carrying the changed parts, is the commit point"
+    assert 1 < len(written) <= 3
+    assert sum(1 for k in table if k.startswith(REPO.encode())) <= 2 + PARTS
+    table.writes.clear()
+    feed(store, [rerun])  # a duplicate
+    assert table.writes == []
+
+
+def test_a_crash_after_the_meta_record_reads_back_as_the_new_state() -> None:
+    table = Table()
+    store = StateStore(table)
+    feed(store, history(50))
+    before = dict(table)
+    table.writes.clear()
+    feed(store, [push("new", "c00049")])
+    meta = table.writes[0]
+    crashed = Table()
+    crashed.update(before)
+    crashed[meta[0]] = meta[1]  # only the first record of the fact reached the changelog
+    assert to_json(StateStore(crashed).load(REPO, 0)) == to_json(store.load(REPO, 0))
+
+
+def test_recover_groups_keys_by_repository_and_forget_rereads_the_table() -> None:
+    table = Table()
+    store = StateStore(table)
+    feed(store, history(40))
+    feed(store, [replace(push("x"), repository=OTHER)], [replace(svc("other"), repository=OTHER)])
+    expected = {REPO: to_json(store.load(REPO, 0)), OTHER: to_json(store.load(OTHER, 0))}
+
+    recovered = StateStore(table)
+    found = {r: (p, to_json(s)) for r, p, s in recovered.recover(lambda r: len(r) % 6)}
+    assert found == {r: (len(r) % 6, doc) for r, doc in expected.items()}
+
+    store.forget({0})
+    assert to_json(store.load(REPO, 0)) == expected[REPO]
