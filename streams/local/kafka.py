@@ -221,7 +221,8 @@ def _reuse(port: object) -> int | None:
 
 def _format(libs: Path, work: Path, props: Path) -> None:
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-    argv = [*_jvm(libs, work), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)]
+    # `--cluster-id=` form: a base64url id may start with "-", which the tool would read as an option.
+    argv = [*_jvm(libs, work), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
         raise KafkaStartError(f"formatting KRaft storage failed:\n{(result.stdout + result.stderr)[-4000:]}")
