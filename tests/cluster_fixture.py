@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client, config
 
 from streams.local import cluster
+from tests.support.kube import make_namespace
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,15 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
             yield ClusterHandle(kubeconfig=info.kubeconfig, local=True)
         finally:
             cluster.down()
+
+
+@pytest.fixture
+def admin(k8s_cluster: ClusterHandle) -> Any:
+    return k8s_cluster.api_client()
+
+
+@pytest.fixture
+def namespace(admin: Any) -> Iterator[str]:
+    name = make_namespace(admin)
+    yield name
+    client.CoreV1Api(admin).delete_namespace(name)

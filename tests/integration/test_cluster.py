@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from typing import TypeVar
 
 import pytest
 from kubernetes import client
@@ -15,31 +12,10 @@ from kubernetes.client.exceptions import ApiException
 from streams.local import cluster
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from tests.cluster_fixture import ClusterHandle
+from tests.support.kube import eventually
 
 # The session fixture may build the binaries on first use (about 10 min cold); `.ci/run` builds them beforehand.
 pytestmark = pytest.mark.timeout(1800)
-
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
-
-
-@pytest.fixture
-def namespace(k8s_cluster: ClusterHandle) -> Iterator[str]:
-    core = client.CoreV1Api(k8s_cluster.api_client())
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
 
 
 def deployment(name: str, image: str, replicas: int, progress_deadline: int | None = None) -> client.V1Deployment:

@@ -27,33 +27,21 @@ from streams.domain.readiness import Decision
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from streams.worker.output import readiness_record
 from tests.cluster_fixture import ClusterHandle
-from tests.integration.test_kubernetes_deployments import (
+from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.kafka_io import consume
+from tests.support.kube import (
     V1,
     V2,
     create_deployment,
     eventually,
+    grant_deployments,
     make_namespace,
     manual_set_image,
-    service_account_token,
 )
-from tests.integration.test_webhooks_kafka import apply_topics
-from tests.support.kafka_io import consume
 
 pytestmark = pytest.mark.timeout(1800)
 
 REPOSITORY = "github.com/acme/shop"
-
-
-@pytest.fixture
-def admin(k8s_cluster: ClusterHandle) -> Any:
-    return k8s_cluster.api_client()
-
-
-@pytest.fixture
-def namespace(admin: Any) -> Iterator[str]:
-    name = make_namespace(admin)
-    yield name
-    client.CoreV1Api(admin).delete_namespace(name)
 
 
 @pytest.fixture
@@ -255,21 +243,8 @@ def test_namespace_outside_the_grant_is_reported_once(
 ) -> None:
     granted = make_namespace(admin)
     try:
-        core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
-        core.create_namespaced_service_account(
-            granted, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="bot"))
-        )
-        rule = client.V1PolicyRule(api_groups=["apps"], resources=["deployments"], verbs=["get", "watch", "patch"])
-        rbac.create_namespaced_role(granted, client.V1Role(metadata=client.V1ObjectMeta(name="d"), rules=[rule]))
-        rbac.create_namespaced_role_binding(
-            granted,
-            client.V1RoleBinding(
-                metadata=client.V1ObjectMeta(name="d"),
-                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="d"),
-                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="bot", namespace=granted)],
-            ),
-        )
-        as_bot = DeploymentsClient(k8s_cluster.api_client(bearer_token=service_account_token(admin, granted, "bot")))
+        token = grant_deployments(admin, granted)
+        as_bot = DeploymentsClient(k8s_cluster.api_client(bearer_token=token))
         # The policy targets `shop`, which the bot's Role does not cover.
         with running_agent(kafka_bootstrap, topics, shop, as_bot) as handled:
             produce(kafka_bootstrap, topics, ready(V2))

@@ -6,9 +6,9 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -26,12 +26,20 @@ from streams.adapters.kubernetes_deployments import (
 )
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from tests.cluster_fixture import ClusterHandle
+from tests.support.kube import (
+    V1,
+    V2,
+    create_deployment,
+    eventually,
+    grant_deployments,
+    make_namespace,
+    manual_set_image,
+    service_account_token,
+)
 
 # The session fixture may build the binaries on first use (about 10 min cold).
 pytestmark = pytest.mark.timeout(1800)
 
-T = TypeVar("T")
-V1, V2 = "registry.example/shop:v1", "registry.example/shop:v2"
 MANIFEST = Path(__file__).resolve().parents[2] / "k8s" / "base" / "deploy-agent-rbac.yaml"
 ANNOTATIONS = {
     "autodeploy.dev/commit": "0123456789abcdef0123456789abcdef01234567",
@@ -41,63 +49,9 @@ ANNOTATIONS = {
 }
 
 
-def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-
-
-def make_namespace(admin: Any) -> str:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    return name
-
-
-@pytest.fixture
-def admin(k8s_cluster: ClusterHandle) -> Any:
-    return k8s_cluster.api_client()
-
-
-@pytest.fixture
-def namespace(admin: Any) -> Iterator[str]:
-    name = make_namespace(admin)
-    yield name
-    client.CoreV1Api(admin).delete_namespace(name)
-
-
 @pytest.fixture
 def deployments(admin: Any) -> DeploymentsClient:
     return DeploymentsClient(admin)
-
-
-def create_deployment(admin: Any, namespace: str, image: str = V1, name: str = "shop") -> None:
-    labels = {"app": name}
-    client.AppsV1Api(admin).create_namespaced_deployment(
-        namespace,
-        client.V1Deployment(
-            metadata=client.V1ObjectMeta(name=name),
-            spec=client.V1DeploymentSpec(
-                replicas=2,
-                progress_deadline_seconds=10,
-                min_ready_seconds=0,
-                selector=client.V1LabelSelector(match_labels=labels),
-                template=client.V1PodTemplateSpec(
-                    metadata=client.V1ObjectMeta(labels=labels),
-                    spec=client.V1PodSpec(
-                        containers=[
-                            client.V1Container(name="sidecar", image="registry.example/proxy:1"),
-                            client.V1Container(name="app", image=image),
-                        ]
-                    ),
-                ),
-            ),
-        ),
-    )
 
 
 @pytest.fixture
@@ -106,14 +60,6 @@ def shop(admin: Any, namespace: str, deployments: DeploymentsClient) -> str:
     create_deployment(admin, namespace)
     assert deployments.watch_rollout(namespace, "shop", "app", timeout=60).rollout == "complete"
     return namespace
-
-
-def manual_set_image(admin: Any, namespace: str, image: str) -> None:
-    """What `kubectl set image deployment/shop app=<image>` sends: an unconditional strategic-merge patch."""
-    body = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}}
-    client.AppsV1Api(admin).patch_namespaced_deployment(
-        "shop", namespace, body, _content_type="application/strategic-merge-patch+json"
-    )
 
 
 def test_get_shows_image_and_complete_rollout(deployments: DeploymentsClient, shop: str) -> None:
@@ -240,14 +186,6 @@ def test_invalid_requests(
     assert deployments.get(shop, "shop", "app").image == V1
 
 
-def service_account_token(admin: Any, namespace: str, name: str) -> str:
-    core = client.CoreV1Api(admin)
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
-    granted = core.create_namespaced_service_account_token(name, namespace, request).status
-    assert granted is not None
-    return str(granted.token)
-
-
 def wait_until_allowed(deployments: DeploymentsClient, namespace: str) -> None:
     """RBAC objects take effect through the authorizer's informer: allow it a moment."""
 
@@ -265,19 +203,8 @@ def test_role_limits_the_agent_to_its_namespace(k8s_cluster: ClusterHandle, admi
     other = make_namespace(admin)
     try:
         create_deployment(admin, other)
-        core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
-        core.create_namespaced_service_account(shop, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="bot")))
-        rule = client.V1PolicyRule(api_groups=["apps"], resources=["deployments"], verbs=["get", "watch", "patch"])
-        rbac.create_namespaced_role(shop, client.V1Role(metadata=client.V1ObjectMeta(name="deployer"), rules=[rule]))
-        rbac.create_namespaced_role_binding(
-            shop,
-            client.V1RoleBinding(
-                metadata=client.V1ObjectMeta(name="bot-deploys"),
-                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="deployer"),
-                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="bot", namespace=shop)],
-            ),
-        )
-        as_bot = DeploymentsClient(k8s_cluster.api_client(bearer_token=service_account_token(admin, shop, "bot")))
+        token = grant_deployments(admin, shop)
+        as_bot = DeploymentsClient(k8s_cluster.api_client(bearer_token=token))
         wait_until_allowed(as_bot, shop)
 
         as_bot.set_image(as_bot.get(shop, "shop", "app"), V2, ANNOTATIONS)
