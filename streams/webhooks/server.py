@@ -63,12 +63,17 @@ class WebhookServer:
         self._ready: tuple[float, bool] = (0.0, False)
 
     def enabled(self, endpoint: str) -> bool:
-        secrets = {
-            "github": self.settings.github_secrets,
-            "circleci": self.settings.circleci_secrets,
-            "events": self.settings.events_tokens,
-        }[endpoint]
-        return bool(secrets) or endpoint in self.settings.allow_unsigned
+        return self._has_secret(endpoint) or endpoint in self.settings.allow_unsigned
+
+    def _has_secret(self, endpoint: str) -> bool:
+        settings = self.settings
+        return bool(
+            {
+                "github": settings.github_secrets,
+                "circleci": settings.circleci_secrets,
+                "events": settings.events_tokens,
+            }[endpoint]
+        )
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.max_body_bytes, middlewares=[self._errors])
@@ -89,14 +94,6 @@ class WebhookServer:
         app.router.add_get("/readyz", self.readyz, name="readyz")
         app.router.add_get("/metrics", self.metrics_page, name="metrics")
         return app
-
-    def _has_secret(self, endpoint: str) -> bool:
-        return bool(
-            getattr(
-                self.settings,
-                {"github": "github_secrets", "circleci": "circleci_secrets", "events": "events_tokens"}[endpoint],
-            )
-        )
 
     # ----------------------------------------------------------------------------------------------------- routes
 
