@@ -70,7 +70,7 @@ class DeploymentsClient:
         return view_of(deployment, container)
 
     def set_image(
-        self, view: DeploymentView, image: str, annotations: Mapping[str, str], *, dry_run: bool = False
+        self, view: DeploymentView, image: str, annotations: Mapping[str, str | None], *, dry_run: bool = False
     ) -> DeploymentView:
         """Set the container's image and autodeploy's annotations iff the Deployment is still at `view`'s version.
 
@@ -117,7 +117,9 @@ class DeploymentsClient:
         )
         return result
 
-    def rollback(self, view: DeploymentView, previous_image: str, annotations: Mapping[str, str]) -> DeploymentView:
+    def rollback(
+        self, view: DeploymentView, previous_image: str, annotations: Mapping[str, str | None]
+    ) -> DeploymentView:
         """Put `previous_image` back, compare-and-set against the (failed) `view`.
 
         The controller keeps writing status while a rollout is stuck, so `view`'s resourceVersion is often stale by

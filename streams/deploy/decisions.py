@@ -68,7 +68,7 @@ class Nothing:
 
 @dataclass(frozen=True)
 class Patch:
-    annotations: Mapping[str, str]
+    annotations: Mapping[str, str | None]  # None removes the annotation
     first: bool  # no autodeploy rollout before: the outcome is `deployed`, else `upgraded`
 
     @property
@@ -151,6 +151,9 @@ def decide(ready: Ready, seen: Observed) -> Action:
             IMAGE: ready.image,
             PREVIOUS_IMAGE: seen.image,
             PREVIOUS_COMMIT: previous_commit,
+            # A rollback mark belongs to the decision that failed; left in place, a later decision would read it as
+            # its own and report a rollback after a good rollout.
+            ROLLED_BACK_FROM: None,
         },
         first=not previous_commit,
     )

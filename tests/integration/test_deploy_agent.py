@@ -178,6 +178,14 @@ def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.
     done = DeploymentsClient(admin).watch_rollout(shop, "shop", "app", timeout=60)
     assert (done.image, done.rollout) == (V1, "complete")
 
+    # The next good decision is an upgrade, not a rollback left over from the failed one.
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+        produce(kafka_bootstrap, topics, ready(V2))
+        after = wait_handled(handled, 2)  # a new group: the broken decision comes first and is superseded
+    assert (handled[0].note, after.note) == ("superseded while waiting", "upgraded")
+    view = DeploymentsClient(admin).get(shop, "shop", "app")
+    assert decisions.ROLLED_BACK_FROM not in view.annotations
+
 
 def test_same_readiness_event_twice_patches_once(
     kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str

@@ -37,6 +37,7 @@ def test_first_rollout_patches_with_annotations() -> None:
             d.IMAGE: NEW,
             d.PREVIOUS_IMAGE: OLD,
             d.PREVIOUS_COMMIT: "",
+            d.ROLLED_BACK_FROM: None,
         },
         first=True,
     )
@@ -117,3 +118,13 @@ def test_parse_ready() -> None:
         d.parse_ready("evt-2", d.READY_TYPE, ready_data(image=None))
     with pytest.raises(NotReady):
         d.parse_ready("evt-2", d.READY_TYPE, {"subject": {}})
+
+
+def test_a_rollout_after_a_rollback_clears_the_rollback_mark() -> None:
+    after_rollback = deployed_by_us(OLD, event="evt-1", **{d.PREVIOUS_IMAGE: OLD, d.ROLLED_BACK_FROM: "broken:1"})
+    action = d.decide(READY, Seen(OLD, after_rollback))
+    assert isinstance(action, Patch)
+    assert action.annotations[d.ROLLED_BACK_FROM] is None
+    # Once patched, the Deployment no longer carries the mark, so the good rollout is reported as one.
+    patched = {k: v for k, v in {**after_rollback, **action.annotations}.items() if v is not None}
+    assert d.decide(READY, Seen(NEW, patched)) == Report("upgraded", NEW)
