@@ -6,21 +6,29 @@ worker. One agent consumes all three topics, so a repository's state is never re
 once, even across the awaits below. Processing is at-least-once: decisions are sent and acknowledged before the
 state that records them is written, so a crash in between re-emits them (with the same ids) instead of losing them.
 
-States live in memory between facts and are written to the table part by part (see state_store): a fact costs the
-parts of the state it changed, not the whole repository.
+Events are folded in batches (`take_events`): every event of a batch is folded against the states in memory, then
+all the batch's decisions are sent and their acks awaited together, then each repository the batch changed is written
+once, under an event of its own partition (a table write goes to the current event's partition), and only then does
+Faust ack the batch's offsets. States live in memory between facts and are written to the table part by part (see
+state_store, whose meta record carries the changed parts until they outgrow STATE_DEFER_BYTES): a batch costs about
+one changelog record per repository it changed, not one per part per fact.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
 from faust.exceptions import SameNode
-from faust.types import TP
+from faust.streams import _current_event
+from faust.types import TP, EventT
 
 from streams.catalog import Catalog
 from streams.config import WorkerSettings
@@ -34,6 +42,36 @@ from streams.worker.output import readiness_record
 from streams.worker.state_store import StateStore
 
 log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000  # events folded before their decisions are sent and their states written
+BATCH_WITHIN_S = 0.1  # how long a batch waits to fill up: also the most a decision waits under light load
+STATE_DEFER_BYTES = 32 * 1024  # state parts carried in the meta record until they outgrow this (see state_store)
+
+
+@contextlib.contextmanager
+def _current(event: EventT[Any]) -> Iterator[None]:
+    """Make `event` Faust's current event: a table read or write goes to (the changelog of) its partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class _Batch:
+    """What a batch of events folded: the latest state of each repository it changed, with an event of that
+    repository's partition (to write it under), and the decisions and dead letters to send, in order."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, RepositoryState] = {}
+        self.events: dict[str, EventT[Any]] = {}
+        self.decisions: list[Decision] = []
+        self.deadletters: list[tuple[RawRecord, str]] = []
+
+    def fold(self, repository: str, state: RepositoryState, event: EventT[Any], decisions: list[Decision]) -> None:
+        self.states[repository] = state
+        self.events[repository] = event
+        self.decisions.extend(decisions)
 
 
 class ReadinessWorker:
@@ -81,10 +119,15 @@ class ReadinessWorker:
             partitions=partitions,
             key_type=bytes,
             value_type=bytes,
-            options={"block_cache_size": settings.block_cache_bytes},
+            # RocksDB's defaults (64 MiB x 3 memtables, 2 GiB block cache) are per partition; a worker owns several.
+            options={
+                "block_cache_size": settings.block_cache_bytes,
+                "write_buffer_size": 8 * 1024 * 1024,
+                "max_write_buffer_number": 2,
+            },
             on_recover=self._rebuild_deadlines,
         )
-        self.store = StateStore(self.table)
+        self.store = StateStore(self.table, defer_bytes=STATE_DEFER_BYTES)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.agent(source, name="readiness")(self._fold)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
@@ -92,8 +135,17 @@ class ReadinessWorker:
         self.app.timer(settings.tick_interval_s)(self._tick)
 
     async def _fold(self, stream: Any) -> AsyncIterator[None]:
-        async for event in stream.events():
-            message = event.message
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            await self._fold_batch(events)
+            yield None
+
+    async def _fold_batch(self, events: Sequence[EventT[Any]]) -> None:
+        """Fold a batch against the states in memory, then send every decision and await their acks together, then
+        write each changed state once. Take acks the batch's offsets only after this returns."""
+        batch = _Batch()
+        ticks = self.ticks_topic.get_topic_name()
+        for event in events:
+            message: Any = event.message
             record = RawRecord(
                 message.topic,
                 message.partition,
@@ -102,16 +154,25 @@ class ReadinessWorker:
                 message.value,
                 tuple(message.headers or ()),
             )
-            try:
-                if record.topic == self.ticks_topic.get_topic_name():
-                    await self._expire_due(record.partition)
-                else:
-                    await self._apply(record)
-            except Undecodable as e:
-                await self._deadletter(record, str(e))
-            yield None
+            with _current(event):  # table reads go to the event's partition, as in per-event processing
+                try:
+                    if record.topic == ticks:
+                        self._expire_due(batch, event)
+                    else:
+                        self._apply(batch, event, record)
+                except Undecodable as e:
+                    batch.deadletters.append((record, str(e)))
+        await self._emit(batch)
+        for repository, state in batch.states.items():
+            event = batch.events[repository]
+            with _current(event):  # the changelog and store partition of a table write is the current event's
+                self._store(repository, state, event.message.partition)
 
-    async def _apply(self, record: RawRecord) -> None:
+    def _load(self, batch: _Batch, repository: str, partition: int) -> RepositoryState:
+        state = batch.states.get(repository)
+        return state if state is not None else self.store.load(repository, partition)
+
+    def _apply(self, batch: _Batch, event: EventT[Any], record: RawRecord) -> None:
         cloud_event = decode(record, self.inputs[record.topic])
         time = cloud_event.get_time() or datetime.now(UTC)
         facts = facts_from_event(
@@ -130,29 +191,32 @@ class ReadinessWorker:
             services = self.policies.for_repository(fact.repository)
             if not services:
                 continue
-            state = self.store.load(fact.repository, record.partition)
-            state, decisions = apply(state, fact, services, now)
-            await self._emit(decisions)
-            self._store(fact.repository, state, record.partition)
+            state, decisions = apply(self._load(batch, fact.repository, record.partition), fact, services, now)
+            batch.fold(fact.repository, state, event, decisions)
 
-    async def _expire_due(self, partition: int) -> None:
+    def _expire_due(self, batch: _Batch, event: EventT[Any]) -> None:
+        partition = event.message.partition
         now = datetime.now(UTC)
         for repository in self.deadlines.due(partition, now):
             services = self.policies.for_repository(repository)
-            state, decisions = expire(self.store.load(repository, partition), services, now)
-            await self._emit(decisions)
-            self._store(repository, state, partition)
+            state, decisions = expire(self._load(batch, repository, partition), services, now)
+            batch.fold(repository, state, event, decisions)
 
     def _store(self, repository: str, state: RepositoryState, partition: int) -> None:
         self.store.save(repository, state, partition)
         self.deadlines.track(partition, repository, state, self.policies.for_repository(repository))
 
-    async def _emit(self, decisions: list[Decision]) -> None:
-        for decision in decisions:
+    async def _emit(self, batch: _Batch) -> None:
+        """Send the batch's decisions and dead letters, in order, and return once Kafka has acknowledged them all."""
+        sent = []
+        for decision in batch.decisions:
             environment = self.policies.service(decision.service).environment
             out = readiness_record(decision, environment, self.readiness_topic.get_topic_name())
-            sent = await self.readiness_topic.send(key=out.key, value=out.value, headers=list(out.headers))
-            await sent  # acknowledged before the state that records the decision is written
+            sent.append(await self.readiness_topic.send(key=out.key, value=out.value, headers=list(out.headers)))
+        for record, reason in batch.deadletters:
+            sent.append(await self._deadletter(record, reason))
+        await asyncio.gather(*sent)  # acknowledged before the states that record the decisions are written
+        for decision in batch.decisions:
             log.info(
                 "decision kind=%s service=%s commit=%s id=%s",
                 decision.kind,
@@ -160,8 +224,16 @@ class ReadinessWorker:
                 decision.commit,
                 decision.decision_id,
             )
+        for record, reason in batch.deadletters:
+            log.warning(
+                "dead-lettered topic=%s partition=%s offset=%s reason=%s",
+                record.topic,
+                record.partition,
+                record.offset,
+                reason,
+            )
 
-    async def _deadletter(self, record: RawRecord, reason: str) -> None:
+    async def _deadletter(self, record: RawRecord, reason: str) -> Awaitable[Any]:
         headers = [
             *record.headers,
             ("deadletter_reason", reason.encode()),
@@ -170,15 +242,7 @@ class ReadinessWorker:
             ("deadletter_offset", str(record.offset).encode()),
             ("deadletter_time", datetime.now(UTC).isoformat().encode()),
         ]
-        sent = await self.deadletter_topic.send(key=record.key, value=record.value, headers=headers)
-        await sent
-        log.warning(
-            "dead-lettered topic=%s partition=%s offset=%s reason=%s",
-            record.topic,
-            record.partition,
-            record.offset,
-            reason,
-        )
+        return await self.deadletter_topic.send(key=record.key, value=record.value, headers=headers)
 
     async def _tick(self) -> None:
         """Wake the agent on each partition this worker owns, so expiry runs inside stream processing (where table

@@ -59,13 +59,18 @@ class _Entry:
     state: RepositoryState  # as stored
     partition: int
     parts: list[dict[str, CommitRecord]]  # state.commits by part: what a part's key holds
+    unflushed: dict[str, bytes]  # parts whose latest value only the meta record's delta holds (see `defer_bytes`)
 
 
 class StateStore:
     """`load`/`save` of repository states through a bytes table (a Faust table, or a dict in tests)."""
 
-    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+    def __init__(self, table: MutableMapping[bytes, bytes], defer_bytes: int = 0) -> None:
+        """`defer_bytes` > 0: a save writes only the meta record, its delta carrying every part changed since the
+        parts were last written, until the delta outgrows `defer_bytes`; then the parts are written after it. Any
+        prefix still reads back as the old state or the new, in one record per save instead of one per part."""
         self.table = table
+        self.defer_bytes = defer_bytes
         self._entries: dict[str, _Entry] = {}
 
     def load(self, repository: str, partition: int) -> RepositoryState:
@@ -97,10 +102,14 @@ class StateStore:
                 delta[_part_name(index)] = orjson.dumps(bucket_to_json(entry.parts[index].items()))
         if state.tombstones is not old.tombstones:
             delta[TOMBSTONES] = orjson.dumps(tombstones_to_json(state.tombstones))
-        meta = {"meta": meta_to_json(state), "delta": {name: orjson.Fragment(raw) for name, raw in delta.items()}}
+        unflushed = entry.unflushed
+        unflushed.update(delta)
+        meta = {"meta": meta_to_json(state), "delta": {name: orjson.Fragment(raw) for name, raw in unflushed.items()}}
         self.table[key(repository, META)] = orjson.dumps(meta)  # first: the commit point
-        for name, raw in delta.items():
-            self.table[key(repository, name)] = raw
+        if sum(map(len, unflushed.values())) > self.defer_bytes:
+            for name, raw in unflushed.items():
+                self.table[key(repository, name)] = raw
+            entry.unflushed = {}
         entry.state, entry.partition = state, partition
 
     def forget(self, partitions: Collection[int]) -> None:
@@ -123,7 +132,7 @@ class StateStore:
 def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None]) -> _Entry:
     raw = get(key(repository, META))
     if not raw:
-        return _Entry(empty_state(repository), partition, [{} for _ in range(PARTS)])
+        return _Entry(empty_state(repository), partition, [{} for _ in range(PARTS)], {})
     doc = orjson.loads(raw)
     delta: dict[str, Any] = doc["delta"]
 
@@ -136,4 +145,4 @@ def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None])
     parts = [bucket_from_json(part(_part_name(i), {})) for i in range(PARTS)]
     commits = {c: r for p in parts for c, r in p.items()}
     state = state_from_parts(doc["meta"], commits, tombstones_from_json(part(TOMBSTONES, [])))
-    return _Entry(state, partition, parts)
+    return _Entry(state, partition, parts, {name: orjson.dumps(value) for name, value in delta.items()})
