@@ -16,10 +16,10 @@ from cloudevents.core.v1.event import CloudEvent
 
 from streams.adapters.kafka_producer import Record
 from streams.deploy.decisions import OutcomeKind, Ready
+from streams.domain.cdevents import SPEC_VERSION, rfc3339
 from streams.webhooks.envelopes import structured_record
 
 SOURCE: Final = "/autodeploy/deploy-agent"
-CDEVENTS_SPEC: Final = "0.5.1"
 TYPES: Final[dict[OutcomeKind, str]] = {
     "deployed": "dev.cdevents.service.deployed.0.3.0",
     "upgraded": "dev.cdevents.service.upgraded.0.3.0",
@@ -69,11 +69,11 @@ def purl(image: str) -> str:
 def cdevent(outcome: Outcome, now: datetime | None = None) -> dict[str, Any]:
     ready = outcome.ready
     context = {
-        "specversion": CDEVENTS_SPEC,
+        "specversion": SPEC_VERSION,
         "id": outcome.event_id,
         "source": SOURCE,
         "type": TYPES[outcome.kind],
-        "timestamp": (now or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": rfc3339(now or datetime.now(UTC)),
         "chainId": ready.chain_id,
         "links": [{"linkType": "RELATION", "linkKind": "TRIGGER", "target": {"contextId": ready.event_id}}],
     }

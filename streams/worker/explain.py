@@ -6,9 +6,9 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from streams.domain.cdevents import rfc3339
 from streams.domain.facts import EventRef
 from streams.domain.readiness import CommitExplanation
 
@@ -24,7 +24,7 @@ def to_document(repository: str, commit: str, explanations: Sequence[CommitExpla
                 "decision": e.status,
                 "waiting": e.waiting,
                 "superseded_by": e.superseded_by,
-                "expires_at": _iso(e.deadline) if e.deadline else None,
+                "expires_at": rfc3339(e.deadline) if e.deadline else None,
                 "present": [_ref(r) for r in e.present],
                 "missing": list(e.missing),
                 "other_facts": [_ref(r) for r in e.other],
@@ -39,15 +39,11 @@ def _ref(ref: EventRef) -> dict[str, Any]:
         "type": ref.type,
         "id": ref.id,
         "source": ref.source,
-        "time": _iso(ref.time),
+        "time": rfc3339(ref.time),
         "topic": ref.topic,
         "partition": ref.partition,
         "offset": ref.offset,
     }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def render(document: dict[str, Any]) -> str:

@@ -8,11 +8,11 @@ from typing import Any
 from cloudevents.core.v1.event import CloudEvent
 
 from streams.adapters.kafka_producer import Record
+from streams.domain.cdevents import SPEC_VERSION, rfc3339
 from streams.domain.readiness import Decision
 from streams.webhooks.envelopes import structured_record
 
 SOURCE = "/autodeploy/readiness"
-CDEVENTS_SPEC = "0.5.1"
 TYPES = {
     "ready": "dev.cdeventsx.autodeploy-readiness.ready.0.1.0",
     "superseded": "dev.cdeventsx.autodeploy-readiness.superseded.0.1.0",
@@ -37,7 +37,7 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
                 "topic": ref.topic,
                 "partition": ref.partition,
                 "offset": ref.offset,
-                "time": _iso(ref.time),
+                "time": rfc3339(ref.time),
             }
             for ref in decision.facts
         ],
@@ -50,11 +50,11 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
         content["missing"] = list(decision.missing)
     return {
         "context": {
-            "specversion": CDEVENTS_SPEC,
+            "specversion": SPEC_VERSION,
             "id": decision.decision_id,
             "source": SOURCE,
             "type": TYPES[decision.kind],
-            "timestamp": _iso(decided),
+            "timestamp": rfc3339(decided),
             "chainId": decision.chain_id,
             "links": [
                 {"linkType": "RELATION", "linkKind": "TRIGGER", "target": {"contextId": ref.id}}
@@ -81,7 +81,3 @@ def readiness_record(decision: Decision, environment: str, topic: str) -> Record
         data,
     )
     return structured_record(event, topic)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
