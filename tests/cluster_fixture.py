@@ -20,6 +20,7 @@ from kubernetes import client, config
 
 from streams.local import cluster
 from tests.support.kube import make_namespace
+from tests.support.services import unavailable
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,6 @@ class ClusterHandle:
         return client.ApiClient(configuration)
 
 
-def _unavailable(error: BaseException) -> None:
-    message = f"a Kubernetes cluster is not available: {error}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 def _external_kubeconfig() -> Path | None:
     for name in ("AUTODEPLOY_EXTERNAL_KUBECONFIG", "KUBECONFIG"):
         value = os.environ.get(name, "").split(os.pathsep)[0]
@@ -63,7 +57,7 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
     external = _external_kubeconfig()
     if external is not None:
         if not external.is_file():
-            _unavailable(FileNotFoundError(f"kubeconfig {external} does not exist"))
+            unavailable("a Kubernetes cluster", FileNotFoundError(f"kubeconfig {external} does not exist"))
         yield ClusterHandle(kubeconfig=external, local=False)
         return
     with pytest.MonkeyPatch.context() as patch:
@@ -74,7 +68,7 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
             info = cluster.up(progress=lambda line: print(f"[cluster] {line}", file=sys.stderr, flush=True))
         except Exception as error:
             cluster.down()
-            _unavailable(error)
+            unavailable("a Kubernetes cluster", error)
         print(f"[cluster] up in {time.monotonic() - started:.1f}s: {info.kubeconfig}", file=sys.stderr)
         try:
             yield ClusterHandle(kubeconfig=info.kubeconfig, local=True)

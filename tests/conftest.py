@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.brokers import SelectedBroker, select_broker
+from tests.support.services import unavailable
 
 pytest_plugins = ["tests.cluster_fixture", "tests.support.worker"]
 
@@ -30,14 +31,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(_OWN_STATE, None)
     if state is not None:
         shutil.rmtree(state, ignore_errors=True)
-
-
-def unavailable(what: str, error: BaseException) -> None:
-    """Under CI a missing service fails the run; on a laptop it skips with the reason."""
-    message = f"{what} is not available: {error}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
