@@ -15,7 +15,7 @@ def _matches(secrets: Sequence[bytes], body: bytes, digest_hex: str) -> bool:
     # Check every secret even after a match: the time taken must not tell which secret (or how many) exist.
     found = False
     for secret in secrets:
-        found |= hmac.compare_digest(hmac.new(secret, body, hashlib.sha256).digest(), given)
+        found |= hmac.compare_digest(hmac.digest(secret, body, "sha256"), given)
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -33,3 +34,19 @@ class WebhookMetrics:
             buckets=WRITE_BUCKETS,
             registry=self.registry,
         )
+        # labels() hashes and locks on every call; the hot path keeps the children it has already asked for.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def count_received(self, endpoint: str, event_type: str) -> None:
+        key = ("received", endpoint, event_type)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.received.labels(endpoint, event_type)
+        child.inc()
+
+    def observe_durable_write(self, topic: str, seconds: float) -> None:
+        key = ("durable_write", topic)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.durable_write.labels(topic)
+        child.observe(seconds)

@@ -27,7 +27,7 @@ async def serve(
     port: int,
     out: TextIO = sys.stdout,
 ) -> None:
-    producer = DurableProducer(bootstrap_servers)
+    producer = DurableProducer(bootstrap_servers, delivery_timeout_s=settings.publish_timeout_s)
     server = WebhookServer(settings, catalog, producer)
     if not any(server.enabled(e) for e in settings.ENDPOINTS):
         producer.close(0)
