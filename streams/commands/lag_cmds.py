@@ -7,13 +7,16 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from streams import brokers
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
+from streams.adapters.prometheus_api import PrometheusAPI
 from streams.config import LagSettings, Settings
+from streams.domain.policy_file import parse_duration
 from streams.lag.monitor import LagCollector, LagMonitor
 from streams.lag.table import render
 
@@ -34,6 +37,7 @@ def register(sub: Any) -> None:
     exporter.add_argument("--host", default=None, help="listen address (AUTODEPLOY_LAG_EXPORTER_HOST, 127.0.0.1)")
     exporter.add_argument("--port", type=int, default=None, help="listen port (AUTODEPLOY_LAG_EXPORTER_PORT, 9103)")
     exporter.set_defaults(handler=run_exporter)
+    register_report(sub)
 
 
 def _monitor(settings: LagSettings, extra: list[str]) -> LagMonitor:
@@ -72,3 +76,22 @@ def run_exporter(args: argparse.Namespace) -> int:
         except OffsetsUnavailable as e:  # temporary: the last rows stay exported, the next poll tries again
             log.warning("lag poll failed error=%s", e)
         time.sleep(max(0.0, settings.interval_s - (time.monotonic() - started)))
+
+
+def register_report(sub: Any) -> None:
+    report = sub.add_parser("lag-report", help="draw consumer lag over time from Prometheus as a PNG")
+    report.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus URL")
+    report.add_argument("--since", default="1h", help="how far back: 90s, 15m, 2h, 1d (default 1h)")
+    report.add_argument("--out", type=Path, default=Path("lag-report.png"), help="the PNG to write")
+    report.set_defaults(handler=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from streams.lag import report  # noqa: PLC0415 - matplotlib is slow to import
+
+    since = parse_duration(args.since)
+    data = report.fetch(PrometheusAPI(args.prometheus), since)
+    report.render(data, args.out, f"consumer lag, last {args.since}, from {args.prometheus}")
+    counts = ", ".join(f"{len(series)} {name} series" for name, series in data.items())
+    print(f"wrote {args.out} ({counts})")
+    return 0

@@ -57,6 +57,7 @@ class WorkerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.latency.labels("readiness")  # exported from the start: a rate over it has a baseline before the first
 
     def batch(
         self,
