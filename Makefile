@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean
+.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean lag-report
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,11 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.join
 	$(BIN)/python -m bench.rss
+
+PROMETHEUS_URL ?= http://127.0.0.1:9090
+LAG_SINCE ?= 1h
+lag-report: install ## consumer lag over time from Prometheus as a PNG (PROMETHEUS_URL, LAG_SINCE=1h, out: lag-report.png)
+	$(BIN)/autodeploy lag-report --prometheus $(PROMETHEUS_URL) --since $(LAG_SINCE) --out lag-report.png
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
 	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache

@@ -139,3 +139,29 @@ class DeployAgentSettings:
             request_timeout_s=_float(env, "AUTODEPLOY_K8S_REQUEST_TIMEOUT_S", 10.0),
             publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 10.0),
         )
+
+
+@dataclass(frozen=True)
+class LagSettings:
+    """Consumer lag (`autodeploy lag`, `autodeploy lag-exporter`, and inside the worker)."""
+
+    groups: tuple[str, ...]  # autodeploy's own groups first, then AUTODEPLOY_LAG_GROUPS
+    interval_s: float  # how often offsets are read
+    stall_after_s: float  # lag > 0 and the committed offset unmoved this long: stalled
+    host: str
+    port: int  # the lag exporter's /metrics
+    in_worker: bool  # the worker exports lag too (AUTODEPLOY_WORKER_LAG=0 turns it off)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LagSettings:
+        env = os.environ if env is None else env
+        own = (WorkerSettings.from_env(env).app_id, DeployAgentSettings.from_env(env).group_id)
+        extra = tuple(g.strip() for g in env.get("AUTODEPLOY_LAG_GROUPS", "").split(",") if g.strip())
+        return cls(
+            groups=tuple(dict.fromkeys((*own, *extra))),
+            interval_s=_float(env, "AUTODEPLOY_LAG_INTERVAL_S", 10.0),
+            stall_after_s=_float(env, "AUTODEPLOY_LAG_STALL_S", 60.0),
+            host=env.get("AUTODEPLOY_LAG_EXPORTER_HOST", "127.0.0.1"),
+            port=int(_float(env, "AUTODEPLOY_LAG_EXPORTER_PORT", 9103)),
+            in_worker=env.get("AUTODEPLOY_WORKER_LAG", "1") != "0",
+        )

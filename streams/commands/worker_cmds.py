@@ -7,8 +7,10 @@ from typing import Any
 
 from streams import brokers, catalog
 from streams.adapters.kafka_admin import TopicAdmin
-from streams.config import Settings, WorkerSettings
+from streams.adapters.kafka_offsets import KafkaOffsets
+from streams.config import LagSettings, Settings, WorkerSettings
 from streams.domain.policy_file import load_policies
+from streams.lag.monitor import LagMonitor
 
 
 def register(sub: Any) -> None:
@@ -21,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from faust.worker import Worker  # noqa: PLC0415 - Faust is slow to import; only this command needs it
 
     from streams.worker.app import ReadinessWorker  # noqa: PLC0415 - same
+    from streams.worker.observability import export_lag  # noqa: PLC0415 - same
 
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
@@ -28,6 +31,14 @@ def run(args: argparse.Namespace) -> int:
     worker = ReadinessWorker(WorkerSettings.from_env(), cat, load_policies(settings.policy_path), bootstrap)
     # Faust declares only topics an agent reads directly; the ticks topic is read through the combined source, and
     # brokers here do not auto-create topics, so it is made before the worker subscribes.
+    lag = LagSettings.from_env()
+    if lag.in_worker:
+        export_lag(
+            worker.app,
+            LagMonitor(KafkaOffsets(bootstrap), lag.groups, lag.stall_after_s),
+            worker.metrics.registry,
+            lag.interval_s,
+        )
     TopicAdmin(bootstrap).ensure(worker.ticks_topic.get_topic_name(), worker.partitions, {"retention.ms": "3600000"})
     Worker(worker.app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0

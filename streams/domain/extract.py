@@ -306,14 +306,16 @@ def facts_from_event(
     topic: str = "",
     partition: int = -1,
     offset: int = -1,
+    received: datetime | None = None,
 ) -> list[Fact]:
     """The facts one CloudEvent states; [] for an event type autodeploy does not read or a payload it cannot use.
 
     `time` is the CloudEvent time (aware; a naive one is taken as UTC). Check runs and CircleCI workflows carry
-    their own finish time, which replaces it, because the fold orders results of one check by time.
+    their own finish time, which replaces it, because the fold orders results of one check by time. `received` is
+    the Kafka record's timestamp (the webhook server's receipt).
     """
     extractor = _EXTRACTORS.get(ce_type)
     if extractor is None or not isinstance(data, Mapping):
         return []
     aware = time if time.tzinfo is not None else time.replace(tzinfo=UTC)
-    return extractor(data, EventRef(source, event_id, ce_type, aware, topic, partition, offset), partitionkey)
+    return extractor(data, EventRef(source, event_id, ce_type, aware, topic, partition, offset, received), partitionkey)

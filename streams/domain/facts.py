@@ -22,6 +22,9 @@ class EventRef:
     topic: str = ""
     partition: int = -1
     offset: int = -1
+    # When the webhook server received it: the Kafka record's timestamp, which its producer sets at receipt. The start
+    # of the pipeline latency; None in states written before it was recorded.
+    received: datetime | None = None
 
 
 class CheckKind(StrEnum):

@@ -242,7 +242,8 @@ def prune(state: RepositoryState) -> RepositoryState:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# JSON: str keys, ISO times, event refs as arrays [source, id, type, time, topic, partition, offset] to stay small.
+# JSON: str keys, ISO times, event refs as arrays [source, id, type, time, topic, partition, offset, received?] to stay
+# small; `received` is left out when unknown, so states written before it existed read as they were.
 
 
 def _time(value: str | None) -> datetime | None:
@@ -250,11 +251,15 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _ref_json(ref: EventRef) -> list[Any]:
-    return [ref.source, ref.id, ref.type, ref.time.isoformat(), ref.topic, ref.partition, ref.offset]
+    doc = [ref.source, ref.id, ref.type, ref.time.isoformat(), ref.topic, ref.partition, ref.offset]
+    if ref.received is not None:
+        doc.append(ref.received.isoformat())
+    return doc
 
 
 def _ref(doc: list[Any]) -> EventRef:
-    return EventRef(doc[0], doc[1], doc[2], datetime.fromisoformat(doc[3]), doc[4], doc[5], doc[6])
+    received = datetime.fromisoformat(doc[7]) if len(doc) > 7 else None
+    return EventRef(doc[0], doc[1], doc[2], datetime.fromisoformat(doc[3]), doc[4], doc[5], doc[6], received)
 
 
 def _verdicts_json(verdicts: Mapping[str, Verdict]) -> dict[str, Any]:

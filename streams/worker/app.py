@@ -38,6 +38,8 @@ from streams.domain.readiness import Decision, RepositoryState, apply, expire, e
 from streams.worker.deadlines import Deadlines
 from streams.worker.decoding import RawRecord, Undecodable, decode
 from streams.worker.explain import to_document
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
 from streams.worker.state_store import StateStore
 
@@ -58,6 +60,12 @@ def _current(event: EventT[Any]) -> Iterator[None]:
         _current_event.reset(token)
 
 
+def _received(message: Any) -> datetime | None:
+    """The Kafka record timestamp (seconds; the webhook server's producer sets it at receipt)."""
+    timestamp = message.timestamp
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
 class _Batch:
     """What a batch of events folded: the latest state of each repository it changed, with an event of that
     repository's partition (to write it under), and the decisions and dead letters to send, in order."""
@@ -67,6 +75,7 @@ class _Batch:
         self.events: dict[str, EventT[Any]] = {}
         self.decisions: list[Decision] = []
         self.deadletters: list[tuple[RawRecord, str]] = []
+        self.deadletter_reasons: list[tuple[str, str]] = []  # (topic, reason code) for metrics
 
     def fold(self, repository: str, state: RepositoryState, event: EventT[Any], decisions: list[Decision]) -> None:
         self.states[repository] = state
@@ -133,6 +142,8 @@ class ReadinessWorker:
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
         self.app.page("/readiness/{owner}/{repo}/{commit}")(self._explain_page())
         self.app.timer(settings.tick_interval_s)(self._tick)
+        self.metrics = WorkerMetrics()
+        serve_metrics(self.app, self.metrics.registry)
 
     async def _fold(self, stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
@@ -162,7 +173,10 @@ class ReadinessWorker:
                         self._apply(batch, event, record)
                 except Undecodable as e:
                     batch.deadletters.append((record, str(e)))
+                    batch.deadletter_reasons.append((record.topic, e.reason))
         await self._emit(batch)
+        topics = (event.message.topic for event in events)
+        self.metrics.batch("readiness", topics, batch.decisions, batch.deadletter_reasons, datetime.now(UTC))
         for repository, state in batch.states.items():
             event = batch.events[repository]
             with _current(event):  # the changelog and store partition of a table write is the current event's
@@ -185,6 +199,7 @@ class ReadinessWorker:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            received=_received(event.message),
         )
         now = datetime.now(UTC)
         for fact in facts:

@@ -16,7 +16,12 @@ JSON = JSONFormat()
 
 
 class Undecodable(ValueError):
-    """Not a CloudEvent this topic carries; the message says why (it becomes the dead letter reason)."""
+    """Not a CloudEvent this topic carries; the message says why (it becomes the dead letter reason) and `reason` is
+    a short code for metrics (empty, not_cloudevent, undeclared_type, not_json, schema)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -31,20 +36,20 @@ class RawRecord:
 
 def decode(record: RawRecord, topic: TopicSpec) -> BaseCloudEvent:
     if not record.value:
-        raise Undecodable("empty record value (a tombstone is not an event)")
+        raise Undecodable("empty record value (a tombstone is not an event)", "empty")
     headers = {k: v for k, v in record.headers}
     message = kafka_binding.KafkaMessage(headers=headers, key=record.key, value=record.value)
     try:
         event = kafka_binding.from_kafka(message, JSON, CloudEvent)
     except Exception as e:  # the SDK raises JSON, validation, date and type errors alike
-        raise Undecodable(f"not a CloudEvent: {type(e).__name__}: {e}") from e
+        raise Undecodable(f"not a CloudEvent: {type(e).__name__}: {e}", "not_cloudevent") from e
     declared = topic.event_type(event.get_type())
     if declared is None:
-        raise Undecodable(f"event type {event.get_type()!r} is not declared for {topic.name}")
+        raise Undecodable(f"event type {event.get_type()!r} is not declared for {topic.name}", "undeclared_type")
     data = event.get_data()
     if isinstance(data, bytes | bytearray) and declared.schema_path is not None:
-        raise Undecodable(f"{event.get_type()}: data is not JSON")
+        raise Undecodable(f"{event.get_type()}: data is not JSON", "not_json")
     errors = schemas.data_errors(declared, data)
     if errors:
-        raise Undecodable(f"{event.get_type()}: data does not match its schema: " + "; ".join(errors))
+        raise Undecodable(f"{event.get_type()}: data does not match its schema: " + "; ".join(errors), "schema")
     return event

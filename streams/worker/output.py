@@ -9,6 +9,7 @@ from cloudevents.core.v1.event import CloudEvent
 
 from streams.adapters.kafka_producer import Record
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
+from streams.domain.facts import EventRef
 from streams.domain.readiness import Decision
 from streams.webhooks.envelopes import structured_record
 
@@ -20,6 +21,21 @@ TYPES = {
 }
 
 
+def _fact(ref: EventRef) -> dict[str, Any]:
+    fact: dict[str, Any] = {
+        "kind": ref.type,
+        "event_id": ref.id,
+        "source": ref.source,
+        "topic": ref.topic,
+        "partition": ref.partition,
+        "offset": ref.offset,
+        "time": rfc3339(ref.time),
+    }
+    if ref.received is not None:  # the webhook's receipt: where the deploy agent starts its rollout latency
+        fact["received"] = rfc3339(ref.received)
+    return fact
+
+
 def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
     """The CDEvent: context chained to the webhooks that decided it (links), subject the (service, commit)."""
     decided = decision.decided_at or datetime.now(UTC)
@@ -29,18 +45,7 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
         "commit": decision.commit,
         "branch": decision.branch,
         "environment": environment,
-        "facts": [
-            {
-                "kind": ref.type,
-                "event_id": ref.id,
-                "source": ref.source,
-                "topic": ref.topic,
-                "partition": ref.partition,
-                "offset": ref.offset,
-                "time": rfc3339(ref.time),
-            }
-            for ref in decision.facts
-        ],
+        "facts": [_fact(ref) for ref in decision.facts],
     }
     if decision.image:
         content["image"] = decision.image

@@ -86,6 +86,7 @@ def test_decisions_are_schema_valid_cdevents_keyed_by_service(kind: str) -> None
         "github.events",
         3,
         42,
+        received=datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC),
     )
     decision = Decision(
         kind=kind,
@@ -105,6 +106,7 @@ def test_decisions_are_schema_valid_cdevents_keyed_by_service(kind: str) -> None
     declared = CAT.topic("deploy.readiness").event_type(TYPES[kind])
     assert declared is not None
     assert schemas.data_errors(declared, data) == []
+    assert data["subject"]["content"]["facts"][0]["received"] == "2026-01-01T00:00:02Z"  # the agent's latency start
     assert data["context"]["links"] == [{"linkType": "RELATION", "linkKind": "TRIGGER", "target": {"contextId": "d-1"}}]
     record = readiness_record(decision, "production", "deploy.readiness")
     assert record.key == b"shop"

@@ -1,0 +1,149 @@
+"""Consumer group offsets, end offsets and record timestamps, through confluent-kafka's AdminClient and a consumer
+that only reads single records at given offsets (it never joins a group or commits)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from confluent_kafka import (
+    OFFSET_INVALID,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from streams.domain.lag import PartitionKey, Position
+
+log = logging.getLogger(__name__)
+
+TopicPartitionKey = tuple[str, int]
+
+
+class OffsetsUnavailable(RuntimeError):
+    """The broker did not answer an offsets request."""
+
+
+class KafkaOffsets:
+    def __init__(self, bootstrap_servers: str, timeout: float = 10.0) -> None:
+        self._bootstrap = bootstrap_servers
+        self._timeout = timeout
+        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)})
+        self._reader: Consumer | None = None
+        self._timestamps: dict[tuple[str, int, int], datetime] = {}  # (topic, partition, offset): records never change
+
+    def committed(self, groups: Iterable[str]) -> dict[str, dict[TopicPartitionKey, int]]:
+        """Per group, its committed offset of every partition it has committed; a group unknown to the broker (or
+        with nothing committed) has none."""
+        result: dict[str, dict[TopicPartitionKey, int]] = {}
+        for group in groups:  # the API takes one group per request
+            futures = self._admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=self._timeout
+            )
+            try:
+                answer = futures[group].result(timeout=self._timeout + 5)
+            except (KafkaException, TimeoutError) as e:
+                raise OffsetsUnavailable(f"committed offsets of group {group}: {e}") from e
+            result[group] = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in answer.topic_partitions or ()
+                if tp.error is None and tp.offset != OFFSET_INVALID
+            }
+        return result
+
+    def end_offsets(self, partitions: Iterable[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
+        """The log end offset (the offset the next record will get) of each partition that still exists."""
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the stubs leave it untyped
+        request = {TopicPartition(t, p): latest for t, p in set(partitions)}
+        if not request:
+            return {}
+        futures = self._admin.list_offsets(request, request_timeout=self._timeout)
+        ends = {}
+        for tp, future in futures.items():
+            try:
+                ends[(tp.topic, tp.partition)] = future.result(timeout=self._timeout + 5).offset
+            except KafkaException as e:  # a deleted topic: leave it out, the others still count
+                log.warning("end offset unavailable topic=%s partition=%s error=%s", tp.topic, tp.partition, e)
+            except TimeoutError as e:
+                raise OffsetsUnavailable(f"end offsets: {e}") from e
+        return ends
+
+    def positions(self, groups: Iterable[str]) -> list[Position]:
+        committed = self.committed(groups)
+        ends = self.end_offsets(tp for offsets in committed.values() for tp in offsets)
+        return [
+            Position(group, topic, partition, offset, ends[(topic, partition)])
+            for group, offsets in committed.items()
+            for (topic, partition), offset in offsets.items()
+            if (topic, partition) in ends
+        ]
+
+    def timestamps(self, positions: Iterable[Position], wait_s: float = 3.0) -> dict[PartitionKey, datetime]:
+        """The timestamp of the record at each lagging position's committed offset (the oldest the group has not
+        consumed; past a retention gap, the oldest that still exists). Positions whose record is not read within
+        `wait_s` are left out."""
+        lagging = [p for p in positions if p.lag > 0]
+        wanted = {(p.topic, p.partition, p.committed) for p in lagging} - self._timestamps.keys()
+        if wanted:
+            self._read(wanted, wait_s)
+        found = {}
+        for p in lagging:
+            moment = self._timestamps.get((p.topic, p.partition, p.committed))
+            if moment is not None:
+                found[p.key] = moment
+        self._forget_except({(p.topic, p.partition, p.committed) for p in lagging})
+        return found
+
+    def _read(self, wanted: set[tuple[str, int, int]], wait_s: float) -> None:
+        reader = self._reader or self._new_reader()
+        at = {(t, p): o for t, p, o in wanted}
+        reader.assign([TopicPartition(t, p, o) for (t, p), o in at.items()])
+        deadline = time.monotonic() + wait_s
+        try:
+            while at and time.monotonic() < deadline:
+                for message in reader.consume(num_messages=len(at), timeout=0.2):
+                    if message.error() is not None:
+                        continue
+                    topic, partition = message.topic() or "", message.partition() or 0
+                    requested = at.pop((topic, partition), None)
+                    if requested is None:
+                        continue
+                    kind, millis = message.timestamp()
+                    if kind != TIMESTAMP_NOT_AVAILABLE:
+                        self._timestamps[(topic, partition, requested)] = datetime.fromtimestamp(millis / 1000, UTC)
+        except KafkaException as e:
+            raise OffsetsUnavailable(f"reading records at committed offsets: {e}") from e
+        finally:
+            reader.unassign()  # stop prefetching between polls
+        for (topic, partition), offset in at.items():
+            log.info("oldest unconsumed record not read topic=%s partition=%s offset=%s", topic, partition, offset)
+
+    def _new_reader(self) -> Consumer:
+        self._reader = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": "autodeploy-lag-reader",  # required by the client; never joined (assign) nor committed
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                # Past a retention gap the oldest record that still exists is the oldest unconsumed one.
+                "auto.offset.reset": "earliest",
+                "queued.min.messages": 1,
+                "fetch.max.bytes": 1024 * 1024,
+                "max.partition.fetch.bytes": 64 * 1024,
+                "socket.timeout.ms": int(self._timeout * 1000),
+            }
+        )
+        return self._reader
+
+    def _forget_except(self, keep: set[tuple[str, int, int]]) -> None:
+        self._timestamps = {k: v for k, v in self._timestamps.items() if k in keep}
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

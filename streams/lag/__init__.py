@@ -1,0 +1,1 @@
+"""Consumer lag: polling offsets, exporting them to Prometheus, and showing them in a terminal."""

@@ -1,0 +1,62 @@
+"""Offsets, end offsets and the oldest unconsumed record's timestamp, read from a real broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kafka_offsets import KafkaOffsets
+from streams.domain.lag import Position
+from streams.lag.monitor import LagMonitor
+from tests.integration.test_webhooks_kafka import apply_topics
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str, unique: str) -> Iterator[str]:
+    cat = apply_topics(kafka_bootstrap, f"lag{unique}-")
+    yield cat.topic("deploy.events").name
+    admin = TopicAdmin(kafka_bootstrap)
+    admin.delete(admin.describe(t.name for t in cat.topics))
+
+
+def _commit(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def test_lag_in_messages_and_the_age_of_the_oldest_unconsumed_record(
+    kafka_bootstrap: str, topic: str, unique: str
+) -> None:
+    hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for n in range(5):  # record n was produced n minutes after an hour ago
+        producer.produce(
+            topic, value=b"x", partition=0, timestamp=int((hour_ago + timedelta(minutes=n)).timestamp() * 1000)
+        )
+    assert producer.flush(10) == 0
+    group, caught_up = f"lagging-{unique}", f"caught-up-{unique}"
+    _commit(kafka_bootstrap, group, topic, 0, 2)
+    _commit(kafka_bootstrap, caught_up, topic, 0, 5)
+
+    offsets = KafkaOffsets(kafka_bootstrap)
+    try:
+        positions = offsets.positions([group, caught_up, f"nobody-{unique}"])
+        assert sorted(positions, key=lambda p: p.group) == [
+            Position(caught_up, topic, 0, 5, 5),
+            Position(group, topic, 0, 2, 5),
+        ]
+        # the record at the committed offset (2) is the oldest the group has not consumed
+        assert offsets.timestamps(positions) == {(group, topic, 0): hour_ago + timedelta(minutes=2)}
+        rows = LagMonitor(offsets, [group, caught_up], stall_after_s=60).poll()
+        lagging = next(r for r in rows if r.group == group)
+        assert lagging.lag_messages == 3 and lagging.lag_seconds is not None and lagging.lag_seconds >= 58 * 60
+        assert next(r for r in rows if r.group == caught_up).lag_seconds == 0.0
+    finally:
+        offsets.close()

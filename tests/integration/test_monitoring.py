@@ -1,0 +1,311 @@
+"""A real Prometheus scrapes a running pipeline (webhook server, worker, lag exporter) through a scenario of signed
+webhooks; every dashboard query and alert expression must return data, the stalled alert must fire for a consumer
+that stopped, and the lag report must draw what was scraped."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from streams import cli
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.prometheus_api import PrometheusAPI, PrometheusQueryError
+from streams.catalog import Catalog
+from streams.config import REPO_ROOT
+from streams.lag import report
+from streams.local import processes
+from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.monitoring import (
+    Monitoring,
+    autodeploy_monitoring,
+    comparisons_as_bool,
+    grafana_to_promql,
+    prometheus_rule_file,
+)
+from tests.support.prometheus import Prometheus, binary
+from tests.support.scenario import History, sha
+from tests.support.services import unavailable
+from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET, Delivery, github_delivery
+
+# The deploy agent's metrics; its process is not part of this pipeline yet (it needs the control plane).
+DEPLOY_AGENT_ONLY = ("autodeploy_deploys_total", "autodeploy_rollout_duration", "autodeploy_circuit_open")
+STALL_S = 3
+TTL_S = 8
+
+
+@dataclass
+class Monitored:
+    prometheus: Prometheus
+    monitoring: Monitoring
+    rule_file: Path
+    paused_group: str
+    worker_group: str
+    env: dict[str, str]
+    ports: dict[str, int]
+
+    @property
+    def api(self) -> PrometheusAPI:
+        return self.prometheus.api
+
+
+def _post(port: int, delivery: Delivery) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", delivery.path, delivery.body, dict(delivery.headers))
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def _wait_for(what: str, check: Any, timeout: float, logs: list[Path]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, PrometheusQueryError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout}s\n" + "\n".join(f"{p}:\n{processes.tail(p)}" for p in logs))
+
+
+def _consume_and_stop(bootstrap: str, topic: str, group: str, at_least: int) -> int:
+    """A consumer that reads what is there, commits, and stops for good: its partition will stall."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    read = 0
+    deadline = time.monotonic() + 60
+    try:
+        while read < at_least and time.monotonic() < deadline:
+            read += sum(1 for m in consumer.consume(100, 0.5) if m.error() is None)
+        consumer.commit(asynchronous=False)
+    finally:
+        consumer.close()
+    return read
+
+
+def _policies(path: Path) -> Path:
+    path.write_text(
+        (REPO_ROOT / "autodeploy.yaml").read_text().replace("readiness_ttl: 2h", f"readiness_ttl: {TTL_S}s")
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def monitored(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
+    try:
+        binary("prometheus"), binary("promtool")
+    except FileNotFoundError as e:
+        unavailable("Prometheus", e)
+    tmp = tmp_path_factory.mktemp("monitoring")
+    u = uuid.uuid4().hex[:10]
+    cat: Catalog = apply_topics(kafka_bootstrap, f"m{u}-")
+    ports = {"webhooks": processes.free_port(), "worker": processes.free_port(), "lag-exporter": processes.free_port()}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "AUTODEPLOY_TOPIC_PREFIX": f"m{u}-",
+        "AUTODEPLOY_CONFIG": str(_policies(tmp / "autodeploy.yaml")),
+        "GITHUB_WEBHOOK_SECRETS": GITHUB_SECRET.decode(),
+        "CIRCLECI_WEBHOOK_SECRETS": CIRCLECI_SECRET.decode(),
+        "AUTODEPLOY_WORKER_ID": f"readiness-{u}",
+        "AUTODEPLOY_WORKER_STORE": "memory://",
+        "AUTODEPLOY_WORKER_DATADIR": str(tmp / "worker"),
+        "AUTODEPLOY_WORKER_PORT": str(ports["worker"]),
+        "AUTODEPLOY_WORKER_TICK_S": "1",
+        "AUTODEPLOY_LAG_GROUPS": f"paused-{u}",
+        "AUTODEPLOY_LAG_INTERVAL_S": "1",
+        "AUTODEPLOY_LAG_STALL_S": str(STALL_S),
+        "AUTODEPLOY_LAG_EXPORTER_PORT": str(ports["lag-exporter"]),
+    }
+    cmd = [sys.executable, "-m", "streams.cli"]
+    argv = {
+        "webhooks": [*cmd, "webhooks", "--port", str(ports["webhooks"])],
+        "worker": [*cmd, "worker", "--loglevel", "warning"],
+        "lag-exporter": [*cmd, "lag-exporter"],
+    }
+    logs = {name: tmp / f"{name}.log" for name in argv}
+    pids = [processes.start(a, logs[name], env).pid for name, a in argv.items()]
+    rules = autodeploy_monitoring()
+    rule_file = prometheus_rule_file(rules.rule_groups, tmp / "rules.yml")
+    quick_rules = prometheus_rule_file(rules.rule_groups, tmp / "rules-quick.yml", for_="1s")
+    prometheus = Prometheus(tmp / "prometheus", {n: f"127.0.0.1:{p}" for n, p in ports.items()}, [quick_rules])
+    try:
+        _wait_for("webhooks ready", lambda: _get(ports["webhooks"], "/readyz")[0] == 200, 60, list(logs.values()))
+        _wait_for("worker serves /metrics", lambda: _get(ports["worker"], "/metrics")[0] == 200, 120, [logs["worker"]])
+        prometheus.start()
+        _wait_for(
+            "every target up",
+            lambda: all(h == "up" for h in prometheus.target_health().values()),
+            30,
+            [*logs.values(), prometheus.log],
+        )
+        _scenario(kafka_bootstrap, cat, ports["webhooks"], f"paused-{u}", list(logs.values()))
+        stalled = f'ALERTS{{alertstate="firing",group="paused-{u}"}}'
+        expired = 'autodeploy_readiness_decisions_total{kind="expired"}'
+        _wait_for(
+            "an expiry and the stalled alert",
+            lambda: prometheus.api.query(stalled) and prometheus.api.query(expired),
+            120,
+            [*logs.values(), prometheus.log],
+        )
+        time.sleep(3)  # a few more scrapes after the last change, so rates over the window have two points
+        yield Monitored(prometheus, rules, rule_file, f"paused-{u}", f"readiness-{u}", env, ports)
+    finally:
+        prometheus.stop()
+        for pid in pids:
+            processes.stop(pid)
+        admin = TopicAdmin(kafka_bootstrap)
+        admin.delete(admin.describe([*(t.name for t in cat.topics), f"readiness-{u}-ticks"]))
+
+
+def _scenario(bootstrap: str, cat: Catalog, port: int, paused: str, logs: list[Path]) -> None:
+    """Two commits (the second ready, the first superseded), a third that waits for checks until it expires, a bad
+    signature, a record that is no CloudEvent, and a consumer that stops while deliveries keep arriving."""
+    a, b, c = sha("m-a"), sha("m-b"), sha("m-c")
+    history = History().push("0" * 40, a).push(a, b)
+    for delivery in history.deliveries:
+        assert _post(port, delivery) == 200
+    github = cat.topic("github.events").name
+    assert _consume_and_stop(bootstrap, github, paused, at_least=2) >= 2
+    history = History().actions(b, "success").circleci(b, "success").push(b, c)
+    for delivery in history.deliveries:
+        assert _post(port, delivery) == 200
+    assert _post(port, github_delivery("push", {"zen": "forged"}, secret=b"wrong")) == 401
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(github, key=b"github.com/acme/shop", value=b"not a cloudevent")
+    producer.flush(10)
+    # Deliveries keep arriving at a few per second while the paused group stays behind: lag grows over time.
+    for n in range(40):
+        assert _post(port, History().push(sha(f"m-f{n}"), sha(f"m-f{n + 1}"), branch="feature").deliveries[0]) == 200
+        time.sleep(0.2)
+
+
+def _deploy_agent_only(expr: str) -> bool:
+    return any(name in expr for name in DEPLOY_AGENT_ONLY) or 'stage="rollout_complete"' in expr
+
+
+def test_every_dashboard_query_returns_data(monitored: Monitored) -> None:
+    queries = monitored.monitoring.dashboard_queries
+    assert queries, f"no dashboard queries found in {monitored.monitoring.sources}"
+    empty, skipped = [], []
+    for where, expr in queries:
+        if _deploy_agent_only(expr):
+            skipped.append(expr)
+            continue
+        if not monitored.api.query(grafana_to_promql(expr)):
+            empty.append(f"{where}: {expr}")
+    print(f"{len(queries) - len(skipped)} dashboard queries returned data; not run without the deploy agent: {skipped}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
+
+
+def test_every_alert_expression_passes_promtool_and_returns_data(monitored: Monitored) -> None:
+    checked = subprocess.run(
+        [binary("promtool"), "check", "rules", str(monitored.rule_file)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    alerts = monitored.monitoring.alerts()
+    assert alerts
+    empty, skipped = [], []
+    for rule in alerts:
+        if _deploy_agent_only(rule["expr"]):
+            skipped.append(rule["alert"])
+            continue
+        # Quiet alerts return nothing: with `bool` comparisons every series they watch answers 0 or 1.
+        if not monitored.api.query(comparisons_as_bool(rule["expr"])):
+            empty.append(f"{rule['alert']}: {rule['expr']}")
+    print(f"{len(alerts) - len(skipped)} alert expressions returned data; not run without the deploy agent: {skipped}")
+    assert not empty, "alert expressions whose metrics are missing:\n" + "\n".join(empty)
+
+
+def test_the_stalled_alert_fires_for_a_paused_consumer_and_not_for_the_worker(monitored: Monitored) -> None:
+    (stall_rule,) = [r for r in monitored.monitoring.alerts() if "autodeploy_consumer_stalled" in r["expr"]]
+    firing = monitored.api.query(f'ALERTS{{alertname="{stall_rule["alert"]}",alertstate="firing"}}')
+    groups = {s["metric"].get("group") for s in firing}
+    assert monitored.paused_group in groups
+    assert monitored.worker_group not in groups  # the worker kept up: lag back to 0 between batches
+    (lag,) = monitored.api.query(f'max(autodeploy_consumer_lag_messages{{group="{monitored.paused_group}"}})')
+    assert float(lag["value"][1]) >= 40  # everything after the pause
+
+
+def test_the_worker_counts_events_decisions_dead_letters_and_exports_lag(monitored: Monitored) -> None:
+    status, text = _get(monitored.ports["worker"], "/metrics")
+    assert status == 200
+    for line in (
+        'autodeploy_readiness_decisions_total{kind="ready",service="shop"} 1.0',
+        'autodeploy_readiness_decisions_total{kind="superseded",service="shop"} 1.0',
+        'autodeploy_readiness_decisions_total{kind="expired",service="shop"} 1.0',
+        'autodeploy_pipeline_latency_seconds_count{stage="readiness"} 2.0',  # shop and shop-worker, ready
+        f'autodeploy_consumer_stalled{{group="{monitored.paused_group}"',
+    ):
+        assert line in text, line
+    assert 'autodeploy_worker_deadletters_total{reason="not_cloudevent"' in text
+    events = sum(
+        float(s["value"][1])
+        for s in monitored.api.query('sum by (topic) (autodeploy_worker_events_total{topic=~".*github.events"})')
+    )
+    assert events >= 2 + 1 + 1 + 40  # pushes, the CI-side push, the dead letter, the feature pushes
+
+
+def test_lag_table_once_shows_the_paused_group_behind(monitored: Monitored) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "lag", "--once"],
+        env=monitored.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    (row,) = [line.split() for line in out.splitlines() if line.startswith(monitored.paused_group)]
+    committed, end, lag = int(row[3]), int(row[4]), int(row[5])
+    assert end - committed == lag >= 40
+    assert float(row[6]) > 0  # the oldest unconsumed record's age
+
+
+def test_lag_report_renders_what_prometheus_scraped(monitored: Monitored, tmp_path: Path) -> None:
+    data = report.fetch(monitored.api, timedelta(minutes=10))
+    paused = [s for s in data["messages"] if s.label.startswith(monitored.paused_group)]
+    assert paused and max(paused[0].values) >= 40, data
+    assert any(max(s.values) > 0 for s in data["seconds"])
+    out = tmp_path / "lag.png"
+    assert cli.main(["lag-report", "--prometheus", monitored.api.url, "--since", "10m", "--out", str(out)]) == 0
+    png = out.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+    figures = {
+        "max lag messages": monitored.api.query(
+            "max(max_over_time(max by (group) (autodeploy_consumer_lag_messages)[10m:1s]))"
+        ),
+        "max lag seconds": monitored.api.query(
+            "max(max_over_time(max by (group) (autodeploy_consumer_lag_seconds)[10m:1s]))"
+        ),
+        "readiness latency p50/max": [
+            monitored.api.query("histogram_quantile(0.5, sum by (le) (autodeploy_pipeline_latency_seconds_bucket))"),
+            monitored.api.query("autodeploy_pipeline_latency_seconds_sum / autodeploy_pipeline_latency_seconds_count"),
+        ],
+        "at": datetime.now(UTC).isoformat(),
+    }
+    print(f"lag figures: {figures}")
