@@ -11,6 +11,7 @@ from streams.commands import (
     cluster_cmds,
     deploy_cmds,
     kafka_cmds,
+    manifests_cmds,
     topics_cmds,
     up_cmds,
     webhooks_cmds,
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy_cmds.register(sub)
     up_cmds.register(sub)
     why_cmds.register(sub)
+    manifests_cmds.register(sub)
     return parser
 
 

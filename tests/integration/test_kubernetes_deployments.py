@@ -280,7 +280,7 @@ def test_deploy_agent_manifest_is_least_privilege() -> None:
     assert sorted(d["kind"] for d in documents) == ["Role", "RoleBinding", "ServiceAccount"]
     (role,) = [d for d in documents if d["kind"] == "Role"]
     assert role["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]}
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "watch", "patch"]}
     ]
 
 
