@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean
+.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean manifests
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.join
 	$(BIN)/python -m bench.rss
+
+manifests: install ## render k8s/ with kustomize: OVERLAY=dev or prod (default), base
+	$(BIN)/autodeploy manifests $(or $(OVERLAY),prod)
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
 	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache
