@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean lag-report
+.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean lag-report manifests
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,8 @@ PROMETHEUS_URL ?= http://127.0.0.1:9090
 LAG_SINCE ?= 1h
 lag-report: install ## consumer lag over time from Prometheus as a PNG (PROMETHEUS_URL, LAG_SINCE=1h, out: lag-report.png)
 	$(BIN)/autodeploy lag-report --prometheus $(PROMETHEUS_URL) --since $(LAG_SINCE) --out lag-report.png
+manifests: install ## render k8s/ with kustomize: OVERLAY=dev or prod (default), base
+	$(BIN)/autodeploy manifests $(or $(OVERLAY),prod)
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
 	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache

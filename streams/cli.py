@@ -12,6 +12,7 @@ from streams.commands import (
     deploy_cmds,
     kafka_cmds,
     lag_cmds,
+    manifests_cmds,
     topics_cmds,
     up_cmds,
     webhooks_cmds,
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     up_cmds.register(sub)
     why_cmds.register(sub)
     lag_cmds.register(sub)
+    manifests_cmds.register(sub)
     return parser
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from streams.local import cluster, cluster_build
+from streams.local import cluster, cluster_build, k8s_tools
 
 
 def register(sub: Any) -> None:
@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     start.add_argument("--timeout", type=float, default=180.0, help="seconds to wait once the binaries exist")
     start.set_defaults(handler=run_cluster_up)
     actions.add_parser(
-        "build", help="only build (or find cached) the binaries; CI runs this before the tests"
+        "build", help="only build (or find cached) the binaries, kustomize and the CRDs k8s/ uses; CI runs this"
     ).set_defaults(handler=run_cluster_build)
     actions.add_parser("down", help="stop the processes `up` started").set_defaults(handler=run_cluster_down)
     actions.add_parser("status", help="which components run, and where").set_defaults(handler=run_cluster_status)
@@ -37,6 +37,9 @@ def run_cluster_up(args: argparse.Namespace) -> int:
 def run_cluster_build(args: argparse.Namespace) -> int:
     bins = cluster_build.ensure_built(progress=_progress)
     print(f"binaries ready in {bins.bin_dir}")
+    # The manifest tests render k8s/ with kustomize and dry-run its custom kinds against their real CRDs.
+    print(f"kustomize ready: {k8s_tools.ensure_kustomize(progress=_progress)}")
+    print(f"CRDs ready in {k8s_tools.ensure_crds(progress=_progress)[0].parent}")
     return 0
 
 

@@ -279,9 +279,7 @@ def test_deploy_agent_manifest_is_least_privilege() -> None:
     documents = list(yaml.safe_load_all(MANIFEST.read_text()))
     assert sorted(d["kind"] for d in documents) == ["Role", "RoleBinding", "ServiceAccount"]
     (role,) = [d for d in documents if d["kind"] == "Role"]
-    assert role["rules"] == [
-        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch", "patch"]}
-    ]
+    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "watch", "patch"]}]
 
 
 def test_deploy_agent_manifest_grants_shop_only(k8s_cluster: ClusterHandle, admin: Any) -> None:
@@ -309,6 +307,8 @@ def test_deploy_agent_manifest_grants_shop_only(k8s_cluster: ClusterHandle, admi
 
         eventually(can_patch, 10, "the deploy agent to be allowed in shop")
         agent.set_image(agent.get("shop", deployment, "app"), V2, ANNOTATIONS)
+        # Watching the rollout needs no "list": the manifest grants get, watch and patch only.
+        assert agent.watch_rollout("shop", deployment, "app", timeout=60).image == V2
         with pytest.raises(Forbidden):
             agent.get("default", "kubernetes", "app")
         with pytest.raises(Forbidden):
