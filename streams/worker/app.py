@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000  # events folded before their decisions are sent and their states written
 BATCH_WITHIN_S = 0.1  # how long a batch waits to fill up: also the most a decision waits under light load
+PRODUCER_BUFFER_MESSAGES = 10 * BATCH_SIZE
 STATE_DEFER_BYTES = 32 * 1024  # state parts carried in the meta record until they outgrow this (see state_store)
 
 
@@ -137,6 +138,9 @@ class ReadinessWorker:
             on_recover=self._rebuild_deadlines,
         )
         self.store = StateStore(self.table, defer_bytes=STATE_DEFER_BYTES)
+        # A batch writes one changelog record per repository it changed, all at once; Faust pauses every stream
+        # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.
+        self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.agent(source, name="readiness")(self._fold)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)

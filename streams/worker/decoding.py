@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+import orjson
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.formats.json import JSONFormat
@@ -12,7 +15,28 @@ from cloudevents.core.v1.event import CloudEvent
 
 from streams.catalog import TopicSpec, schemas
 
-JSON = JSONFormat()
+
+class _OrjsonFormat(JSONFormat):
+    """The SDK's JSON event format (v1.0) read with orjson and `datetime.fromisoformat`: the stdlib parser and
+    dateutil were a fifth of the worker's decoding time. Other spec versions go to the SDK's own reader."""
+
+    def read(self, event_factory: Callable[..., BaseCloudEvent] | None, data: str | bytes) -> BaseCloudEvent:
+        attributes = orjson.loads(data)
+        if not isinstance(attributes, dict) or attributes.get("specversion") != "1.0":
+            return super().read(event_factory, data)
+        time = attributes.get("time")
+        if isinstance(time, str):
+            try:
+                attributes["time"] = datetime.fromisoformat(time)
+            except ValueError:
+                return super().read(event_factory, data)  # dateutil accepts more of ISO 8601, or says why not
+        payload = attributes.pop("data", None)
+        if payload is None and (encoded := attributes.pop("data_base64", None)) is not None:
+            payload = base64.b64decode(encoded)
+        return (event_factory or CloudEvent)(attributes, payload)
+
+
+JSON = _OrjsonFormat()
 
 
 class Undecodable(ValueError):
