@@ -184,7 +184,7 @@ class DeployAgent:
 
     def _fetch(self, waiting: deque[Pending]) -> None:
         """Everything the consumer holds now (several fetches if need be); waits up to 0.5 s only when idle."""
-        timeout = 0.0 if waiting or self._waiting else 0.5
+        timeout = 0.0 if waiting else 0.5
         while len(waiting) < MAX_QUEUED:
             messages = [m for m in self._consumer.consume(self._batch, timeout) if _usable(m)]
             if not messages:

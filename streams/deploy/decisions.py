@@ -28,6 +28,7 @@ IMAGE: Final = PREFIX + "image"
 PREVIOUS_IMAGE: Final = PREFIX + "previous-image"
 PREVIOUS_COMMIT: Final = PREFIX + "previous-commit"
 ROLLED_BACK_FROM: Final = PREFIX + "rolled-back-from"
+ROLLBACK_REASON: Final = PREFIX + "rollback-reason"
 FAILED_ROLLOUTS: Final = PREFIX + "failed-rollouts"
 CIRCUIT_OPEN: Final = PREFIX + "circuit-open"
 WAITING: Final = PREFIX + "waiting"
@@ -175,6 +176,7 @@ def decide(ready: Ready, seen: Observed, max_failed_rollouts: int = 3) -> Action
             # A rollback mark belongs to the decision that failed; left in place, a later decision would read it as
             # its own and report a rollback after a good rollout.
             ROLLED_BACK_FROM: None,
+            ROLLBACK_REASON: None,
             WAITING: None,  # a decision held back by a freeze is this one or older: either way it waits no more
         },
         first=not previous_commit,
@@ -189,10 +191,11 @@ def _ours(ready: Ready, seen: Observed, max_failed_rollouts: int) -> Action:
         if seen.image == notes.get(IMAGE) and seen.rollout == "progressing":
             return Watch()  # the restored image is rolling out: report once it is available again
         restored = "restored" if seen.rollout == "complete" else f"restoring (rollout {seen.rollout})"
+        why = notes.get(ROLLBACK_REASON) or f"rollout of {failed_image} failed"
         return Report(
             "rolledback",
             seen.image,
-            f"rollout of {failed_image} failed; {restored} {seen.image}",
+            f"{why}; {restored} {seen.image}",
             circuit_opened=notes.get(CIRCUIT_OPEN) == ready.event_id,
         )
     if seen.image != ready.image:
@@ -213,7 +216,12 @@ def _failed(ready: Ready, seen: Observed, max_failed_rollouts: int) -> Action:
     if not previous:
         return Blocked(f"{why} and there is no previous image to restore")
     failures = failed_rollouts(notes) + 1
-    annotations = {IMAGE: previous, ROLLED_BACK_FROM: ready.image, FAILED_ROLLOUTS: str(failures)}
+    annotations = {
+        IMAGE: previous,
+        ROLLED_BACK_FROM: ready.image,
+        ROLLBACK_REASON: why,
+        FAILED_ROLLOUTS: str(failures),
+    }
     if failures >= max_failed_rollouts:
         annotations[CIRCUIT_OPEN] = ready.event_id
     return Rollback(previous, annotations, f"{why}; restored {previous}")

@@ -38,6 +38,7 @@ def test_first_rollout_patches_with_annotations() -> None:
             d.PREVIOUS_IMAGE: OLD,
             d.PREVIOUS_COMMIT: "",
             d.ROLLED_BACK_FROM: None,
+            d.ROLLBACK_REASON: None,
             d.WAITING: None,
         },
         first=True,
@@ -76,7 +77,12 @@ def test_failed_rollout_rolls_back_to_the_previous_image() -> None:
     action = d.decide(READY, seen)
     assert isinstance(action, Rollback)
     assert action.previous_image == OLD
-    assert action.annotations == {d.IMAGE: OLD, d.ROLLED_BACK_FROM: NEW, d.FAILED_ROLLOUTS: "1"}
+    assert action.annotations == {
+        d.IMAGE: OLD,
+        d.ROLLED_BACK_FROM: NEW,
+        d.ROLLBACK_REASON: f"rollout of {NEW} failed (ProgressDeadlineExceeded)",
+        d.FAILED_ROLLOUTS: "1",
+    }
     assert "ProgressDeadlineExceeded" in action.reason
 
 
