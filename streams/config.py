@@ -126,6 +126,8 @@ class DeployAgentSettings:
     rollout_timeout_s: float
     request_timeout_s: float
     publish_timeout_s: float
+    metrics_port: int = 9102  # /metrics; 0: not served
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes the pod from outside
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeployAgentSettings:
@@ -138,6 +140,8 @@ class DeployAgentSettings:
             rollout_timeout_s=_float(env, "AUTODEPLOY_ROLLOUT_TIMEOUT_S", 600.0),
             request_timeout_s=_float(env, "AUTODEPLOY_K8S_REQUEST_TIMEOUT_S", 10.0),
             publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 10.0),
+            metrics_port=int(_float(env, "AUTODEPLOY_DEPLOY_METRICS_PORT", 9102)),
+            metrics_host=env.get("AUTODEPLOY_DEPLOY_METRICS_HOST") or "0.0.0.0",  # noqa: S104 - see above
         )
 
 

@@ -117,6 +117,27 @@ class DeploymentsClient:
         )
         return result
 
+    def annotate(self, view: DeploymentView, annotations: Mapping[str, str | None]) -> DeploymentView:
+        """Set (None: remove) autodeploy's own annotations; metadata only, so no rollout starts.
+
+        Not a compare-and-set: only the agent and `autodeploy unblock` write these keys, and the controller's status
+        writes, which change the resourceVersion every few seconds during a rollout, would make one fail for nothing.
+        """
+        foreign = sorted(k for k in annotations if not k.startswith(ANNOTATION_PREFIX))
+        if foreign:
+            raise Invalid(f"annotations outside {ANNOTATION_PREFIX}: {', '.join(foreign)}", reason="Invalid")
+        with translated(f"annotate deployment {view.namespace}/{view.name}"):
+            deployment = self._apps.patch_namespaced_deployment(
+                view.name,
+                view.namespace,
+                {"metadata": {"annotations": dict(annotations)}},
+                field_manager=self._field_manager,
+                _content_type=_STRATEGIC_MERGE,
+                _request_timeout=self._timeout,
+            )
+        log.info("annotated namespace=%s name=%s annotations=%s", view.namespace, view.name, dict(annotations))
+        return view_of(deployment, view.container)
+
     def rollback(
         self, view: DeploymentView, previous_image: str, annotations: Mapping[str, str | None]
     ) -> DeploymentView:

@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
         help="server-side dry runs only (validated, nothing changed); outcomes carry autodeploydryrun=true",
     )
     parser.set_defaults(handler=run)
+    unblock = sub.add_parser("unblock", help="close a service's circuit breaker: the deploy agent deploys it again")
+    unblock.add_argument("service", help="the service's name in the policy file")
+    unblock.set_defaults(handler=run_unblock)
 
 
 def kubernetes_api(settings: DeployAgentSettings) -> Any:
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         publish=publisher,
         deployments=DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s),
     )
+    server = agent.metrics.serve(agent_settings.metrics_port, agent_settings.metrics_host)
+    print(f"deploy agent metrics on http://{agent_settings.metrics_host}:{agent_settings.metrics_port}/metrics")
     stop = threading.Event()
     # SIGTERM (a pod being stopped) ends the loop between records, or during a retry's back-off.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -71,5 +76,30 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop.set()
     finally:
+        server.shutdown()
         publisher.close()
+    return 0
+
+
+def run_unblock(args: argparse.Namespace) -> int:
+    from streams.adapters.kafka_producer import DurableProducer  # noqa: PLC0415 - slow imports, this command only
+    from streams.adapters.kubernetes_deployments import DeploymentsClient  # noqa: PLC0415 - same
+    from streams.deploy.agent import SyncPublisher  # noqa: PLC0415 - same
+    from streams.deploy.unblock import unblock  # noqa: PLC0415 - same
+    from streams.domain.policy_file import load_policies  # noqa: PLC0415 - same
+
+    settings = Settings.from_env()
+    agent_settings = DeployAgentSettings.from_env()
+    policy = load_policies(settings.policy_path).service(args.service)
+    topic = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix).topic("deploy.events").name
+    deployments = DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s)
+    publisher = SyncPublisher(DurableProducer(brokers.bootstrap_servers(settings)), agent_settings.publish_timeout_s)
+    try:
+        cleared = unblock(policy, deployments, publisher, topic)
+    finally:
+        publisher.close()
+    if cleared is None:
+        print(f"{args.service}: circuit breaker not open; nothing to do")
+    else:
+        print(f"{args.service}: circuit breaker cleared ({cleared.failures} failed rollouts); event {cleared.event_id}")
     return 0

@@ -8,7 +8,10 @@ readiness event) re-derives where it was from the cluster instead of from a stor
 * `image` is what autodeploy last set: a container image different from it means someone changed it by hand, and
   autodeploy stops rather than overwrite a hotfix;
 * `previous-image` / `previous-commit` say what to roll back to and whether this was the first rollout (deployed) or
-  not (upgraded); `rolled-back-from` marks a decision whose rollout failed and was undone.
+  not (upgraded); `rolled-back-from` marks a decision whose rollout failed and was undone;
+* `failed-rollouts` counts consecutive rolled-back rollouts (a completed one resets it) and `circuit-open` names the
+  decision whose failure opened the circuit breaker: no deploys of the service until `autodeploy unblock` removes it;
+* `waiting` holds a ready decision kept back by a freeze window (see waiting.py), deployed when the window ends.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ IMAGE: Final = PREFIX + "image"
 PREVIOUS_IMAGE: Final = PREFIX + "previous-image"
 PREVIOUS_COMMIT: Final = PREFIX + "previous-commit"
 ROLLED_BACK_FROM: Final = PREFIX + "rolled-back-from"
+ROLLBACK_REASON: Final = PREFIX + "rollback-reason"
+FAILED_ROLLOUTS: Final = PREFIX + "failed-rollouts"
+CIRCUIT_OPEN: Final = PREFIX + "circuit-open"
+WAITING: Final = PREFIX + "waiting"
 
 READY_TYPE: Final = "dev.cdeventsx.autodeploy-readiness.ready.0.1.0"
 
-OutcomeKind = Literal["deployed", "upgraded", "rolledback", "failed", "blocked"]
+OutcomeKind = Literal["deployed", "upgraded", "rolledback", "failed", "blocked", "skipped"]
 
 
 class NotReady(ValueError):
@@ -95,6 +102,8 @@ class Report:
     kind: OutcomeKind
     artifact: str  # the image now running
     reason: str | None = None
+    annotations: Mapping[str, str | None] | None = None  # bookkeeping to write first (metadata only)
+    circuit_opened: bool = False  # this decision's failure opened the circuit breaker: say so too
 
 
 @dataclass(frozen=True)
@@ -132,11 +141,24 @@ def manual_change(current: str, expected: str) -> str:
     return f"manual change detected: image {current} is not what autodeploy set ({expected})"
 
 
-def decide(ready: Ready, seen: Observed) -> Action:
+def failed_rollouts(notes: Mapping[str, str]) -> int:
+    try:
+        return max(0, int(notes.get(FAILED_ROLLOUTS, "0")))
+    except ValueError:
+        return 0  # hand-edited nonsense: count afresh rather than never open or never close
+
+
+def circuit_open_reason(service: str, failures: int) -> str:
+    return f"circuit open after {failures} consecutive failed rollouts; `autodeploy unblock {service}` clears it"
+
+
+def decide(ready: Ready, seen: Observed, max_failed_rollouts: int = 3) -> Action:
     """The next step for `ready` on a Deployment that looks like `seen`."""
     notes = seen.annotations
     if notes.get(READINESS_EVENT) == ready.event_id:
-        return _ours(ready, seen)
+        return _ours(ready, seen, max_failed_rollouts)
+    if CIRCUIT_OPEN in notes:
+        return Blocked(circuit_open_reason(ready.service, failed_rollouts(notes)))
     last_set = notes.get(IMAGE)
     if last_set is not None and seen.image != last_set:
         return Blocked(manual_change(seen.image, last_set))
@@ -154,32 +176,59 @@ def decide(ready: Ready, seen: Observed) -> Action:
             # A rollback mark belongs to the decision that failed; left in place, a later decision would read it as
             # its own and report a rollback after a good rollout.
             ROLLED_BACK_FROM: None,
+            ROLLBACK_REASON: None,
+            WAITING: None,  # a decision held back by a freeze is this one or older: either way it waits no more
         },
         first=not previous_commit,
     )
 
 
-def _ours(ready: Ready, seen: Observed) -> Action:
+def _ours(ready: Ready, seen: Observed, max_failed_rollouts: int) -> Action:
     """This decision's patch was made already (by us, earlier, perhaps before a restart)."""
     notes = seen.annotations
     failed_image = notes.get(ROLLED_BACK_FROM)
     if failed_image is not None:
-        return Report("rolledback", seen.image, f"rollout of {failed_image} failed; restored {seen.image}")
+        if seen.image == notes.get(IMAGE) and seen.rollout == "progressing":
+            return Watch()  # the restored image is rolling out: report once it is available again
+        restored = "restored" if seen.rollout == "complete" else f"restoring (rollout {seen.rollout})"
+        why = notes.get(ROLLBACK_REASON) or f"rollout of {failed_image} failed"
+        return Report(
+            "rolledback",
+            seen.image,
+            f"{why}; {restored} {seen.image}",
+            circuit_opened=notes.get(CIRCUIT_OPEN) == ready.event_id,
+        )
     if seen.image != ready.image:
         return Blocked(manual_change(seen.image, ready.image))
     if seen.rollout == "progressing":
         return Watch()
     if seen.rollout == "complete":
-        return Report("deployed" if not notes.get(PREVIOUS_COMMIT) else "upgraded", seen.image)
+        reset = {FAILED_ROLLOUTS: None} if FAILED_ROLLOUTS in notes else None
+        return Report("deployed" if not notes.get(PREVIOUS_COMMIT) else "upgraded", seen.image, annotations=reset)
+    return _failed(ready, seen, max_failed_rollouts)
+
+
+def _failed(ready: Ready, seen: Observed, max_failed_rollouts: int) -> Action:
+    """Our rollout failed: restore the previous image, counting the failure for the circuit breaker."""
+    notes = seen.annotations
     previous = notes.get(PREVIOUS_IMAGE)
     why = f"rollout of {ready.image} failed ({seen.progressing_reason or 'unknown reason'})"
     if not previous:
         return Blocked(f"{why} and there is no previous image to restore")
-    return Rollback(previous, {IMAGE: previous, ROLLED_BACK_FROM: ready.image}, f"{why}; restored {previous}")
+    failures = failed_rollouts(notes) + 1
+    annotations = {
+        IMAGE: previous,
+        ROLLED_BACK_FROM: ready.image,
+        ROLLBACK_REASON: why,
+        FAILED_ROLLOUTS: str(failures),
+    }
+    if failures >= max_failed_rollouts:
+        annotations[CIRCUIT_OPEN] = ready.event_id
+    return Rollback(previous, annotations, f"{why}; restored {previous}")
 
 
-def after_conflict(ready: Ready, before: Observed, fresh: Observed) -> Action:
+def after_conflict(ready: Ready, before: Observed, fresh: Observed, max_failed_rollouts: int = 3) -> Action:
     """The compare-and-set lost: re-decide on the fresh read; an image changed meanwhile is someone else's to keep."""
     if fresh.annotations.get(READINESS_EVENT) != ready.event_id and fresh.image != before.image:
         return Blocked(manual_change(fresh.image, before.annotations.get(IMAGE, before.image)))
-    return decide(ready, fresh)
+    return decide(ready, fresh, max_failed_rollouts)

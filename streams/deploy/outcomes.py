@@ -26,7 +26,9 @@ TYPES: Final[dict[OutcomeKind, str]] = {
     "rolledback": "dev.cdevents.service.rolledback.0.3.0",
     "failed": "dev.cdeventsx.autodeploy-deployment.failed.0.1.0",
     "blocked": "dev.cdeventsx.autodeploy-deployment.blocked.0.1.0",
+    "skipped": "dev.cdeventsx.autodeploy-deployment.skipped.0.1.0",
 }
+UNBLOCKED_TYPE: Final = "dev.cdeventsx.autodeploy-deployment.unblocked.0.1.0"
 # CloudEvents extension names are lowercase letters and digits only.
 DRY_RUN_EXTENSION: Final = "autodeploydryrun"
 _NAMESPACE: Final = uuid.UUID("3b0c9f52-6d1e-5a7b-9c2d-8e4f1a6b7c90")  # for outcome ids; never change it
@@ -42,15 +44,19 @@ class Outcome:
     artifact: str  # the image running (or that would run, or was refused)
     reason: str | None = None
     dry_run: bool = False
+    # One decision can end in two outcomes of one kind (blocked by a freeze, then by the circuit breaker when the
+    # window ends): the variant keeps their ids apart. "" for the usual one.
+    variant: str = ""
 
     @property
     def event_id(self) -> str:
-        return outcome_id(self.ready.event_id, self.kind, dry_run=self.dry_run)
+        return outcome_id(self.ready.event_id, self.kind, dry_run=self.dry_run, variant=self.variant)
 
 
-def outcome_id(decision_id: str, kind: OutcomeKind, *, dry_run: bool = False) -> str:
+def outcome_id(decision_id: str, kind: OutcomeKind, *, dry_run: bool = False, variant: str = "") -> str:
     # A dry run's outcome is a different fact from the real one: it must not shadow it as a "duplicate".
-    return str(uuid.uuid5(_NAMESPACE, f"{decision_id}/{kind}{'/dry-run' if dry_run else ''}"))
+    suffix = (f"/{variant}" if variant else "") + ("/dry-run" if dry_run else "")
+    return str(uuid.uuid5(_NAMESPACE, f"{decision_id}/{kind}{suffix}"))
 
 
 def purl(image: str) -> str:
@@ -85,7 +91,7 @@ def cdevent(outcome: Outcome, now: datetime | None = None) -> dict[str, Any]:
         "branch": ready.branch,
         "environment": outcome.environment,
     }
-    if outcome.kind in ("failed", "blocked"):
+    if outcome.kind in ("failed", "blocked", "skipped"):
         content: dict[str, Any] = {**details, "reason": outcome.reason or "unknown"}
         if outcome.kind == "failed":
             content |= {"image": outcome.artifact, "namespace": outcome.namespace, "deployment": outcome.deployment}
@@ -129,3 +135,56 @@ def cloud_event(outcome: Outcome, now: datetime | None = None) -> CloudEvent:
 
 def outcome_record(outcome: Outcome, topic: str, now: datetime | None = None) -> Record:
     return structured_record(cloud_event(outcome, now), topic)
+
+
+@dataclass(frozen=True)
+class Unblocked:
+    """`autodeploy unblock`: the circuit breaker opened by decision `opened_by` was cleared by hand."""
+
+    service: str
+    namespace: str
+    deployment: str
+    environment: str
+    opened_by: str  # the readiness decision whose failed rollout opened the circuit
+    chain_id: str  # that decision's chain
+    failures: int
+
+    @property
+    def event_id(self) -> str:
+        # One clearing per opening: running unblock twice publishes a duplicate, not a second fact.
+        return str(uuid.uuid5(_NAMESPACE, f"{self.opened_by}/unblocked"))
+
+
+def unblocked_record(unblocked: Unblocked, topic: str, now: datetime | None = None) -> Record:
+    moment = now or datetime.now(UTC)
+    data = {
+        "context": {
+            "specversion": SPEC_VERSION,
+            "id": unblocked.event_id,
+            "source": SOURCE,
+            "type": UNBLOCKED_TYPE,
+            "timestamp": rfc3339(moment),
+            "chainId": unblocked.chain_id,
+            "links": [{"linkType": "RELATION", "linkKind": "TRIGGER", "target": {"contextId": unblocked.opened_by}}],
+        },
+        "subject": {
+            "id": f"{unblocked.namespace}/{unblocked.deployment}",
+            "source": SOURCE,
+            "content": {
+                "service": unblocked.service,
+                "environment": unblocked.environment,
+                "reason": f"circuit breaker cleared by hand after {unblocked.failures} consecutive failed rollouts",
+            },
+        },
+    }
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": unblocked.event_id,
+        "source": SOURCE,
+        "type": UNBLOCKED_TYPE,
+        "subject": unblocked.service,
+        "time": moment,
+        "datacontenttype": "application/json",
+        "partitionkey": unblocked.service,
+    }
+    return structured_record(CloudEvent(attributes, data), topic)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from streams.domain.facts import CheckId
+from streams.domain.freeze import FreezeWindow, Frozen, active
 
 # The URL parsing behind the Kafka keys; private there because webhook_mapping's public surface is envelopes.
 from streams.domain.webhook_mapping import _repository_key
@@ -36,6 +37,12 @@ class ServicePolicy:
     target: KubernetesTarget
     environment: str
     readiness_ttl: timedelta
+    freeze: tuple[FreezeWindow, ...] = ()  # the service's own windows and the file's global ones
+    max_failed_rollouts: int = 3  # consecutive failed (rolled back) rollouts that open the circuit breaker
+
+    def frozen(self, now: datetime) -> Frozen | None:
+        """The freeze window holding deploys of this service at `now`, if any."""
+        return active(self.freeze, now)
 
     def image_for(self, commit: str) -> str | None:
         """The image of `commit` when the template decides it; None when a published-package event must."""

@@ -18,7 +18,9 @@ from typing import Any, Final
 import yaml
 
 from streams.domain.facts import CheckId, CheckKind
+from streams.domain.freeze import FreezeWindow
 from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy, normalise_repository
+from streams.domain.policy_freeze import FreezeFieldError, parse_freeze
 
 __all__ = ["PolicyError", "load_policies", "parse_duration", "parse_policies"]
 
@@ -60,7 +62,15 @@ _EXAMPLE_SHA: Final = "0123456789abcdef0123456789abcdef01234567"
 
 _CHECK_KINDS: Final = ", ".join(kind.value for kind in CheckKind)
 _SERVICE_KEYS: Final = ("repository", "branch", "required_checks", "kubernetes")
-_SERVICE_OPTIONAL: Final = ("image", "image_from_package", "environment", "readiness_ttl")
+_SERVICE_OPTIONAL: Final = (
+    "image",
+    "image_from_package",
+    "environment",
+    "readiness_ttl",
+    "freeze",
+    "max_failed_rollouts",
+)
+DEFAULT_MAX_FAILED_ROLLOUTS: Final = 3
 _KUBERNETES_KEYS: Final = ("namespace", "deployment", "container")
 
 
@@ -141,7 +151,21 @@ def _image_template(value: object, field: str) -> str:
     return template
 
 
-def _service(name: object, value: object, field: str) -> ServicePolicy:
+def _freeze(value: object, field: str) -> tuple[FreezeWindow, ...]:
+    try:
+        return parse_freeze(value, field)
+    except FreezeFieldError as e:
+        raise _Invalid(e.field, e.problem) from e
+
+
+def _max_failed_rollouts(doc: Mapping[str, Any], field: str) -> int:
+    value = doc.get("max_failed_rollouts", DEFAULT_MAX_FAILED_ROLLOUTS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise _Invalid(f"{field}.max_failed_rollouts", f"must be a whole number from 1 to 100, got {value!r}")
+    return value
+
+
+def _service(name: object, value: object, field: str, global_freeze: tuple[FreezeWindow, ...]) -> ServicePolicy:
     if not isinstance(name, str) or not _SLUG.fullmatch(name):
         raise _Invalid(field, "service names must match [a-z0-9][a-z0-9-]* (at most 63 characters)")
     doc = _mapping(value, field, _SERVICE_KEYS, _SERVICE_OPTIONAL)
@@ -174,7 +198,20 @@ def _service(name: object, value: object, field: str) -> ServicePolicy:
             ttl = parse_duration(doc["readiness_ttl"])
         except ValueError as e:
             raise _Invalid(f"{field}.readiness_ttl", str(e)) from e
-    return ServicePolicy(name, repository, branch, checks, template, package, target, environment, ttl)
+    freeze = global_freeze + (_freeze(doc["freeze"], f"{field}.freeze") if "freeze" in doc else ())
+    return ServicePolicy(
+        name,
+        repository,
+        branch,
+        checks,
+        template,
+        package,
+        target,
+        environment,
+        ttl,
+        freeze,
+        _max_failed_rollouts(doc, field),
+    )
 
 
 def parse_policies(doc: Any, where: str) -> Policies:
@@ -182,10 +219,13 @@ def parse_policies(doc: Any, where: str) -> Policies:
     try:
         if doc is None:
             raise _Invalid("services", "is required (the file is empty)")
-        top = _mapping(doc, "", ("services",))
+        top = _mapping(doc, "", ("services",), ("freeze",))
+        global_freeze = _freeze(top["freeze"], "freeze") if "freeze" in top else ()
         if not isinstance(top["services"], dict) or not top["services"]:
             raise _Invalid("services", "must map at least one service name to its policy")
-        services = tuple(_service(name, value, f"services.{name}") for name, value in top["services"].items())
+        services = tuple(
+            _service(name, value, f"services.{name}", global_freeze) for name, value in top["services"].items()
+        )
         owners: dict[tuple[str, str], str] = {}
         for service in services:
             key = (service.target.namespace, service.target.deployment)

@@ -146,6 +146,34 @@ def down(timeout: float = 30.0) -> bool:
     return True
 
 
+def stop_component(name: str, timeout: float = 30.0) -> None:
+    """Stop one recorded component (e.g. kube-apiserver, to test an outage); `start_component` brings it back."""
+    state = processes.read_state(layout().state) or {}
+    entry = state.get("components", {}).get(name)
+    if entry is None:
+        raise ServiceStartError(f"{name} is not part of a running cluster")
+    pid, cmd = int(entry["pid"]), [str(part) for part in entry["cmd"]]
+    if processes.alive(pid) and _cmdline_starts_with(pid, cmd):
+        processes.stop(pid, timeout)
+
+
+def start_component(name: str, timeout: float = 60.0) -> None:
+    """Start a component stopped by `stop_component` again, on the same ports, certificates and etcd data."""
+    lay = layout()
+    state = processes.read_state(lay.state) or {}
+    if name not in state.get("components", {}):
+        raise ServiceStartError(f"{name} is not part of a running cluster")
+    bins = Binaries(Path(state["binaries"]), Versions(**state["versions"]))
+    ports = Ports(**state["ports"])
+    proc = processes.start(argv(name, bins, lay, ports), lay.log(name))
+    state["components"][name]["pid"] = proc.pid
+    processes.write_state(lay.state, state)
+    if name == "kube-apiserver":
+        ca_file = Path(str(state["ca_file"]))
+        ready = lambda: _http_ok(f"{state['server']}/readyz", str(state["token"]), ca_file)  # noqa: E731
+        _wait(ready, name, lay, {name: proc}, time.monotonic() + timeout)
+
+
 def status() -> ClusterStatus:
     lay = layout()
     state = processes.read_state(lay.state)

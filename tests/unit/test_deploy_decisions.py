@@ -38,6 +38,8 @@ def test_first_rollout_patches_with_annotations() -> None:
             d.PREVIOUS_IMAGE: OLD,
             d.PREVIOUS_COMMIT: "",
             d.ROLLED_BACK_FROM: None,
+            d.ROLLBACK_REASON: None,
+            d.WAITING: None,
         },
         first=True,
     )
@@ -75,7 +77,12 @@ def test_failed_rollout_rolls_back_to_the_previous_image() -> None:
     action = d.decide(READY, seen)
     assert isinstance(action, Rollback)
     assert action.previous_image == OLD
-    assert action.annotations == {d.IMAGE: OLD, d.ROLLED_BACK_FROM: NEW}
+    assert action.annotations == {
+        d.IMAGE: OLD,
+        d.ROLLED_BACK_FROM: NEW,
+        d.ROLLBACK_REASON: f"rollout of {NEW} failed (ProgressDeadlineExceeded)",
+        d.FAILED_ROLLOUTS: "1",
+    }
     assert "ProgressDeadlineExceeded" in action.reason
 
 
@@ -128,3 +135,39 @@ def test_a_rollout_after_a_rollback_clears_the_rollback_mark() -> None:
     # Once patched, the Deployment no longer carries the mark, so the good rollout is reported as one.
     patched = {k: v for k, v in {**after_rollback, **action.annotations}.items() if v is not None}
     assert d.decide(READY, Seen(NEW, patched)) == Report("upgraded", NEW)
+
+
+def failed_rollout(failures: int) -> Seen:
+    notes = deployed_by_us(NEW, event="evt-2", **{d.PREVIOUS_IMAGE: OLD, d.FAILED_ROLLOUTS: str(failures)})
+    return Seen(NEW, notes, "failed", "ProgressDeadlineExceeded")
+
+
+def test_the_nth_consecutive_failed_rollout_opens_the_circuit() -> None:
+    below = d.decide(READY, failed_rollout(1), max_failed_rollouts=3)
+    assert isinstance(below, Rollback) and d.CIRCUIT_OPEN not in below.annotations
+    assert below.annotations[d.FAILED_ROLLOUTS] == "2"
+    third = d.decide(READY, failed_rollout(2), max_failed_rollouts=3)
+    assert isinstance(third, Rollback)
+    assert (third.annotations[d.FAILED_ROLLOUTS], third.annotations[d.CIRCUIT_OPEN]) == ("3", "evt-2")
+
+
+def test_rolledback_waits_for_the_restored_rollout_then_says_whether_it_opened_the_circuit() -> None:
+    notes = deployed_by_us(OLD, event="evt-2", **{d.ROLLED_BACK_FROM: NEW, d.CIRCUIT_OPEN: "evt-2"})
+    assert d.decide(READY, Seen(OLD, notes, "progressing")) == Watch()
+    report = d.decide(READY, Seen(OLD, notes, "complete"))
+    assert isinstance(report, Report)
+    assert (report.kind, report.circuit_opened) == ("rolledback", True)
+    assert report.reason == f"rollout of {NEW} failed; restored {OLD}"
+
+
+def test_an_open_circuit_blocks_every_new_decision() -> None:
+    notes = deployed_by_us(OLD, event="evt-1", **{d.CIRCUIT_OPEN: "evt-1", d.FAILED_ROLLOUTS: "3"})
+    assert d.decide(READY, Seen(OLD, notes)) == Blocked(d.circuit_open_reason("shop", 3))
+    assert "autodeploy unblock shop" in d.circuit_open_reason("shop", 3)
+
+
+def test_a_completed_rollout_resets_the_failure_count() -> None:
+    notes = deployed_by_us(NEW, event="evt-2", **{d.PREVIOUS_IMAGE: OLD, d.FAILED_ROLLOUTS: "2"})
+    report = d.decide(READY, Seen(NEW, notes, "complete"))
+    assert report == Report("deployed", NEW, annotations={d.FAILED_ROLLOUTS: None})
+    assert d.failed_rollouts({d.FAILED_ROLLOUTS: "junk"}) == 0

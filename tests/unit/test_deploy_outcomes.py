@@ -12,7 +12,16 @@ import pytest
 from streams import catalog
 from streams.catalog import schemas
 from streams.deploy.decisions import OutcomeKind, Ready
-from streams.deploy.outcomes import DRY_RUN_EXTENSION, TYPES, Outcome, outcome_id, outcome_record, purl
+from streams.deploy.outcomes import (
+    DRY_RUN_EXTENSION,
+    TYPES,
+    Outcome,
+    Unblocked,
+    outcome_id,
+    outcome_record,
+    purl,
+    unblocked_record,
+)
 
 CATALOG = catalog.load(Path(__file__).resolve().parents[2] / "topics" / "catalog.yaml")
 READY = Ready("evt-1", "chain-1", "shop", "github.com/acme/shop", "c" * 40, "main", "registry.example/shop:new")
@@ -76,3 +85,19 @@ def test_ids_are_deterministic_and_distinct() -> None:
 )
 def test_purl(image: str, expected: str) -> None:
     assert purl(image) == expected
+
+
+def test_a_variant_keeps_two_outcomes_of_one_kind_apart() -> None:
+    frozen = Outcome("blocked", READY, "shop", "web", "production", READY.image, "freeze", variant="freeze")
+    assert frozen.event_id != outcome_id("evt-1", "blocked")
+    assert frozen.event_id == outcome_id("evt-1", "blocked", variant="freeze")
+
+
+def test_unblocked_matches_its_schema_and_is_one_per_opening() -> None:
+    cleared = Unblocked("shop", "shop", "web", "production", "evt-1", "chain-1", 3)
+    event = json.loads(unblocked_record(cleared, "deploy.events", NOW).value)
+    declared = CATALOG.topic("deploy.events").event_type(event["type"])
+    assert declared is not None and schemas.data_errors(declared, event["data"]) == []
+    assert event["data"]["context"]["chainId"] == "chain-1"
+    assert "3 consecutive failed rollouts" in event["data"]["subject"]["content"]["reason"]
+    assert event["id"] == Unblocked("shop", "shop", "web", "production", "evt-1", "other", 4).event_id

@@ -13,12 +13,9 @@ from streams.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
-# Settings the deploy agent's metrics server reads once it has one (issue 6, in progress); drop them when it does.
+# Commands and settings a manifest may name before the code has them (none now).
 PENDING_COMMANDS: set[str] = set()
-PENDING_SETTINGS = {
-    "AUTODEPLOY_DEPLOY_METRICS_HOST",
-    "AUTODEPLOY_DEPLOY_METRICS_PORT",
-}
+PENDING_SETTINGS: set[str] = set()
 
 
 def documents() -> Iterator[dict[str, Any]]:
