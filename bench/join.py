@@ -206,6 +206,7 @@ def worker_env(p: Pipeline, group: str, port: int) -> dict[str, str]:
         "AUTODEPLOY_WORKER_STORE": "rocksdb://",
         "AUTODEPLOY_WORKER_DATADIR": str(p.work / group),
         "AUTODEPLOY_WORKER_PORT": str(port),
+        "AUTODEPLOY_WORKER_LAG": "0",  # as deployed (k8s/): the lag exporter, not each worker, reads lag
     }
 
 

@@ -1,4 +1,8 @@
-"""Validate an event's `data` against the JSON Schema the catalog declares for its type."""
+"""Validate an event's `data` against the JSON Schema the catalog declares for its type.
+
+jsonschema-rs (Rust) rather than the pure-Python jsonschema: the worker validates every event it reads, and this was a
+fifth of its CPU (push payload: 69 us per event in Python, 2 us here).
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,31 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+import jsonschema_rs
 
 from streams.catalog.model import EventType
 
+MAX_ERRORS = 10
+
 
 @cache
-def _registry(root: Path) -> Registry[Any]:
+def _registry(root: Path) -> jsonschema_rs.Registry:
     """Every schema under the catalog's schemas/ by `$id`: CDEvents schemas reference their links by `$id`."""
     resources = []
     for path in sorted(root.rglob("*.json")):
         doc = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(doc, dict) and "$id" in doc:
-            resources.append((doc["$id"], Resource.from_contents(doc, default_specification=DRAFT202012)))
-    return Registry().with_resources(resources)
+            resources.append((doc["$id"], doc))
+    return jsonschema_rs.Registry(resources)
 
 
 @cache
-def _validator(path: Path) -> Draft202012Validator:
+def _validator(path: Path) -> Any:
     schema = json.loads(path.read_text(encoding="utf-8"))
     root = path.parent
     while root.name != "schemas" and root != root.parent:
         root = root.parent
-    return Draft202012Validator(schema, registry=_registry(root))
+    return jsonschema_rs.validator_for(schema, registry=_registry(root))
 
 
 def data_errors(event_type: EventType, data: Any) -> list[str]:
@@ -39,7 +43,7 @@ def data_errors(event_type: EventType, data: Any) -> list[str]:
     if event_type.schema_path is None:
         return []
     validator = _validator(event_type.schema_path)
-    return [
-        f"{'/'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.message}"
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    ][:10]
+    if validator.is_valid(data):  # the common case, without building error objects
+        return []
+    errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
+    return [f"{'/'.join(str(p) for p in e.instance_path) or '(root)'}: {e.message}" for e in errors][:MAX_ERRORS]

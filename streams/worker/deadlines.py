@@ -15,12 +15,19 @@ class Deadlines:
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[datetime, str]]] = {}
         self._current: dict[str, datetime] = {}
+        # The waiting sets each deadline was computed from: a deadline only changes with them (a waiting commit's
+        # first fact never moves), and most facts leave them alone (identity: states are copied on write).
+        self._computed_from: dict[str, object] = {}
 
     def clear(self) -> None:
         self._heaps.clear()
         self._current.clear()
+        self._computed_from.clear()
 
     def track(self, partition: int, repository: str, state: RepositoryState, services: Sequence[ServicePolicy]) -> None:
+        if self._computed_from.get(repository) is state.waiting:
+            return
+        self._computed_from[repository] = state.waiting
         deadline = next_deadline(state, services)
         if deadline is None:
             self._current.pop(repository, None)

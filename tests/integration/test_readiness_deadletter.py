@@ -49,7 +49,8 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_good_ones_still_deci
     assert len(letters) == 4, sorted(reasons)
     assert any(r.startswith("not a CloudEvent") for r in reasons)
     assert any(
-        "com.github.push: data does not match its schema" in r and "'before' is a required" in r for r in reasons
+        "com.github.push: data does not match its schema" in r and '"before" is a required property' in r
+        for r in reasons
     )
     assert any("'com.example.unknown' is not declared" in r for r in reasons)
     assert any("empty record value" in r for r in reasons)
