@@ -31,7 +31,7 @@ from streams.domain.facts import (
 )
 from streams.domain.policy import normalise_repository
 from streams.domain.untrusted import get
-from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, circleci_commit, github_attributes
+from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, circleci_commit, github_partitionkey
 
 __all__ = ["facts_from_event"]
 
@@ -106,10 +106,9 @@ def _instant(value: object) -> datetime | None:
 
 
 def _github_repository(event: str, data: Mapping[str, Any]) -> str | None:
-    try:
-        key = github_attributes(event, data).partitionkey
-    except UnmappableDelivery:
+    if not isinstance(data, Mapping):
         return None
+    key = github_partitionkey(data)
     # Without a repository the key falls back to the organisation (`github.com/<org>`): no fact is about that.
     return key if key.count("/") == 2 else None
 

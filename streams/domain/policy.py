@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Final
 
 from streams.domain.facts import CheckId
@@ -56,13 +57,25 @@ class Policies:
     services: tuple[ServicePolicy, ...]
 
     def for_repository(self, repository: str) -> tuple[ServicePolicy, ...]:
-        return tuple(s for s in self.services if s.repository == repository)
+        return self._by_repository.get(repository, ())
 
     def service(self, name: str) -> ServicePolicy:
+        found = self._by_name.get(name)
+        if found is None:
+            raise KeyError(f"no service {name!r} in the policy file")
+        return found
+
+    # Asked for every fact: an index rather than a scan of every service.
+    @cached_property
+    def _by_repository(self) -> dict[str, tuple[ServicePolicy, ...]]:
+        index: dict[str, list[ServicePolicy]] = {}
         for service in self.services:
-            if service.name == name:
-                return service
-        raise KeyError(f"no service {name!r} in the policy file")
+            index.setdefault(service.repository, []).append(service)
+        return {repository: tuple(services) for repository, services in index.items()}
+
+    @cached_property
+    def _by_name(self) -> dict[str, ServicePolicy]:
+        return {s.name: s for s in reversed(self.services)}  # reversed: the first of a (rejected) duplicate wins
 
 
 def normalise_repository(value: object) -> str | None:

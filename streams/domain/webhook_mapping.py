@@ -277,6 +277,11 @@ def _github_source(rule: _Rule, payload: Mapping[str, Any]) -> str:
     )
 
 
+def github_partitionkey(payload: Mapping[str, Any]) -> str:
+    """`github.com/<owner>/<name>` of the delivery's repository (`github.com/<org>` or `github.com` without one)."""
+    return _github_partitionkey(payload)
+
+
 def _github_partitionkey(payload: Mapping[str, Any]) -> str:
     full_name = get(payload, "repository.full_name")
     owner, _, name = full_name.partition("/") if isinstance(full_name, str) else ("", "", "")

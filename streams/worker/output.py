@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from cloudevents.core.v1.event import CloudEvent
 
 from streams.adapters.kafka_producer import Record
@@ -83,6 +84,6 @@ def readiness_record(decision: Decision, environment: str, topic: str) -> Record
             "datacontenttype": "application/json",
             "partitionkey": decision.service,
         },
-        data,
+        orjson.dumps(data),  # bytes: written into the envelope as they are (envelopes.ProviderPayloadFormat)
     )
     return structured_record(event, topic)
