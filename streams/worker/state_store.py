@@ -12,13 +12,16 @@ One fact writes several records, and a crash can keep any prefix of them (the so
 and the fact is read again). So the meta record goes first and carries, in `delta`, every part the fact changed; the
 part keys after it are copies, and a read prefers the delta. Any prefix then reads back as the old state or the new.
 
-Decoded states stay in memory (the authoritative copy between facts) with their parts, so that a fact costs the
-parts it touched: the fold copies only the StrMap buckets it changes, and `StrMap.changes` compares by identity.
+Decoded states stay in memory with their parts, so that a fact costs the parts it touched: the fold copies only the
+StrMap buckets it changes, and `StrMap.changes` compares by identity. Memory is a cache, not the store: at most
+`cache_commits` commits stay decoded (least recently used out first); an evicted state is read back from the table,
+which always holds every saved state, so a worker's memory does not grow with the commits it tracks.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +41,7 @@ from streams.domain.readiness_state import (
 )
 
 PARTS = 64
+DEFAULT_CACHE_COMMITS = 50_000
 META, TOMBSTONES = "meta", "tomb"
 _SEP = b"\x00"
 
@@ -65,24 +69,46 @@ class _Entry:
 class StateStore:
     """`load`/`save` of repository states through a bytes table (a Faust table, or a dict in tests)."""
 
-    def __init__(self, table: MutableMapping[bytes, bytes], defer_bytes: int = 0) -> None:
+    def __init__(
+        self, table: MutableMapping[bytes, bytes], defer_bytes: int = 0, cache_commits: int = DEFAULT_CACHE_COMMITS
+    ) -> None:
         """`defer_bytes` > 0: a save writes only the meta record, its delta carrying every part changed since the
         parts were last written, until the delta outgrows `defer_bytes`; then the parts are written after it. Any
         prefix still reads back as the old state or the new, in one record per save instead of one per part."""
         self.table = table
         self.defer_bytes = defer_bytes
-        self._entries: dict[str, _Entry] = {}
+        self.cache_commits = cache_commits
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._cached_commits = 0
+
+    @property
+    def cached_commits(self) -> int:
+        return self._cached_commits
 
     def load(self, repository: str, partition: int) -> RepositoryState:
+        return self._entry(repository, partition).state
+
+    def _entry(self, repository: str, partition: int) -> _Entry:
         entry = self._entries.get(repository)
-        if entry is None:
+        if entry is None:  # never read, evicted, or forgotten (a rebalance): the table has the latest copy
             entry = self._entries[repository] = _read(repository, partition, self.table.get)
-        return entry.state
+            self._cached_commits += len(entry.state.commits)
+            self._evict(keep=repository)
+        else:
+            self._entries.move_to_end(repository)
+        return entry
+
+    def _evict(self, keep: str) -> None:
+        while self._cached_commits > self.cache_commits and len(self._entries) > 1:
+            repository, entry = next(iter(self._entries.items()))
+            if repository == keep:
+                self._entries.move_to_end(repository)
+                continue
+            del self._entries[repository]
+            self._cached_commits -= len(entry.state.commits)
 
     def save(self, repository: str, state: RepositoryState, partition: int) -> None:
-        entry = self._entries.get(repository)
-        if entry is None:  # forgotten meanwhile (a rebalance): diff against the table's copy
-            entry = self._entries[repository] = _read(repository, partition, self.table.get)
+        entry = self._entry(repository, partition)
         old = entry.state
         if state is old:  # a duplicate, or nothing to do
             return
@@ -111,22 +137,24 @@ class StateStore:
                 self.table[key(repository, name)] = raw
             entry.unflushed = {}
         entry.state, entry.partition = state, partition
+        self._cached_commits += len(state.commits) - len(old.commits)
+        self._evict(keep=repository)
 
     def forget(self, partitions: Collection[int]) -> None:
         """Drop the states of partitions this worker no longer owns: another worker may change them meanwhile."""
         for repository in [r for r, e in self._entries.items() if e.partition in partitions]:
-            del self._entries[repository]
+            self._cached_commits -= len(self._entries.pop(repository).state.commits)
 
     def recover(self, partition_of: Callable[[str], int]) -> Iterator[tuple[str, int, RepositoryState]]:
-        """Every state in the table (after a table recovery), kept in memory; yields (repository, partition, state)."""
+        """Every state in the table (after a table recovery), read one repository at a time through its meta key, so
+        memory holds one state beyond the cache; yields (repository, partition, state)."""
         self._entries.clear()
-        grouped: dict[str, dict[bytes, bytes]] = {}
-        for k, value in self.table.items():
-            grouped.setdefault(k.partition(_SEP)[0].decode(), {})[k] = value
-        for repository, values in grouped.items():
-            entry = _read(repository, partition_of(repository), values.get)
-            self._entries[repository] = entry
-            yield repository, entry.partition, entry.state
+        self._cached_commits = 0
+        suffix = _SEP + META.encode()
+        for k in list(self.table.keys()):
+            if k.endswith(suffix):
+                repository = k[: -len(suffix)].decode()
+                yield repository, partition_of(repository), self._entry(repository, partition_of(repository)).state
 
 
 def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None]) -> _Entry:

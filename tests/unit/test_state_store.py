@@ -119,3 +119,23 @@ def test_recover_groups_keys_by_repository_and_forget_rereads_the_table() -> Non
 
     store.forget({0})
     assert to_json(store.load(REPO, 0)) == expected[REPO]
+
+
+def test_memory_holds_at_most_the_cache_bound_and_evicted_states_read_back_and_decide_the_same() -> None:
+    repositories = [f"github.com/acme/r{i}" for i in range(6)]
+    services = {r: [replace(svc(f"s{i}"), repository=r)] for i, r in enumerate(repositories)}
+    bounded, unbounded = StateStore(Table(), cache_commits=50), StateStore(Table(), cache_commits=10**9)
+    decisions: list[list[Decision]] = [[], []]
+    for fact in history(30):
+        for repository in repositories:  # round robin: every repository is evicted between two of its facts
+            moved = replace(fact, repository=repository)
+            for i, store in enumerate((bounded, unbounded)):
+                state, found = apply(store.load(repository, 0), moved, services[repository], NOW)
+                store.save(repository, state, 0)
+                decisions[i] += found
+                if i == 0:
+                    assert store.cached_commits <= 50 + 30  # the bound, plus the one state in use
+    assert decisions[0] == decisions[1] and decisions[0]
+    for repository in repositories:
+        assert to_json(bounded.load(repository, 0)) == to_json(unbounded.load(repository, 0))
+    assert unbounded.cached_commits == 6 * 30
