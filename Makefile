@@ -49,6 +49,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	$(BIN)/python -m bench.webhooks
 	$(BIN)/python -m bench.join
 	$(BIN)/python -m bench.rss
+	$(BIN)/python -m bench.e2e
 
 PROMETHEUS_URL ?= http://127.0.0.1:9090
 LAG_SINCE ?= 1h

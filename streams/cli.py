@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from streams.commands import (
     cluster_cmds,
+    demo_cmds,
     deploy_cmds,
     kafka_cmds,
     lag_cmds,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker_cmds.register(sub)
     deploy_cmds.register(sub)
     up_cmds.register(sub)
+    demo_cmds.register(sub)
     why_cmds.register(sub)
     lag_cmds.register(sub)
     manifests_cmds.register(sub)

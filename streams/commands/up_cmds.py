@@ -7,16 +7,19 @@ Deployments of the policy file. `--dry-run` still needs the plane: a server-side
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from streams import catalog
 from streams.commands import topics_cmds
+from streams.commands.demo_cmds import up_file
 from streams.config import Settings
 from streams.domain.policy_file import load_policies
 from streams.local import cluster, kafka, processes
@@ -49,11 +52,14 @@ def run(args: argparse.Namespace) -> int:
     if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout) != 0:
         return 2
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AUTODEPLOY_WORKER_PORT": str(args.worker_port)}
+    logs = state_dir() / "up"
+    demo: dict[str, str] = {"url": f"http://127.0.0.1:{args.port}"}
     if not env.get("GITHUB_WEBHOOK_SECRETS"):
         # A demo secret, printed, rather than an unsigned endpoint: the server never runs open by accident.
         env["GITHUB_WEBHOOK_SECRETS"] = env["CIRCLECI_WEBHOOK_SECRETS"] = secrets.token_hex(16)
         print(f"webhook secret (GitHub and CircleCI): {env['GITHUB_WEBHOOK_SECRETS']}", flush=True)
-    logs = state_dir() / "up"
+        demo["github_secret"] = demo["circleci_secret"] = env["GITHUB_WEBHOOK_SECRETS"]
+    _write_private(up_file(), json.dumps(demo))  # for `autodeploy demo`; only the secret generated here is stored
     started_cluster = False
     agent_env: dict[str, str] | None = None
     if not args.no_deploy:
@@ -85,12 +91,13 @@ def run(args: argparse.Namespace) -> int:
     if agent_env is not None:
         mode = " (dry run)" if args.dry_run else ""
         print(f"deploy agent http://127.0.0.1:{args.agent_port}/metrics{mode}; admin identity of the local plane")
-    print("Ctrl-C stops everything this command started.", flush=True)
+    print("`autodeploy demo` plays a scenario through it. Ctrl-C stops everything this command started.", flush=True)
     try:
         _watch(children, logs)
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
     finally:
+        up_file().unlink(missing_ok=True)
         for proc in children.values():
             processes.stop(proc.pid)
         if started_cluster:
@@ -98,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
         if started_broker:
             kafka.down()
     return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def _watch(children: dict[str, subprocess.Popen[bytes]], logs: Any) -> None:

@@ -1,0 +1,67 @@
+"""`autodeploy demo`: play the demo scenario through the webhook server of a running `autodeploy up`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from streams import brokers, catalog
+from streams.config import Settings
+from streams.demo.deliveries import Secrets
+from streams.demo.play import Player, http_post
+from streams.demo.scenario import build
+from streams.demo.watch import Watcher
+from streams.domain.policy_file import load_policies
+from streams.local.cache import state_dir
+
+
+def up_file() -> Path:
+    """Where `autodeploy up` leaves the webhook server's address and the demo secret it generated (mode 0600)."""
+    return state_dir() / "up" / "webhooks.json"
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo", help="play a signed scenario through a running `autodeploy up` and print decisions and rollouts"
+    )
+    parser.add_argument("--url", help="the webhook server (default: the one `autodeploy up` started)")
+    parser.add_argument("--step-timeout", type=float, default=120.0, help="seconds to wait for each step's outcomes")
+    parser.add_argument("--run-id", default=None, help="names the demo's commits (default: random, a fresh history)")
+    parser.add_argument("--repository", default=None, help="github.com/<owner>/<name> (default: the first service's)")
+    parser.set_defaults(handler=run)
+
+
+def _secret(env_name: str, stored: dict[str, Any], key: str) -> bytes:
+    configured = [s.strip() for s in os.environ.get(env_name, "").split(",") if s.strip()]
+    value = configured[0] if configured else stored.get(key)
+    if not value:
+        raise ValueError(f"no webhook secret: set {env_name} or start the pipeline with `autodeploy up` (make run)")
+    return str(value).encode()
+
+
+def run(args: argparse.Namespace) -> int:
+    stored: dict[str, Any] = json.loads(up_file().read_text()) if up_file().is_file() else {}
+    url = args.url or stored.get("url") or "http://127.0.0.1:8080"
+    keys = Secrets(
+        _secret("GITHUB_WEBHOOK_SECRETS", stored, "github_secret"),
+        _secret("CIRCLECI_WEBHOOK_SECRETS", stored, "circleci_secret"),
+    )
+    settings = Settings.from_env()
+    scenario = build(load_policies(settings.policy_path), keys, args.run_id or secrets.token_hex(4), args.repository)
+    cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
+    watcher = Watcher(
+        brokers.bootstrap_servers(settings), cat.topic("deploy.readiness").name, cat.topic("deploy.events").name
+    )
+    services = ", ".join(s.name for s in scenario.services)
+    print(f"demo: {scenario.repository} ({services}) through {url}; commits", end="")
+    print("".join(f" {label}={commit[:7]}" for label, commit in scenario.commits.items()), flush=True)
+    try:
+        summary = Player(scenario, http_post(url), watcher, sys.stdout, args.step_timeout).play()
+    finally:
+        watcher.close()
+    return 0 if summary.ok else 1

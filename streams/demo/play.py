@@ -1,0 +1,127 @@
+"""Play a scenario: send each step's deliveries, then wait for its outcomes, printing them as they arrive."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TextIO
+
+from streams.demo.deliveries import Delivery
+from streams.demo.scenario import Expected, Scenario
+from streams.demo.watch import Observed
+
+Post = Callable[[Delivery], tuple[int, str]]
+
+
+class Source(Protocol):
+    def poll(self, timeout: float) -> list[Observed]: ...
+
+
+class DeliveryRefused(RuntimeError):
+    """The webhook server did not take a delivery (not a 2xx, or not reachable)."""
+
+
+def http_post(base_url: str, timeout: float = 10.0) -> Post:
+    """POST to the webhook server at `base_url`; (status, body). A refused connection is a DeliveryRefused."""
+
+    def post(delivery: Delivery) -> tuple[int, str]:
+        request = urllib.request.Request(  # noqa: S310 - the URL is the user's webhook server
+            base_url.rstrip("/") + delivery.path, data=delivery.body, headers=dict(delivery.headers), method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - same
+                return response.status, response.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+        except OSError as e:
+            raise DeliveryRefused(f"cannot reach the webhook server at {base_url}: {e}") from e
+
+    return post
+
+
+@dataclass
+class Summary:
+    sent: int = 0
+    observed: list[Observed] = field(default_factory=list)  # of the scenario's commits, in arrival order
+    missing: list[Expected] = field(default_factory=list)  # expected but not seen in time
+    unexpected: list[Observed] = field(default_factory=list)  # of the scenario's commits, not expected
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.unexpected
+
+
+class Player:
+    def __init__(self, scenario: Scenario, post: Post, source: Source, out: TextIO, step_timeout_s: float) -> None:
+        self._scenario, self._post, self._source, self._out = scenario, post, source, out
+        self._timeout = step_timeout_s
+        self._expected = {e for step in scenario.steps for e in step.expected}
+        self.summary = Summary()
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+    def _name(self, commit: str) -> str:
+        label = self._scenario.label(commit)
+        return f"{label} ({commit[:7]})" if label else commit[:7]
+
+    def _line(self, seen: Observed) -> str:
+        detail = seen.detail
+        for label, commit in self._scenario.commits.items():
+            detail = detail.replace(f"by {commit}", f"by {label}")
+        topic = "readiness" if seen.topic == "readiness" else "rollout  "
+        return f"    {topic} {seen.service:<12} {seen.kind:<10} {self._name(seen.commit):<12} {detail}"
+
+    def play(self) -> Summary:
+        started = time.monotonic()
+        commits = set(self._scenario.commits.values())
+        for number, step in enumerate(self._scenario.steps, 1):
+            self._print(f"\n{number}. {step.title}")
+            for delivery in step.deliveries:
+                status, body = self._post(delivery)
+                self.summary.sent += 1
+                self._print(f"  sent {delivery.label:<56} {delivery.path:<18} -> {status}")
+                if not 200 <= status < 300:
+                    raise DeliveryRefused(f"{delivery.path} answered {status}: {body[:300]}")
+            pending = set(step.expected)
+            deadline = time.monotonic() + self._timeout
+            while pending and time.monotonic() < deadline:
+                for seen in self._source.poll(0.5):
+                    if seen.commit not in commits:
+                        continue  # someone else's commit, or an earlier run's
+                    self._print(self._line(seen))
+                    self.summary.observed.append(seen)
+                    matched = {e for e in self._expected if e.matches(seen.topic, seen.service, seen.kind, seen.commit)}
+                    if not matched:
+                        self.summary.unexpected.append(seen)
+                    pending -= matched
+            if pending:
+                self.summary.missing = sorted(pending, key=lambda e: (e.topic, e.service, e.kind, e.commit))
+                break
+        self.summary.seconds = time.monotonic() - started
+        self._report()
+        return self.summary
+
+    def _report(self) -> None:
+        s = self.summary
+        ready = sum(1 for o in s.observed if o.topic == "readiness" and o.kind == "ready")
+        superseded = sum(1 for o in s.observed if o.topic == "readiness" and o.kind == "superseded")
+        rolled = sum(1 for o in s.observed if o.topic == "rollout" and o.kind in ("deployed", "upgraded"))
+        self._print(
+            f"\nsummary: {s.sent} webhooks sent, {ready} ready and {superseded} superseded decisions, "
+            f"{rolled} rollouts, in {s.seconds:.1f} s"
+        )
+        for service, image in self._scenario.final.items():
+            last = [o for o in s.observed if o.service == service and o.kind in ("deployed", "upgraded")]
+            now = f"{self._name(last[-1].commit)}, {last[-1].detail}" if last else "nothing rolled out"
+            self._print(f"  {service}: rolled out last {now} (expected {image})")
+        for expected in s.missing:
+            what = f"{expected.topic} {expected.kind} of {self._name(expected.commit)} for {expected.service}"
+            self._print(f"  MISSING (not within {self._timeout:.0f} s): {what}")
+        for seen in s.unexpected:
+            self._print(f"  UNEXPECTED: {self._line(seen).strip()}")
+        self._print("  result: " + ("every expected outcome arrived" if s.ok else "FAILED"))

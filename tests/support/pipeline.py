@@ -1,0 +1,106 @@
+"""The whole pipeline as `autodeploy up` runs it, for end-to-end tests: the webhook server, the readiness worker and the
+deploy agent as processes, against the test's broker and the local control plane, with the demo Deployments of
+autodeploy.yaml moved into the test's namespace."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams import catalog
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.config import REPO_ROOT
+from streams.domain.policy import Policies
+from streams.domain.policy_file import load_policies
+from streams.local import processes
+from streams.local.demo_deployments import ensure_demo_deployments
+from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
+
+
+@dataclass
+class Pipeline:
+    url: str  # the webhook server
+    env: dict[str, str]  # what the processes run with (broker, topic prefix, policy file, secrets)
+    catalog: catalog.Catalog
+    policies: Policies
+    logs: dict[str, Path] = field(default_factory=dict)
+    procs: dict[str, object] = field(default_factory=dict)
+
+    def tails(self) -> str:
+        return "\n".join(f"--- {name}\n{processes.tail(path, 40)}" for name, path in self.logs.items())
+
+
+def _wait_ready(url: str, proc: object, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:  # type: ignore[attr-defined]
+            raise RuntimeError(f"exited: {processes.tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready within {timeout}s: {processes.tail(log)}")
+
+
+@contextmanager
+def running_pipeline(bootstrap: str, kubeconfig: Path, namespace: str, unique: str, work: Path) -> Iterator[Pipeline]:
+    prefix = f"e{unique}-"
+    cat = apply_topics(bootstrap, prefix)
+    policy_file = work / "autodeploy.yaml"
+    policy_file.write_text(
+        (REPO_ROOT / "autodeploy.yaml").read_text().replace("namespace: shop,", f"namespace: {namespace},")
+    )
+    policies = load_policies(policy_file)
+    assert {s.target.namespace for s in policies.services} == {namespace}
+    ensure_demo_deployments(kubeconfig, policies)
+    ports = {"webhooks": processes.free_port(), "worker": processes.free_port(), "agent": processes.free_port()}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "AUTODEPLOY_TOPIC_PREFIX": prefix,
+        "AUTODEPLOY_CONFIG": str(policy_file),
+        "GITHUB_WEBHOOK_SECRETS": GITHUB_SECRET.decode(),
+        "CIRCLECI_WEBHOOK_SECRETS": CIRCLECI_SECRET.decode(),
+        "AUTODEPLOY_WORKER_ID": f"readiness-{unique}",
+        "AUTODEPLOY_WORKER_DATADIR": str(work / "worker"),
+        "AUTODEPLOY_WORKER_PORT": str(ports["worker"]),
+        "AUTODEPLOY_WORKER_INSTANCE_ID": f"readiness-{unique}-0",
+        "AUTODEPLOY_WORKER_LAG": "0",
+        "KUBECONFIG": str(kubeconfig),
+        "AUTODEPLOY_DEPLOY_GROUP": f"deploy-{unique}",
+        "AUTODEPLOY_DEPLOY_METRICS_PORT": str(ports["agent"]),
+        "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
+    }
+    cli = [sys.executable, "-m", "streams.cli"]
+    argv = {
+        "webhooks": [*cli, "webhooks", "--host", "127.0.0.1", "--port", str(ports["webhooks"])],
+        "worker": [*cli, "worker", "--loglevel", "warning"],
+        "deploy-agent": [*cli, "deploy-agent"],
+    }
+    pipeline = Pipeline(f"http://127.0.0.1:{ports['webhooks']}", env, cat, policies)
+    try:
+        for name, command in argv.items():
+            pipeline.logs[name] = work / f"{name}.log"
+            pipeline.procs[name] = processes.start(command, pipeline.logs[name], env)
+        _wait_ready(f"{pipeline.url}/readyz", pipeline.procs["webhooks"], pipeline.logs["webhooks"])
+        _wait_ready(
+            f"http://127.0.0.1:{ports['agent']}/metrics", pipeline.procs["deploy-agent"], pipeline.logs["deploy-agent"]
+        )
+        yield pipeline
+    finally:
+        for proc in pipeline.procs.values():
+            processes.stop(proc.pid, timeout=15)  # type: ignore[attr-defined]
+        print(pipeline.tails(), file=sys.stderr)
+        admin = TopicAdmin(bootstrap)
+        admin.delete(admin.describe(t.name for t in cat.topics))
