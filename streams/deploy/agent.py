@@ -124,7 +124,10 @@ class DeployAgent:
         """Everything the consumer holds now (several fetches if need be); waits up to 0.5 s only when idle."""
         timeout = 0.0 if waiting else 0.5
         while len(waiting) < MAX_QUEUED:
-            messages = [m for m in self._consumer.consume(self._batch, timeout) if _usable(m)]
+            # Idle, ask for one message: consume(n, timeout) can wait out its timeout for n to arrive, and a ready
+            # commit would wait with it. The rest of a burst comes with the next, non-blocking, call.
+            count = self._batch if timeout == 0.0 else 1
+            messages = [m for m in self._consumer.consume(count, timeout) if _usable(m)]
             if not messages:
                 return
             for message in messages:
