@@ -1,24 +1,48 @@
-"""Worker memory: RSS of `autodeploy worker` after folding 100k tracked commits, against the same worker idle (started,
-no records) in the same run. The states of the repositories it owns stay in memory between facts, so this is the
-figure that bounds how many commits a worker can track.
+"""Worker memory and recovery with many tracked commits, against the same worker with an empty table in the same run.
 
-    python -m bench.rss [--repositories 500] [--commits 100000]
+Folding 1M commits through a worker takes longer than a benchmark should, so the states are built with the pure rules
+(pushes and one of the two required checks: every commit waits, none is pruned) and written to the worker's changelog
+topic as the worker itself would write them. Then, per size:
+
+- a fresh worker (no local RocksDB) recovers the table from the changelog; recovery time = process start to the first
+  decision on a new event (the missing check of one commit), RSS after it;
+- the worker is killed with SIGKILL and started again on the same data directory: the same measure, from local
+  RocksDB plus the changelog's tail.
+
+    python -m bench.rss [--sizes 100000,1000000] [--per-repository 50]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import signal
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import record
-from bench.join import Offsets, Pipeline, events, pipeline, produce, wait_committed, worker
+import orjson
+from aiokafka.partitioner import murmur2
+from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+
+from bench.common import ROOT, process, record
+from bench.join import Pipeline, pipeline, worker_env
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
+from streams.domain.policy_file import load_policies
+from streams.domain.readiness import apply
+from streams.domain.readiness_state import empty_state
+from streams.domain.webhook_mapping import github_attributes
 from streams.local.processes import free_port
+from streams.webhooks.envelopes import provider_event, structured_record
+from streams.worker.state_store import StateStore
 
 MB = 1024 * 1024
+CORPUS_RUN = ROOT.parent / "shared" / "corpus" / "github" / "workflow_run.completed.payload.json"
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -31,41 +55,160 @@ def memory(pid: int) -> dict[str, float]:
     return found
 
 
-def _measure(p: Pipeline, args: argparse.Namespace, settle_s: float = 15.0) -> list[dict[str, Any]]:
-    group = f"bench-rss-{free_port()}"
-    with worker(p, group) as proc:
-        time.sleep(settle_s)  # joined its group and recovered its (empty) table
-        idle = memory(proc.pid)
+def commit_of(repository: int, index: int) -> str:
+    return hashlib.sha1(f"{repository}/{index}".encode(), usedforsecurity=False).hexdigest()
+
+
+def seed(p: Pipeline, app_id: str, repositories: int, per_repository: int, partitions: int) -> int:
+    """Write the states of `repositories` x `per_repository` waiting commits into the worker's changelog topic."""
+    policies = load_policies(p.policy)
+    table: dict[bytes, bytes] = {}
+    store = StateStore(table, cache_commits=0)  # write-through: nothing kept once written
+    changelog = f"{app_id}-readiness-changelog"
+    TopicAdmin(p.bootstrap).ensure(changelog, partitions, {"cleanup.policy": "compact"})
+    producer = Producer({"bootstrap.servers": p.bootstrap, "linger.ms": 50, "compression.type": "lz4"})
+    now = datetime.now(UTC)
+    for r in range(repositories):
+        repository = f"github.com/acme/repo{r}"
+        services = policies.for_repository(repository)
+        state, before = empty_state(repository), "0" * 40
+        for i in range(per_repository):
+            commit = commit_of(r, i)
+            pushed = EventRef(f"https://api.github.com/repos/acme/repo{r}", f"p{r}-{i}", "com.github.push", now)
+            state, _ = apply(
+                state, BranchPushed(repository, "main", before, commit, False, False, pushed), services, now
+            )
+            built = EventRef("https://circleci.com/acme", f"c{r}-{i}", "com.circleci.workflow-completed", now)
+            build = CheckId(CheckKind.CIRCLECI, "build-test")
+            state, _ = apply(state, CheckFinished(repository, commit, build, 1, Outcome.SUCCESS, built), services, now)
+            before = commit
+        partition = (murmur2(repository.encode()) & 0x7FFFFFFF) % partitions
+        store.save(repository, state, partition)
+        for key, value in table.items():
+            _produce(producer, changelog, key, value, partition)
+        table.clear()
+    if producer.flush(120):
+        raise RuntimeError("changelog records not delivered")
+    return repositories * per_repository
+
+
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition: int) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, partition=partition)
+            producer.poll(0)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
+def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
+    """The missing check of `commit`, as the webhook server would have written it: (topic, key, value)."""
+    payload = orjson.loads(CORPUS_RUN.read_bytes())
+    name = f"acme/repo{repository}"
+    payload["repository"] = {
+        **payload["repository"],
+        "full_name": name,
+        "name": f"repo{repository}",
+        "url": f"https://api.github.com/repos/{name}",
+        "html_url": f"https://github.com/{name}",
+        "owner": {"login": "acme"},
+    }
+    payload["workflow_run"] = {
+        **payload["workflow_run"],
+        "name": "lint",
+        "head_sha": commit,
+        "head_branch": "main",
+        "run_attempt": 1,
+        "status": "completed",
+        "conclusion": "success",
+    }
+    body = orjson.dumps(payload)
+    event = provider_event(github_attributes("workflow_run", payload), f"lint-{commit}", body, datetime.now(UTC))
+    out = structured_record(event, "github.events")
+    return out.topic, out.key or b"", out.value
+
+
+class Decisions:
+    """Reads deploy.readiness from its current end, so that only decisions made after now count."""
+
+    def __init__(self, p: Pipeline) -> None:
+        topic = p.catalog.topic("deploy.readiness")
+        self.consumer = Consumer({"bootstrap.servers": p.bootstrap, "group.id": f"bench-rss-{free_port()}"})
+        self.consumer.assign([TopicPartition(topic.name, i, OFFSET_END) for i in range(topic.partitions)])
+        self.consumer.consume(1, 1.0)  # resolves the end offsets before anything is sent
+
+    def wait_for(self, commit: str, timeout: float = 600) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.consumer.consume(100, 0.5):
+                if message.error() is None and commit.encode() in (message.value() or b""):
+                    return time.perf_counter()
+        raise TimeoutError(f"no decision for {commit} within {timeout}s")
+
+
+def measure(p: Pipeline, args: argparse.Namespace, commits: int) -> list[dict[str, Any]]:
+    repositories = commits // args.per_repository
+    app_id = f"bench-rss-{free_port()}"
+    partitions = p.catalog.topic("github.events").partitions
+    started = time.perf_counter()
+    seeded = seed(p, app_id, repositories, args.per_repository, partitions)
+    seed_s = time.perf_counter() - started
+    producer = Producer({"bootstrap.servers": p.bootstrap, "partitioner": "murmur2_random"})
+    rows: list[dict[str, Any]] = []
+    for run, target in (("fresh worker (changelog)", 0), ("after kill -9 (local RocksDB)", 1)):
+        decisions = Decisions(p)
+        topic, key, value = lint_passed(target, commit_of(target, args.per_repository - 1))
         start = time.perf_counter()
-        total = produce(p, events(args.repositories, args.commits // args.repositories, checks=1))
-        wait_committed(Offsets(p, group))
-        elapsed = time.perf_counter() - start
-        time.sleep(2)  # let the last table writes land
-        loaded = memory(proc.pid)
-    commits = args.commits // args.repositories * args.repositories
+        with worker_process(p, app_id) as proc:
+            producer.produce(p.catalog.topic(topic).name, value, key)
+            producer.flush(30)
+            recovered = decisions.wait_for(commit_of(target, args.per_repository - 1)) - start
+            time.sleep(2)  # let the decision's own writes land
+            used = memory(proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+        decisions.consumer.close()
+        rows.append(_row(f"recovery s, {seeded:,} commits, {run}", recovered, None, "< 30"))
+        rows.append(_row(f"worker RSS MB, {seeded:,} commits, {run}", used["VmRSS"], None, "< 400"))
+    rows.append(_row(f"seeding s, {seeded:,} commits (pure rules, then the changelog)", seed_s, None))
+    return rows
 
-    def row(metric: str, value: float, baseline: float | None, goal: str = "") -> dict[str, Any]:
-        ratio = value / baseline if baseline else None
-        return {"metric": metric, "autodeploy": value, "baseline (idle worker)": baseline, "ratio": ratio, "goal": goal}
 
-    return [
-        row(f"worker RSS MB, {commits} commits", loaded["VmRSS"], idle["VmRSS"], "< 400"),
-        row("worker peak RSS MB (VmHWM)", loaded["VmHWM"], idle["VmHWM"]),
-        row("events folded", total, None),
-        row("events/s (produced while folding)", total / elapsed, None),
-    ]
+def worker_process(p: Pipeline, app_id: str) -> Any:
+    port = free_port()
+    env = {**worker_env(p, app_id, port), "AUTODEPLOY_WORKER_DATADIR": str(p.work / app_id)}
+    argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")]
+    return process(argv, p.work / f"{app_id}.log", f"http://127.0.0.1:{port}/", env)
+
+
+def idle(p: Pipeline) -> dict[str, float]:
+    app_id = f"bench-rss-idle-{free_port()}"
+    with worker_process(p, app_id) as proc:
+        time.sleep(15)  # joined its group, recovered its empty table
+        return memory(proc.pid)
+
+
+def _row(metric: str, value: float, baseline: float | None, goal: str = "") -> dict[str, Any]:
+    ratio = value / baseline if baseline else None
+    return {"metric": metric, "autodeploy": value, "baseline (idle worker)": baseline, "ratio": ratio, "goal": goal}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repositories", type=int, default=500)
-    parser.add_argument("--commits", type=int, default=100_000, help="in all; two events each (push, one check)")
+    parser.add_argument("--sizes", default="100000,1000000", help="tracked commits, comma-separated")
+    parser.add_argument("--per-repository", type=int, default=50)
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp,
-        pipeline(Path(tmp), args.repositories, checks=1) as p,
-    ):
-        rows = _measure(p, args)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    repositories = max(sizes) // args.per_repository
+    with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp, pipeline(Path(tmp), repositories) as p:
+        baseline = idle(p)
+        rows = [_row("worker RSS MB, empty table", baseline["VmRSS"], None)]
+        for size in sizes:
+            for row in measure(p, args, size):
+                if row["metric"].startswith("worker RSS"):
+                    row["baseline (idle worker)"] = baseline["VmRSS"]
+                    row["ratio"] = row["autodeploy"] / baseline["VmRSS"]
+                rows.append(row)
     record("rss", rows)
     return 0
 
