@@ -6,13 +6,13 @@ Annotations are dropped from the copy under test (promtool would compare their r
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.support.prometheus import binary
 from tests.support.services import unavailable
 
 RULES = Path(__file__).resolve().parents[2] / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"
@@ -107,9 +107,10 @@ CASES: list[dict[str, Any]] = [
 
 
 def test_alerts_fire_exactly_when_they_should(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        unavailable("promtool (Debian package prometheus)", FileNotFoundError("promtool not on PATH"))
+    try:
+        promtool = binary("promtool")
+    except FileNotFoundError as e:
+        unavailable("promtool", e)
     groups = yaml.safe_load(RULES.read_text())["spec"]["groups"]
     for group in groups:
         for rule in group["rules"]:
