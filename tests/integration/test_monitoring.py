@@ -49,7 +49,7 @@ from tests.support.services import unavailable
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET, Delivery, github_delivery
 
 STALL_S = 3
-TTL_S = 8
+TTL_S = 15  # b's checks come after the paused consumer joined its group (seconds on a busy machine)
 # The processes Prometheus scrapes (job name -> `autodeploy` arguments; {port} is the process's /metrics port).
 PIPELINE = {
     "webhooks": ["webhooks", "--port", "{port}"],
