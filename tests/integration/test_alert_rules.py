@@ -6,17 +6,18 @@ Annotations are dropped from the copy under test (promtool would compare their r
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.support.prometheus import binary
 from tests.support.services import unavailable
 
 RULES = Path(__file__).resolve().parents[2] / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"
 SHOP = {"service": "shop"}
+FRESH = {"service": "fresh"}
 PARTITION = {"group": "autodeploy-readiness", "topic": "github.events", "partition": "0"}
 
 
@@ -59,10 +60,15 @@ CASES: list[dict[str, Any]] = [
         "input_series": [
             series("autodeploy_readiness_decisions_total", {**SHOP, "kind": "ready"}, "0+5x30"),
             series("autodeploy_readiness_decisions_total", {**SHOP, "kind": "expired"}, "0 0 0 1 1"),
+            # A worker that just started: its first expiry is a new series at 1, which increase() alone reads as 0.
+            series("autodeploy_readiness_decisions_total", {**FRESH, "kind": "expired"}, "_ _ 1x30"),
         ],
         "alert_rule_test": [
-            fires("AutodeployReadinessExpired", "2m"),
-            fires("AutodeployReadinessExpired", "4m", {**SHOP, "severity": "warning"}),
+            fires("AutodeployReadinessExpired", "1m"),
+            fires("AutodeployReadinessExpired", "2m", {**FRESH, "severity": "warning"}),
+            fires(
+                "AutodeployReadinessExpired", "4m", {**SHOP, "severity": "warning"}, {**FRESH, "severity": "warning"}
+            ),
             fires("AutodeployReadinessExpired", "25m"),
         ],
     },
@@ -70,10 +76,12 @@ CASES: list[dict[str, Any]] = [
         "input_series": [
             series("autodeploy_deploys_total", {**SHOP, "outcome": "upgraded"}, "0+1x30"),
             series("autodeploy_deploys_total", {**SHOP, "outcome": "rolledback"}, "0 0 1 1"),
+            series("autodeploy_deploys_total", {**FRESH, "outcome": "rolledback"}, "_ _ _ 1x30"),  # a new agent's first
         ],
         "alert_rule_test": [
             fires("AutodeployRollback", "1m"),
-            fires("AutodeployRollback", "3m", {**SHOP, "severity": "warning"}),
+            fires("AutodeployRollback", "3m", {**SHOP, "severity": "warning"}, {**FRESH, "severity": "warning"}),
+            fires("AutodeployRollback", "25m"),
         ],
     },
     {
@@ -99,9 +107,10 @@ CASES: list[dict[str, Any]] = [
 
 
 def test_alerts_fire_exactly_when_they_should(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        unavailable("promtool (Debian package prometheus)", FileNotFoundError("promtool not on PATH"))
+    try:
+        promtool = binary("promtool")
+    except FileNotFoundError as e:
+        unavailable("promtool", e)
     groups = yaml.safe_load(RULES.read_text())["spec"]["groups"]
     for group in groups:
         for rule in group["rules"]:

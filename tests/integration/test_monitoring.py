@@ -1,11 +1,13 @@
-"""A real Prometheus scrapes a running pipeline (webhook server, worker, lag exporter) through a scenario of signed
-webhooks; every dashboard query and alert expression must return data, the stalled alert must fire for a consumer
-that stopped, and the lag report must draw what was scraped."""
+"""A real Prometheus scrapes a running pipeline (webhook server, worker, lag exporter, deploy agent on the local control
+plane) through a scenario of signed webhooks; every query of k8s/'s dashboard and every expression of its rules must
+return data, the stalled alert must fire for a consumer that stopped, and `make lag-report` must draw what was
+scraped."""
 
 from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,16 +19,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from confluent_kafka import Consumer, Producer
+from kubernetes import client
 
-from streams import cli
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.adapters.prometheus_api import PrometheusAPI, PrometheusQueryError
 from streams.catalog import Catalog
 from streams.config import REPO_ROOT
+from streams.domain.policy_file import load_policies
 from streams.lag import report
 from streams.local import processes
+from streams.local.demo_deployments import ensure_demo_deployments
+from streams.local.kwok_stages import UNREADY_IMAGE_TAG
+from tests.cluster_fixture import ClusterHandle
 from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.kube import create_deployment
 from tests.support.monitoring import (
     Monitoring,
     autodeploy_monitoring,
@@ -39,10 +48,17 @@ from tests.support.scenario import History, sha
 from tests.support.services import unavailable
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET, Delivery, github_delivery
 
-# The deploy agent's metrics; its process is not part of this pipeline yet (it needs the control plane).
-DEPLOY_AGENT_ONLY = ("autodeploy_deploys_total", "autodeploy_rollout_duration", "autodeploy_circuit_open")
 STALL_S = 3
-TTL_S = 8
+TTL_S = 15  # b's checks come after the paused consumer joined its group (seconds on a busy machine)
+# The processes Prometheus scrapes (job name -> `autodeploy` arguments; {port} is the process's /metrics port).
+PIPELINE = {
+    "webhooks": ["webhooks", "--port", "{port}"],
+    "worker": ["worker", "--loglevel", "warning"],  # Faust's web server: AUTODEPLOY_WORKER_PORT
+    "lag-exporter": ["lag-exporter", "--port", "{port}"],
+    "deploy-agent": ["deploy-agent"],  # AUTODEPLOY_DEPLOY_METRICS_PORT
+}
+# A third service of the shop repository whose image never becomes ready (a kwok stage): the agent rolls it back.
+CANARY = "canary"
 
 
 @dataclass
@@ -108,15 +124,44 @@ def _consume_and_stop(bootstrap: str, topic: str, group: str, at_least: int) -> 
     return read
 
 
-def _policies(path: Path) -> Path:
-    path.write_text(
-        (REPO_ROOT / "autodeploy.yaml").read_text().replace("readiness_ttl: 2h", f"readiness_ttl: {TTL_S}s")
-    )
+def _policies(path: Path, namespace: str) -> Path:
+    """autodeploy.yaml with a short TTL, its Deployments in the test's namespace, and the canary that rolls back."""
+    doc = yaml.safe_load((REPO_ROOT / "autodeploy.yaml").read_text())
+    services = doc["services"]
+    services[CANARY] = {
+        **services["shop"],
+        "image": f"registry.example/{CANARY}-{{short_sha}}:{UNREADY_IMAGE_TAG}",
+        "kubernetes": {"namespace": namespace, "deployment": CANARY, "container": "app"},
+    }
+    for service in services.values():
+        service["readiness_ttl"] = f"{TTL_S}s"
+        service["kubernetes"]["namespace"] = namespace
+    path.write_text(yaml.safe_dump(doc))
     return path
 
 
+def _by(result: list[dict[str, Any]], label: str) -> dict[str, float]:
+    return {s["metric"].get(label, ""): round(float(s["value"][1]), 3) for s in result}
+
+
+def _deployments(cluster: ClusterHandle, policy_file: Path) -> None:
+    """The policy's Deployments, complete; the canary's with a 10 s progress deadline, so its rollback comes soon."""
+    admin = cluster.api_client()
+    namespace = load_policies(policy_file).services[0].target.namespace
+    client.CoreV1Api(admin).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    create_deployment(admin, namespace, name=CANARY)
+    ensure_demo_deployments(cluster.kubeconfig, load_policies(policy_file))
+    deployments = DeploymentsClient(admin)
+    for policy in load_policies(policy_file).services:
+        target = policy.target
+        rollout = deployments.watch_rollout(target.namespace, target.deployment, target.container, timeout=60)
+        assert rollout.rollout == "complete", (policy.name, rollout)
+
+
 @pytest.fixture(scope="module")
-def monitored(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
+def monitored(
+    kafka_bootstrap: str, k8s_cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Monitored]:
     try:
         binary("prometheus"), binary("promtool")
     except FileNotFoundError as e:
@@ -124,12 +169,14 @@ def monitored(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     tmp = tmp_path_factory.mktemp("monitoring")
     u = uuid.uuid4().hex[:10]
     cat: Catalog = apply_topics(kafka_bootstrap, f"m{u}-")
-    ports = {"webhooks": processes.free_port(), "worker": processes.free_port(), "lag-exporter": processes.free_port()}
+    policy_file = _policies(tmp / "autodeploy.yaml", f"m{u}")
+    _deployments(k8s_cluster, policy_file)
+    ports = {name: processes.free_port() for name in PIPELINE}
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "AUTODEPLOY_TOPIC_PREFIX": f"m{u}-",
-        "AUTODEPLOY_CONFIG": str(_policies(tmp / "autodeploy.yaml")),
+        "AUTODEPLOY_CONFIG": str(policy_file),
         "GITHUB_WEBHOOK_SECRETS": GITHUB_SECRET.decode(),
         "CIRCLECI_WEBHOOK_SECRETS": CIRCLECI_SECRET.decode(),
         "AUTODEPLOY_WORKER_ID": f"readiness-{u}",
@@ -140,39 +187,37 @@ def monitored(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         "AUTODEPLOY_LAG_GROUPS": f"paused-{u}",
         "AUTODEPLOY_LAG_INTERVAL_S": "1",
         "AUTODEPLOY_LAG_STALL_S": str(STALL_S),
-        "AUTODEPLOY_LAG_EXPORTER_PORT": str(ports["lag-exporter"]),
+        "KUBECONFIG": str(k8s_cluster.kubeconfig),
+        "AUTODEPLOY_DEPLOY_GROUP": f"deploy-{u}",
+        "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
+        "AUTODEPLOY_DEPLOY_METRICS_PORT": str(ports["deploy-agent"]),
     }
-    cmd = [sys.executable, "-m", "streams.cli"]
-    argv = {
-        "webhooks": [*cmd, "webhooks", "--port", str(ports["webhooks"])],
-        "worker": [*cmd, "worker", "--loglevel", "warning"],
-        "lag-exporter": [*cmd, "lag-exporter"],
-    }
-    logs = {name: tmp / f"{name}.log" for name in argv}
-    pids = [processes.start(a, logs[name], env).pid for name, a in argv.items()]
+    logs = {name: tmp / f"{name}.log" for name in PIPELINE}
+    pids = [
+        processes.start(
+            [sys.executable, "-m", "streams.cli", *(a.format(port=ports[name]) for a in args)], logs[name], env
+        ).pid
+        for name, args in PIPELINE.items()
+    ]
     rules = autodeploy_monitoring()
     rule_file = prometheus_rule_file(rules.rule_groups, tmp / "rules.yml")
     quick_rules = prometheus_rule_file(rules.rule_groups, tmp / "rules-quick.yml", for_="1s")
     prometheus = Prometheus(tmp / "prometheus", {n: f"127.0.0.1:{p}" for n, p in ports.items()}, [quick_rules])
+    every_log = [*logs.values(), prometheus.log]
     try:
         _wait_for("webhooks ready", lambda: _get(ports["webhooks"], "/readyz")[0] == 200, 60, list(logs.values()))
         _wait_for("worker serves /metrics", lambda: _get(ports["worker"], "/metrics")[0] == 200, 120, [logs["worker"]])
         prometheus.start()
-        _wait_for(
-            "every target up",
-            lambda: all(h == "up" for h in prometheus.target_health().values()),
-            30,
-            [*logs.values(), prometheus.log],
-        )
+        _wait_for("every target up", lambda: all(h == "up" for h in prometheus.target_health().values()), 30, every_log)
         _scenario(kafka_bootstrap, cat, ports["webhooks"], f"paused-{u}", list(logs.values()))
-        stalled = f'ALERTS{{alertstate="firing",group="paused-{u}"}}'
-        expired = 'autodeploy_readiness_decisions_total{kind="expired"}'
-        _wait_for(
-            "an expiry and the stalled alert",
-            lambda: prometheus.api.query(stalled) and prometheus.api.query(expired),
-            120,
-            [*logs.values(), prometheus.log],
-        )
+        firing = 'alertstate="firing"'
+        for what, query in {
+            "the stalled alert": f'ALERTS{{{firing},group="paused-{u}"}}',
+            "the expiry alert": f'ALERTS{{{firing},alertname="AutodeployReadinessExpired",service="shop"}}',
+            "the canary's rollback alert": f'ALERTS{{{firing},alertname="AutodeployRollback",service="{CANARY}"}}',
+            "a rollout completed": 'autodeploy_pipeline_latency_seconds_count{stage="rollout_complete"} > 0',
+        }.items():
+            _wait_for(what, lambda q=query: prometheus.api.query(q), 120, every_log)
         time.sleep(3)  # a few more scrapes after the last change, so rates over the window have two points
         yield Monitored(prometheus, rules, rule_file, f"paused-{u}", f"readiness-{u}", env, ports)
     finally:
@@ -205,21 +250,11 @@ def _scenario(bootstrap: str, cat: Catalog, port: int, paused: str, logs: list[P
         time.sleep(0.2)
 
 
-def _deploy_agent_only(expr: str) -> bool:
-    return any(name in expr for name in DEPLOY_AGENT_ONLY) or 'stage="rollout_complete"' in expr
-
-
 def test_every_dashboard_query_returns_data(monitored: Monitored) -> None:
     queries = monitored.monitoring.dashboard_queries
-    assert queries, f"no dashboard queries found in {monitored.monitoring.sources}"
-    empty, skipped = [], []
-    for where, expr in queries:
-        if _deploy_agent_only(expr):
-            skipped.append(expr)
-            continue
-        if not monitored.api.query(grafana_to_promql(expr)):
-            empty.append(f"{where}: {expr}")
-    print(f"{len(queries) - len(skipped)} dashboard queries returned data; not run without the deploy agent: {skipped}")
+    assert [p.name for p in monitored.monitoring.sources] == ["grafana-dashboard.json", "prometheus-rules.yaml"]
+    empty = [f"{where}: {expr}" for where, expr in queries if not monitored.api.query(grafana_to_promql(expr))]
+    print(f"{len(queries) - len(empty)} of {len(queries)} dashboard queries returned data")
     assert not empty, "queries without data:\n" + "\n".join(empty)
 
 
@@ -230,16 +265,26 @@ def test_every_alert_expression_passes_promtool_and_returns_data(monitored: Moni
     assert checked.returncode == 0, checked.stdout + checked.stderr
     alerts = monitored.monitoring.alerts()
     assert alerts
-    empty, skipped = [], []
-    for rule in alerts:
-        if _deploy_agent_only(rule["expr"]):
-            skipped.append(rule["alert"])
-            continue
-        # Quiet alerts return nothing: with `bool` comparisons every series they watch answers 0 or 1.
-        if not monitored.api.query(comparisons_as_bool(rule["expr"])):
-            empty.append(f"{rule['alert']}: {rule['expr']}")
-    print(f"{len(alerts) - len(skipped)} alert expressions returned data; not run without the deploy agent: {skipped}")
+    # Quiet alerts return nothing: with `bool` comparisons every series they watch answers 0 or 1.
+    empty = [f"{r['alert']}: {r['expr']}" for r in alerts if not monitored.api.query(comparisons_as_bool(r["expr"]))]
+    firing = {s["metric"]["alertname"] for s in monitored.api.query('ALERTS{alertstate="firing"}')}
+    print(f"{len(alerts) - len(empty)} of {len(alerts)} alert expressions returned data; firing: {sorted(firing)}")
     assert not empty, "alert expressions whose metrics are missing:\n" + "\n".join(empty)
+    # What the scenario provokes (the quick copy of the rules: `for: 1s`): a stall, an expiry, a rollback.
+    assert firing == {"AutodeployPartitionStalled", "AutodeployReadinessExpired", "AutodeployRollback"}
+
+
+def test_lag_is_exported_twice_and_the_dashboard_counts_it_once(monitored: Monitored) -> None:
+    """The worker and the lag exporter export the same partitions: a sum over both would show double the lag."""
+    paused = f'group="{monitored.paused_group}"'
+    jobs = {s["metric"]["job"] for s in monitored.api.query(f"autodeploy_consumer_lag_messages{{{paused}}}")}
+    assert jobs == {"worker", "lag-exporter"}
+    (panel,) = [e for w, e in monitored.monitoring.dashboard_queries if "Lag per group and partition" in w]
+    shown = sum(
+        float(s["value"][1]) for s in monitored.api.query(panel) if s["metric"]["group"] == monitored.paused_group
+    )
+    exporter = monitored.api.query(f'sum(autodeploy_consumer_lag_messages{{{paused},job="lag-exporter"}})')
+    assert shown == float(exporter[0]["value"][1]) >= 40
 
 
 def test_the_stalled_alert_fires_for_a_paused_consumer_and_not_for_the_worker(monitored: Monitored) -> None:
@@ -259,7 +304,7 @@ def test_the_worker_counts_events_decisions_dead_letters_and_exports_lag(monitor
         'autodeploy_readiness_decisions_total{kind="ready",service="shop"} 1.0',
         'autodeploy_readiness_decisions_total{kind="superseded",service="shop"} 1.0',
         'autodeploy_readiness_decisions_total{kind="expired",service="shop"} 1.0',
-        'autodeploy_pipeline_latency_seconds_count{stage="readiness"} 2.0',  # shop and shop-worker, ready
+        'autodeploy_pipeline_latency_seconds_count{stage="readiness"} 3.0',  # shop, shop-worker, canary: ready
         f'autodeploy_consumer_stalled{{group="{monitored.paused_group}"',
     ):
         assert line in text, line
@@ -292,20 +337,21 @@ def test_lag_report_renders_what_prometheus_scraped(monitored: Monitored, tmp_pa
     assert paused and max(paused[0].values) >= 40, data
     assert any(max(s.values) > 0 for s in data["seconds"])
     out = tmp_path / "lag.png"
-    assert cli.main(["lag-report", "--prometheus", monitored.api.url, "--since", "10m", "--out", str(out)]) == 0
+    # The README's command, as a person runs it (the Makefile's `autodeploy` is the one in the repository's .venv).
+    make = [shutil.which("make") or "make", "-C", str(REPO_ROOT), "lag-report", f"PROMETHEUS_URL={monitored.api.url}"]
+    done = subprocess.run([*make, "LAG_SINCE=10m", f"LAG_REPORT={out}"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
     png = out.read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+    api = monitored.api
+    max_lag = "max by (group) (max_over_time(max by (group, topic, partition) ({})[10m:1s]))"
+    stages = "sum by (stage) (autodeploy_pipeline_latency_seconds_{})"
     figures = {
-        "max lag messages": monitored.api.query(
-            "max(max_over_time(max by (group) (autodeploy_consumer_lag_messages)[10m:1s]))"
+        "max lag messages by group": _by(api.query(max_lag.format("autodeploy_consumer_lag_messages")), "group"),
+        "max lag seconds by group": _by(api.query(max_lag.format("autodeploy_consumer_lag_seconds")), "group"),
+        "mean pipeline latency s by stage": _by(
+            api.query(f"{stages.format('sum')} / {stages.format('count')}"), "stage"
         ),
-        "max lag seconds": monitored.api.query(
-            "max(max_over_time(max by (group) (autodeploy_consumer_lag_seconds)[10m:1s]))"
-        ),
-        "readiness latency p50/max": [
-            monitored.api.query("histogram_quantile(0.5, sum by (le) (autodeploy_pipeline_latency_seconds_bucket))"),
-            monitored.api.query("autodeploy_pipeline_latency_seconds_sum / autodeploy_pipeline_latency_seconds_count"),
-        ],
-        "at": datetime.now(UTC).isoformat(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    print(f"lag figures: {figures}")
+    print(f"figures: {figures}")

@@ -31,12 +31,15 @@ METRICS: dict[str, Metric] = {
     "autodeploy_deploys_total": _m("counter", "deploy-agent", "service", "outcome"),
     "autodeploy_rollout_duration_seconds": _m("histogram", "deploy-agent", "service"),
     "autodeploy_circuit_open": _m("gauge", "deploy-agent", "service"),
-    "autodeploy_consumer_lag_messages": _m("gauge", "lag-exporter", "group", "topic", "partition"),
-    "autodeploy_consumer_lag_seconds": _m("gauge", "lag-exporter", "group", "topic", "partition"),
-    "autodeploy_consumer_stalled": _m("gauge", "lag-exporter", "group", "topic", "partition"),
-    "autodeploy_consumer_committed_offset": _m("gauge", "lag-exporter", "group", "topic", "partition"),
-    "autodeploy_topic_end_offset": _m("gauge", "lag-exporter", "topic", "partition"),
+    "autodeploy_consumer_lag_messages": _m("gauge", "lag-exporter, worker", "group", "topic", "partition"),
+    "autodeploy_consumer_lag_seconds": _m("gauge", "lag-exporter, worker", "group", "topic", "partition"),
+    "autodeploy_consumer_stalled": _m("gauge", "lag-exporter, worker", "group", "topic", "partition"),
+    "autodeploy_consumer_committed_offset": _m("gauge", "lag-exporter, worker", "group", "topic", "partition"),
+    "autodeploy_topic_end_offset": _m("gauge", "lag-exporter, worker", "topic", "partition"),
 }
+
+# Exported by the lag exporter and inside the worker alike (same groups, same values): two series per partition.
+EXPORTED_TWICE = frozenset(name for name, metric in METRICS.items() if metric.process == "lag-exporter, worker")
 
 # Label values the brief fixes (stage, kind, outcome); a query selecting another value would never match.
 LABEL_VALUES: dict[str, frozenset[str]] = {

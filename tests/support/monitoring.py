@@ -1,5 +1,5 @@
 """The queries autodeploy's dashboards and alerts run: collected from k8s/ (Grafana dashboard JSON, inline or in a
-ConfigMap, and PrometheusRules), else from the stand-ins under tests/data/monitoring."""
+ConfigMap, and PrometheusRules)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ from typing import Any
 import yaml
 
 from streams.config import REPO_ROOT
-
-STAND_INS = REPO_ROOT / "tests" / "data" / "monitoring"
 
 
 @dataclass
@@ -73,14 +71,11 @@ def collect(root: Path) -> Monitoring:
 
 
 def autodeploy_monitoring() -> Monitoring:
-    """From k8s/ for whichever of dashboards and rules it has; the stand-ins fill in what it lacks."""
-    real = collect(REPO_ROOT / "k8s")
-    stand_in = collect(STAND_INS)
-    if not real.dashboard_queries:
-        real.dashboard_queries, real.sources = stand_in.dashboard_queries, [*real.sources, STAND_INS]
-    if not real.rule_groups:
-        real.rule_groups, real.sources = stand_in.rule_groups, [*real.sources, STAND_INS]
-    return real
+    """The one dashboard and the one rule set in k8s/ (the test has no stand-ins: a missing file is an error)."""
+    found = collect(REPO_ROOT / "k8s")
+    if not found.dashboard_queries or not found.rule_groups:
+        raise FileNotFoundError(f"k8s/ lacks a Grafana dashboard or a PrometheusRule (found: {found.sources})")
+    return found
 
 
 _GRAFANA_RANGES = re.compile(r"\$\{?__(rate_interval|interval|range)\}?")

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.metric_names import LABEL_VALUES, METRICS, series_labels, series_name
+from tests.support.metric_names import EXPORTED_TWICE, LABEL_VALUES, METRICS, series_labels, series_name
 
 MONITORING = Path(__file__).resolve().parents[2] / "k8s" / "base" / "monitoring"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
@@ -94,6 +94,33 @@ def test_the_checker_catches_wrong_names_labels_and_values() -> None:
     assert problems("up") == ["no autodeploy metric"]
 
 
+_WRAPPED_BY = re.compile(r"(\w+)\s+by\s*\([^)]*\)\s*\(\s*(?:\w+\(\s*)?$")
+
+
+def undeduplicated(expr: str) -> list[str]:
+    """Lag series come twice (worker and lag exporter): each must first go through `max by (...)`, never a sum."""
+    found = []
+    for name in EXPORTED_TWICE:
+        for match in re.finditer(rf"\b{name}\b", expr):
+            wrapper = _WRAPPED_BY.search(expr[: match.start()])
+            if wrapper is None or wrapper.group(1) != "max":
+                found.append(f"{name} is not taken with max by (...) first")
+    return found
+
+
+def test_lag_series_are_deduplicated_with_max_not_summed() -> None:
+    for expr in all_exprs():
+        assert undeduplicated(expr) == [], expr
+
+
+def test_the_deduplication_check_catches_sums() -> None:
+    assert undeduplicated("max by (group, topic, partition) (autodeploy_consumer_lag_messages)") == []
+    assert undeduplicated("sum(max by (topic, partition) (rate(autodeploy_topic_end_offset[1m])))") == []
+    assert undeduplicated("sum by (group, topic, partition) (autodeploy_consumer_lag_messages)") != []
+    assert undeduplicated("sum by (topic) (rate(autodeploy_topic_end_offset[1m]))") != []
+    assert undeduplicated("autodeploy_consumer_stalled == 1") != []
+
+
 def test_every_exported_metric_is_shown_or_alerted_on() -> None:
     found = (series_name(name) for expr in all_exprs() for name in _IDENTIFIER.findall(expr))
     assert {metric[0] for metric in found if metric is not None} == set(METRICS)
@@ -111,7 +138,7 @@ def test_queries_evaluate_as_written() -> None:
         ("Lag per group and partition", "autodeploy_consumer_lag_messages"),
         ("Lag in seconds", "autodeploy_consumer_lag_seconds"),
         ("Stalled partitions", "autodeploy_consumer_stalled"),
-        ("Throughput per topic", "sum by (topic) (rate(autodeploy_topic_end_offset[1m]))"),
+        ("Throughput per topic", "sum by (topic) (max by (topic, partition) (rate(autodeploy_topic_end_offset[1m])))"),
         ("Funnel", "autodeploy_worker_events_total"),
         ("Funnel", "autodeploy_readiness_decisions_total"),
         ("Funnel", "autodeploy_deploys_total"),
