@@ -326,8 +326,15 @@ def _seen(record: CommitRecord, fact: Fact) -> bool:
     return any(r.source == fact.ref.source and r.id == fact.ref.id for r in refs)
 
 
+def _learned_at(ref: EventRef) -> datetime:
+    """When autodeploy learned of a fact: its receipt where known. A provider's own time can be far in the past (a
+    redelivered webhook, a CI result of an old workflow, a skewed clock) and would expire a commit on its first fact."""
+    return ref.received or ref.time
+
+
 def _with_fact(record: CommitRecord, fact: Fact) -> CommitRecord:
-    first = fact.ref.time if record.first_fact is None else min(record.first_fact, fact.ref.time)
+    learned = _learned_at(fact.ref)
+    first = learned if record.first_fact is None else min(record.first_fact, learned)
     if isinstance(fact, BranchPushed | ChangeMerged):
         heads = {**record.heads, fact.branch: (*record.heads.get(fact.branch, ()), fact.ref)}
         return replace(record, first_fact=first, heads=heads)

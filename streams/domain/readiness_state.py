@@ -157,7 +157,7 @@ class CommitRecord:
     """Everything known about one commit. The refs stored here are also how a duplicate fact is recognised."""
 
     seq: int  # first-seen order within the repository: the pruning order
-    first_fact: datetime | None = None  # earliest ref.time of its facts: expiry counts from here
+    first_fact: datetime | None = None  # earliest receipt (else ref.time) of its facts: expiry counts from here
     heads: Mapping[str, tuple[EventRef, ...]] = field(default_factory=dict)  # deploy branch -> pushes/merges of it
     positions: Mapping[str, Position] = field(default_factory=dict)  # deploy branch -> place in its history
     checks: Mapping[CheckId, tuple[CheckResult, ...]] = field(default_factory=dict)  # sorted by CheckResult.order

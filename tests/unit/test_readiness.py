@@ -6,7 +6,7 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -502,3 +502,14 @@ def test_json_round_trip_of_generated_states(data: st.DataObject) -> None:
     assert to_json(restored) == to_json(state)
     # and it behaves the same afterwards
     assert run(facts[cut:], SERVICES, restored, GEN_NOW)[1] == run(facts[cut:], SERVICES, state, GEN_NOW)[1]
+
+
+def test_expiry_counts_from_receipt_not_from_an_old_provider_time() -> None:
+    """A CI result whose payload time is years old (a redelivery, an old workflow) but which arrived just now."""
+    old = replace(check("a", t=0).ref, time=T0 - timedelta(days=900), received=T0 + timedelta(minutes=4))
+    late_check = replace(check("a"), ref=old)
+    state, decisions = run([late_check], [svc(ttl=timedelta(minutes=30))])
+    assert decisions == []
+    assert next_deadline(state, [svc(ttl=timedelta(minutes=30))]) == T0 + timedelta(minutes=34)
+    _, decisions = run([push("a", t=6), check("a", c=LINT, t=6)], [svc(ttl=timedelta(minutes=30))], state)
+    assert summary(decisions) == [("ready", "shop", "a", None)]
