@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
-from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.common import ROOT, process, record
 from bench.join import Pipeline, pipeline, worker_env
@@ -130,13 +130,12 @@ def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
 
 
 class Decisions:
-    """Reads deploy.readiness from its current end, so that only decisions made after now count."""
+    """Reads deploy.readiness from the beginning; each run waits for a commit of its own."""
 
     def __init__(self, p: Pipeline) -> None:
         topic = p.catalog.topic("deploy.readiness")
         self.consumer = Consumer({"bootstrap.servers": p.bootstrap, "group.id": f"bench-rss-{free_port()}"})
-        self.consumer.assign([TopicPartition(topic.name, i, OFFSET_END) for i in range(topic.partitions)])
-        self.consumer.consume(1, 1.0)  # resolves the end offsets before anything is sent
+        self.consumer.assign([TopicPartition(topic.name, i, OFFSET_BEGINNING) for i in range(topic.partitions)])
 
     def wait_for(self, commit: str, timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
@@ -156,11 +155,12 @@ def measure(p: Pipeline, args: argparse.Namespace, commits: int) -> list[dict[st
     seed_s = time.perf_counter() - started
     producer = Producer({"bootstrap.servers": p.bootstrap, "partitioner": "murmur2_random"})
     rows: list[dict[str, Any]] = []
+    port = free_port()  # the same web address across restarts, as a StatefulSet pod keeps its name
     for run, target in (("fresh worker (changelog)", 0), ("after kill -9 (local RocksDB)", 1)):
         decisions = Decisions(p)
         topic, key, value = lint_passed(target, commit_of(target, args.per_repository - 1))
         start = time.perf_counter()
-        with worker_process(p, app_id) as proc:
+        with worker_process(p, app_id, port) as proc:
             producer.produce(p.catalog.topic(topic).name, value, key)
             producer.flush(30)
             recovered = decisions.wait_for(commit_of(target, args.per_repository - 1)) - start
@@ -174,16 +174,24 @@ def measure(p: Pipeline, args: argparse.Namespace, commits: int) -> list[dict[st
     return rows
 
 
-def worker_process(p: Pipeline, app_id: str) -> Any:
-    port = free_port()
-    env = {**worker_env(p, app_id, port), "AUTODEPLOY_WORKER_DATADIR": str(p.work / app_id)}
-    argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "warning")]
+def worker_process(p: Pipeline, app_id: str, port: int) -> Any:
+    # A static member id, as k8s/ gives each StatefulSet pod: the restarted worker takes the killed one's place at
+    # once instead of waiting out its session timeout.
+    env = {**worker_env(p, app_id, port), "AUTODEPLOY_WORKER_INSTANCE_ID": f"{app_id}-0"}
+    argv = [
+        sys.executable,
+        "-m",
+        "streams.cli",
+        "worker",
+        "--loglevel",
+        os.environ.get("BENCH_WORKER_LOGLEVEL", "warning"),
+    ]
     return process(argv, p.work / f"{app_id}.log", f"http://127.0.0.1:{port}/", env)
 
 
 def idle(p: Pipeline) -> dict[str, float]:
     app_id = f"bench-rss-idle-{free_port()}"
-    with worker_process(p, app_id) as proc:
+    with worker_process(p, app_id, free_port()) as proc:
         time.sleep(15)  # joined its group, recovered its empty table
         return memory(proc.pid)
 
