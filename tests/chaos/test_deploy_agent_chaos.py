@@ -173,7 +173,7 @@ def test_kill_9_the_agent_five_times_patches_each_service_commit_exactly_once(
     kinds = Counter(o["type"].split(".")[3] for o in {o["id"]: o for o in found}.values())
     ids_per_subject: dict[tuple[str, str], set[str]] = defaultdict(set)
     for o in found:
-        ids_per_subject[(o.get("subject", ""), o["type"])].add(o["id"])
+        ids_per_subject[(o["data"]["context"]["chainId"], o["type"])].add(o["id"])
     figures(
         "deploy agent kill -9 x5",
         decisions_sent=sent,
