@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run down test test-unit test-integration lint format typecheck bench clean lag-report manifests
+.PHONY: help install run down test test-unit test-integration chaos lint format typecheck bench clean lag-report manifests
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: lint typecheck ## ruff, mypy, then every test (unit, and integration again
 test-unit: install ## fast tests, no services
 	$(BIN)/pytest tests/unit
 
+chaos: install ## the fault suite (tests/chaos; also part of `make test`): kills and outages at scale, figures at the end
+	$(BIN)/pytest tests/chaos
+
 test-integration: install ## tests against a real Kafka broker (started from cached jars unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(BIN)/pytest tests/integration
 
@@ -47,7 +50,10 @@ typecheck: install ## mypy --strict on streams/
 bench: install ## benchmarks, each as a ratio to a baseline measured in the same run (results in bench/results.json)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
 	$(BIN)/python -m bench.webhooks
-	$(BIN)/python -m bench.join
+	$(PYTHON) -m venv .venv-quix  # Quix Streams pins confluent-kafka < 2.13; autodeploy needs >= 2.16
+	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema orjson
+	.venv-quix/bin/pip install -q --no-deps -e .
+	$(BIN)/python -m bench.join --quix .venv-quix/bin/python
 	$(BIN)/python -m bench.rss
 	$(BIN)/python -m bench.e2e
 
@@ -60,4 +66,4 @@ manifests: install ## render k8s/ with kustomize: OVERLAY=dev or prod (default),
 	$(BIN)/autodeploy manifests $(or $(OVERLAY),prod)
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
-	rm -rf $(VENV) .pytest-state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-quix .pytest-state .pytest_cache .mypy_cache .ruff_cache

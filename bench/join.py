@@ -4,7 +4,10 @@ consumption of the same records, measured in the same run.
 Records are produced before the worker starts, so it works through a backlog. Its progress is its consumer group's
 committed offsets; the time until its first commit (startup, group join, recovery) is reported apart.
 
-    python -m bench.join [--repositories 200] [--commits 17000]
+    python -m bench.join [--repositories 200] [--commits 17000] [--quix .venv-quix/bin/python]
+
+With --quix, the same fold written with Quix Streams (bench/quix.py, in its own virtualenv) reads the same records
+after the worker, and the join is also reported as a ratio to it.
 """
 
 from __future__ import annotations
@@ -211,11 +214,11 @@ def worker_env(p: Pipeline, group: str, port: int) -> dict[str, str]:
     }
 
 
-def worker(p: Pipeline, group: str) -> contextlib.AbstractContextManager[Any]:
+def worker(p: Pipeline, group: str, port: int | None = None, **env: str) -> contextlib.AbstractContextManager[Any]:
     """`autodeploy worker` on the pipeline, as operators run it; yields its process once its web port answers."""
-    port = free_port()
+    port = port or free_port()
     argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
-    return process(argv, p.work / f"{group}.log", f"http://127.0.0.1:{port}/", worker_env(p, group, port))
+    return process(argv, p.work / f"{group}.log", f"http://127.0.0.1:{port}/", {**worker_env(p, group, port), **env})
 
 
 def wait_committed(offsets: Offsets, timeout: float = 1800) -> tuple[float, int]:
@@ -269,6 +272,15 @@ def faust_floor(p: Pipeline, total: int) -> float:
     with (p.work / "faust-floor.log").open("wb") as log:
         subprocess.run(argv, stdout=log, stderr=log, timeout=900, check=True)
     return float(json.loads(out.read_text())["events_per_s"])
+def run_quix(p: Pipeline, python: str, total: int) -> dict[str, float]:
+    """bench/quix.py on the pipeline's records; its JSON line: events, steady_s, total_s."""
+    argv = [python, "-m", "bench.quix", "--bootstrap", p.bootstrap, "--prefix", p.prefix, "--policy", str(p.policy)]
+    argv += ["--expected", str(total), "--state-dir", str(p.work / "quix")]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.quix failed: {done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -283,24 +295,27 @@ def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
         return {
             "metric": metric,
             "autodeploy": value,
-            "baseline (raw aiokafka)": baseline,
+            "baseline": baseline,
             "ratio": ratio,
             "goal": goal,
         }
 
+    rows = []
+    if args.quix:
+        quix = run_quix(p, args.quix, total)
+        quix_steady = quix["events"] / quix["steady_s"]
+        rows += [
+            row("join events/s vs Quix Streams (same fold and records; baseline: Quix)", steady, quix_steady, ">= 1.0"),
+            row("Quix Streams events/s (incl. startup)", quix["events"] / quix["total_s"], None),
+        ]
     return [
-        row("join events/s (after first commit)", steady, raw, ">= 0.5"),
-        {
-            "metric": "join events/s vs a Faust agent that only counts",
-            "autodeploy": steady,
-            "baseline (raw aiokafka)": floor,
-            "ratio": steady / floor,
-            "goal": "",
-        },
-        row("Faust counting agent events/s (Faust's ceiling)", floor, raw),
+        row("join events/s (after first commit; baseline: raw aiokafka)", steady, raw, ">= 0.5"),
+        row("join events/s (baseline: a Faust agent that only counts)", steady, floor),
+        row("Faust counting agent events/s (Faust's ceiling; baseline: raw aiokafka)", floor, raw),
         row("join events/s (incl. startup)", overall, raw),
         row("worker startup s (to first commit)", run.startup_s, None),
         row("events", total, total),
+        *rows,
     ]
 
 
@@ -308,6 +323,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repositories", type=int, default=200)
     parser.add_argument("--commits", type=int, default=17000, help="in all; three events each (push, two checks)")
+    parser.add_argument("--quix", metavar="PYTHON", help="also run bench/quix.py with this interpreter (.venv-quix)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp, pipeline(Path(tmp), args.repositories) as p:
         rows = _measure(p, args)

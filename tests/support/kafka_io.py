@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 
 def consume(
@@ -36,6 +37,61 @@ def consume(
         while time.monotonic() < quiet_until:
             batch = [m for m in consumer.consume(500, 0.2) if m.error() is None]
             found.extend(batch)
+    finally:
+        consumer.close()
+    return found
+
+
+_COORDINATOR_BUSY = {
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+}
+
+
+class GroupProgress:
+    """How many records of `partitions` a consumer group has committed (0 for a partition without a commit); one
+    admin client for all the polls."""
+
+    def __init__(self, bootstrap: str, group: str, partitions: Iterable[tuple[str, int]]) -> None:
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._request = [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])]
+        self._group = group
+
+    def committed(self) -> int:
+        try:
+            answer = self._admin.list_consumer_group_offsets(self._request)[self._group].result()
+        except KafkaException as e:
+            if e.args[0].code() in _COORDINATOR_BUSY:  # e.g. still loading on a fresh broker: callers poll
+                return 0
+            raise
+        return sum(max(tp.offset, 0) for tp in answer.topic_partitions)
+
+
+def read_all(
+    bootstrap: str, topics: Iterable[str], done: Callable[[list[Message]], bool], timeout: float
+) -> list[Message]:
+    """Every record of `topics` from the beginning, read until `done(records so far)` holds and a second passes
+    quietly (late duplicates show up too), or the timeout passes."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(list(topics))
+    found: list[Message] = []
+    deadline, quiet_since = time.monotonic() + timeout, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(1000, 0.5) if m.error() is None]
+            found += batch
+            if batch:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 1.0 and done(found):
+                break
     finally:
         consumer.close()
     return found

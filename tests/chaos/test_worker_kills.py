@@ -1,0 +1,158 @@
+"""kill -9 the readiness worker five times while it works through a 10k-event scenario: every expected decision is
+made, none is wrong, and a decision emitted twice carries the same id."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streams.adapters.kafka_admin import TopicAdmin
+from streams.domain.policy_file import load_policies
+from streams.local.processes import free_port
+from tests.chaos.conftest import figures
+from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support import chaos
+from tests.support.kafka_io import GroupProgress, read_all
+from tests.support.worker import Worker
+
+pytestmark = pytest.mark.timeout(1800)
+
+REPOSITORIES, COMMITS, KILLS = 40, 80, 5  # 10.2k events, 3.2k commits
+
+
+def _wait_committed(progress: GroupProgress, target: int, worker: Worker) -> None:
+    deadline = time.monotonic() + 600
+    while progress.committed() < target:
+        assert worker.alive(), "the worker died on its own: " + worker.log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"the worker did not reach offset {target}"
+        time.sleep(0.2)
+
+
+def test_kill_9_five_times_in_10k_events_makes_every_decision_once_and_none_wrong(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    cat = apply_topics(kafka_bootstrap, f"c{unique}-")
+    scenario = chaos.build(REPOSITORIES, COMMITS)
+    policy = chaos.write_policy(tmp_path / "policy.yaml", scenario.policy_yaml())
+    want = chaos.expected(scenario, cat, load_policies(policy))
+    group = f"readiness-{unique}"
+    worker = Worker(
+        {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "AUTODEPLOY_TOPIC_PREFIX": f"c{unique}-",
+            "AUTODEPLOY_CONFIG": str(policy),
+            "AUTODEPLOY_WORKER_ID": group,
+            "AUTODEPLOY_WORKER_DATADIR": str(tmp_path / "worker"),
+            "AUTODEPLOY_WORKER_PORT": str(free_port()),
+            "AUTODEPLOY_WORKER_INSTANCE_ID": f"{group}-0",
+        },
+        tmp_path / "worker.log",
+    )
+    inputs = [(cat.topic(n).name, p) for n in ("github.events", "ci.events") for p in range(cat.topic(n).partitions)]
+    progress = GroupProgress(kafka_bootstrap, group, inputs)
+    total = len(scenario.records)
+    acknowledged: list[int] = []
+
+    def ingest() -> None:  # in slices, so that kills land while events still arrive
+        for start in range(0, total, 1000):
+            acknowledged.append(chaos.produce(kafka_bootstrap, cat, scenario.records[start : start + 1000]))
+            time.sleep(1.0)
+
+    producer = threading.Thread(target=ingest)
+    worker.start()
+    producer.start()
+    try:
+        for k in range(1, KILLS + 1):
+            _wait_committed(progress, total * k // (KILLS + 1), worker)
+            worker.kill()
+            worker.start()
+        producer.join()
+        _wait_committed(progress, total, worker)
+        readiness = cat.topic("deploy.readiness").name
+        found = [json.loads(m.value()) for m in read_all(kafka_bootstrap, [readiness], lambda _: True, 60)]
+        on_inputs = read_all(kafka_bootstrap, {t for t, _ in inputs}, lambda _: True, 60)
+    finally:
+        worker.kill(signal.SIGTERM)
+        admin = TopicAdmin(kafka_bootstrap)
+        admin.delete(admin.describe(t.name for t in cat.topics))
+
+    kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
+    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for d in found:
+        content = d["data"]["subject"]["content"]
+        pair = (content["service"], content["commit"])
+        kinds[pair].add(d["type"].split(".")[3])
+        ids[pair].add(d["id"])
+    missing = sorted(set(want) - set(kinds))
+    unexpected = sorted(set(kinds) - set(want))
+    twice_different = sorted(p for p in kinds if len(kinds[p]) > 1 or len(ids[p]) > 1)
+    # The two input streams interleave differently in every run (readiness.py, "remaining order dependence"): a
+    # complete commit is ready or superseded depending on whether a newer one completed first. Any other difference
+    # from the pure rules is wrong.
+    order_dependent, wrong = [], []
+    for pair, decision in want.items():
+        got = next(iter(kinds.get(pair, {decision.kind})))
+        if got == decision.kind:
+            if decision.decision_id not in ids.get(pair, {decision.decision_id}):
+                wrong.append((pair, "id"))
+        elif {got, decision.kind} == {"ready", "superseded"} and pair in scenario.complete:
+            order_dependent.append(pair)
+        else:
+            wrong.append((pair, f"{got} instead of {decision.kind}"))
+    backwards = _ready_going_backwards(found, scenario)
+    newest_not_ready = [
+        (s, c)
+        for s, commits in scenario.order.items()
+        for c in [next((c for c in reversed(commits) if (s, c) in scenario.complete), None)]
+        if c is not None and kinds.get((s, c)) != {"ready"}
+    ]
+    event_ids = {json.loads(m.value())["id"] for m in on_inputs}
+    figures(
+        "worker kill -9 x5",
+        events_sent=total,
+        acknowledged=sum(acknowledged),
+        found=len(event_ids),
+        lost=total - len(event_ids),
+        kills=KILLS,
+        decisions_expected=len(want),
+        made=len(set(want) & set(kinds)),
+        missing=len(missing),
+        wrong=len(wrong),
+        re_emitted=len(found) - len(kinds),
+        ready_or_superseded_by_interleaving=len(order_dependent),
+    )
+    assert sum(acknowledged) == total and len(event_ids) == total
+    assert missing == [], missing[:5]
+    assert unexpected == [], unexpected[:5]
+    assert twice_different == [], "a re-emitted decision carries the same id and kind"
+    assert wrong == [], wrong[:5]
+    assert backwards == [], backwards[:5]
+    assert newest_not_ready == [], newest_not_ready[:5]
+
+
+def _ready_going_backwards(found: list[dict[str, Any]], scenario: chaos.Scenario) -> list[tuple[str, str]]:
+    """Ready decisions of a service, in the order they were emitted (one partition per service), must go forward on
+    its branch; a re-emitted one may repeat an earlier one."""
+    position = {(s, c): i for s, commits in scenario.order.items() for i, c in enumerate(commits)}
+    newest: dict[str, int] = {}
+    emitted: set[tuple[str, str]] = set()
+    backwards = []
+    for d in found:
+        content = d["data"]["subject"]["content"]
+        pair = (content["service"], content["commit"])
+        if not d["type"].endswith(".ready.0.1.0") or pair in emitted:
+            continue
+        emitted.add(pair)
+        if position[pair] < newest.get(pair[0], -1):
+            backwards.append(pair)
+        newest[pair[0]] = max(position[pair], newest.get(pair[0], -1))
+    return backwards

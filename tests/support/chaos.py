@@ -1,0 +1,236 @@
+"""A large seeded scenario for the fault suite: many repositories and commits, with failures, reruns, CI before its
+push and commits that never complete, as the records the webhook server would write; and what the pure readiness
+rules decide from the same records."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from streams import catalog
+from streams.adapters.kafka_producer import Record
+from streams.domain.extract import facts_from_event
+from streams.domain.policy import Policies
+from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
+from streams.domain.webhook_mapping import circleci_attributes, github_attributes
+from streams.webhooks.envelopes import provider_event, structured_record
+from streams.worker.decoding import RawRecord, decode
+from tests.support.webhooks import CORPUS
+
+ZERO = "0" * 40
+_PUSH = json.loads((CORPUS / "github" / "push.with-new-branch.payload.json").read_text())
+_RUN = json.loads((CORPUS / "github" / "workflow_run.completed.payload.json").read_text())
+_WORKFLOW = json.loads(
+    (CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
+)
+
+
+def commit_id(repository: int, index: int) -> str:
+    return hashlib.sha1(f"chaos/{repository}/{index}".encode(), usedforsecurity=False).hexdigest()
+
+
+@dataclass
+class Scenario:
+    """Records in the order they are produced (logical topic names), and which commits can ever complete."""
+
+    repositories: int
+    records: list[Record] = field(default_factory=list)
+    complete: set[tuple[str, str]] = field(default_factory=set)  # (service, commit): every check passes at the end
+    order: dict[str, list[str]] = field(default_factory=dict)  # service -> its commits, oldest first
+
+    def policy_yaml(self, targets: dict[str, tuple[str, str]] | None = None) -> str:
+        """One service per repository, both checks required; `targets` maps a service to (namespace, deployment)."""
+        lines = ["services:"]
+        for r in range(self.repositories):
+            namespace, deployment = (targets or {}).get(service(r), (f"repo{r}", "app"))
+            lines += [
+                f"  {service(r)}:",
+                f"    repository: github.com/chaos/repo{r}",
+                "    branch: main",
+                "    required_checks: [{circleci: build-test}, {github_actions: lint}]",
+                f"    image: registry.example/repo{r}:{{sha}}",
+                f"    kubernetes: {{namespace: {namespace}, deployment: {deployment}, container: app}}",
+                "    readiness_ttl: 24h",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def service(repository: int) -> str:
+    return f"svc{repository}"
+
+
+class _Builder:
+    def __init__(self, scenario: Scenario, start: datetime) -> None:
+        self.scenario, self.moment = scenario, start
+
+    def _tick(self) -> datetime:
+        self.moment += timedelta(milliseconds=10)
+        return self.moment
+
+    def _repository(self, r: int) -> dict[str, Any]:
+        name = f"chaos/repo{r}"
+        return {
+            "full_name": name,
+            "name": f"repo{r}",
+            "url": f"https://api.github.com/repos/{name}",
+            "html_url": f"https://github.com/{name}",
+            "owner": {"login": "chaos"},
+        }
+
+    def _github(self, event: str, payload: dict[str, Any], delivery: str, when: datetime) -> Record:
+        body = json.dumps(payload).encode()
+        return structured_record(
+            provider_event(github_attributes(event, payload), delivery, body, when), "github.events"
+        )
+
+    def push(self, r: int, before: str, after: str) -> Record:
+        when = self._tick()
+        payload = copy.deepcopy(_PUSH)
+        payload.update(ref="refs/heads/main", before=before, after=after, forced=False, created=False, deleted=False)
+        payload["repository"] = {**payload["repository"], **self._repository(r)}
+        payload["head_commit"] = {**(payload.get("head_commit") or {}), "id": after, "timestamp": when.isoformat()}
+        return self._github("push", payload, f"push-{r}-{after}", when)
+
+    def lint(self, r: int, commit: str, conclusion: str, attempt: int) -> Record:
+        when = self._tick()
+        payload = copy.deepcopy(_RUN)
+        payload["repository"] = {**payload["repository"], **self._repository(r)}
+        payload["workflow_run"].update(
+            name="lint",
+            head_sha=commit,
+            head_branch="main",
+            run_attempt=attempt,
+            status="completed",
+            conclusion=conclusion,
+            updated_at=when.isoformat().replace("+00:00", "Z"),
+        )
+        return self._github("workflow_run", payload, f"lint-{r}-{commit}-{attempt}", when)
+
+    def circleci(self, r: int, commit: str, status: str, run: int) -> Record:
+        when = self._tick()
+        url = f"https://github.com/chaos/repo{r}"
+        payload = copy.deepcopy(_WORKFLOW)
+        payload.update(
+            id=f"cci-{r}-{commit[:12]}-{run}",
+            happened_at=when.isoformat().replace("+00:00", "Z"),
+            project={**payload["project"], "slug": f"gh/chaos/repo{r}"},
+        )
+        payload["workflow"].update(id=f"wf-{r}-{commit[:12]}-{run}", name="build-test", status=status)
+        payload["pipeline"]["vcs"].update(
+            revision=commit, branch="main", origin_repository_url=url, target_repository_url=url
+        )
+        body = json.dumps(payload).encode()
+        return structured_record(provider_event(circleci_attributes(payload), payload["id"], body, when), "ci.events")
+
+
+def build(repositories: int, commits: int, seed: int = 8) -> Scenario:
+    """Per repository a linear history of `commits` commits on main; rounds over the repositories interleave them.
+
+    Each commit is one of: plain (push, lint, CircleCI), CI first (both checks before the push), a failed CircleCI
+    workflow rerun green after the next commit's push, a lint failure whose second attempt passes, or broken (CircleCI
+    fails and is never rerun: superseded by a newer ready commit, or left waiting)."""
+    rng = random.Random(seed)
+    scenario = Scenario(repositories)
+    b = _Builder(scenario, datetime.now(UTC) - timedelta(hours=1))
+    heads = [ZERO] * repositories
+    reruns: list[list[str]] = [[] for _ in range(repositories)]  # commits whose green rerun is still to come
+    for i in range(commits):
+        for r in range(repositories):
+            c, roll = commit_id(r, i), rng.random()
+            scenario.order.setdefault(service(r), []).append(c)
+            if roll < 0.1:  # CI first: both results before the push that makes it a head
+                out = [b.circleci(r, c, "success", 1), b.lint(r, c, "success", 1), b.push(r, heads[r], c)]
+            elif roll < 0.2:  # a red CircleCI run, rerun green after the next commit's push
+                out = [b.push(r, heads[r], c), b.lint(r, c, "success", 1), b.circleci(r, c, "failed", 1)]
+            elif roll < 0.3:  # lint fails, its second attempt passes
+                out = [b.push(r, heads[r], c), b.lint(r, c, "failure", 1), b.circleci(r, c, "success", 1)]
+                out.append(b.lint(r, c, "success", 2))
+            elif roll < 0.37:  # broken: CircleCI fails and is never rerun
+                out = [b.push(r, heads[r], c), b.lint(r, c, "success", 1), b.circleci(r, c, "failed", 1)]
+            else:
+                out = [b.push(r, heads[r], c), b.lint(r, c, "success", 1), b.circleci(r, c, "success", 1)]
+            out += [b.circleci(r, earlier, "success", 2) for earlier in reruns[r]]
+            reruns[r] = [c] if 0.1 <= roll < 0.2 else []
+            if not 0.3 <= roll < 0.37:
+                scenario.complete.add((service(r), c))
+            heads[r] = c
+            scenario.records += out
+    for r in range(repositories):
+        scenario.records += [b.circleci(r, earlier, "success", 2) for earlier in reruns[r]]
+    return scenario
+
+
+def expected(scenario: Scenario, cat: catalog.Catalog, policies: Policies) -> dict[tuple[str, str], Decision]:
+    """(service, commit) -> the decision the pure rules make from the same records, read in the order produced."""
+    inputs = {"github.events": cat.topic("github.events"), "ci.events": cat.topic("ci.events")}
+    states: dict[str, RepositoryState] = {}
+    decided: dict[tuple[str, str], Decision] = {}
+    now = datetime.now(UTC)
+    for offset, record in enumerate(scenario.records):
+        raw = RawRecord(record.topic, 0, offset, record.key, record.value, record.headers)
+        event = decode(raw, inputs[record.topic])
+        facts = facts_from_event(
+            event.get_type(),
+            event.get_source(),
+            event.get_id(),
+            event.get_time() or now,
+            event.get_data(),
+            partitionkey=event.get_extension("partitionkey"),
+        )
+        for fact in facts:
+            services = policies.for_repository(fact.repository)
+            state = states.get(fact.repository) or empty_state(fact.repository)
+            states[fact.repository], decisions = apply(state, fact, services, now)
+            for d in decisions:
+                decided[(d.service, d.commit)] = d
+    return decided
+
+
+def produce(bootstrap: str, cat: catalog.Catalog, records: Iterable[Record], pause_every: int = 0) -> int:
+    """Write `records` as the webhook server does (murmur2 on the repository key, acks=all, idempotent); returns how
+    many Kafka acknowledged."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
+    acked = 0
+
+    def delivered(err: Any, _: Any) -> None:
+        nonlocal acked
+        if err is None:
+            acked += 1
+
+    for record in records:
+        while True:
+            try:
+                producer.produce(
+                    cat.topic(record.topic).name,
+                    record.value,
+                    record.key,
+                    headers=list(record.headers),
+                    on_delivery=delivered,
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+    return acked
+
+
+def write_policy(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
