@@ -272,6 +272,8 @@ def faust_floor(p: Pipeline, total: int) -> float:
     with (p.work / "faust-floor.log").open("wb") as log:
         subprocess.run(argv, stdout=log, stderr=log, timeout=900, check=True)
     return float(json.loads(out.read_text())["events_per_s"])
+
+
 def run_quix(p: Pipeline, python: str, total: int) -> dict[str, float]:
     """bench/quix.py on the pipeline's records; its JSON line: events, steady_s, total_s."""
     argv = [python, "-m", "bench.quix", "--bootstrap", p.bootstrap, "--prefix", p.prefix, "--policy", str(p.policy)]
