@@ -30,6 +30,7 @@ from faust.exceptions import SameNode
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
+from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.catalog import Catalog
 from streams.config import WorkerSettings
 from streams.domain.extract import facts_from_event
@@ -142,6 +143,9 @@ class ReadinessWorker:
         # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.
         self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
         self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.offsets = KafkaOffsets(bootstrap_servers)
+        self.source_topics = {*self.inputs, self.ticks_topic.get_topic_name()}
+        self.app.on_rebalance_complete.connect(self._rewind_never_committed)
         self.app.agent(source, name="readiness")(self._fold)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
         self.app.page("/readiness/{owner}/{repo}/{commit}")(self._explain_page())
@@ -278,6 +282,27 @@ class ReadinessWorker:
 
     def _partition_of(self, repository: str) -> int:
         return int(murmur2(repository.encode()) & 0x7FFFFFFF) % self.partitions
+
+    async def _rewind_never_committed(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Faust drops records it fetched while a rebalance suspended the flow, then seeks each partition back to its
+        committed offset, but only where one exists (aiokafka skips none and 0). A partition this group never
+        committed would go on after the dropped records: a worker's first start with a table to recover lost the
+        webhooks that arrived meanwhile. Such partitions start again from the beginning (a re-read is idempotent)."""
+        consumer = self.app.consumer
+        inputs = [tp for tp in consumer.assignment() if tp.topic in self.source_topics]
+        if not inputs:
+            return
+        try:
+            committed = await asyncio.to_thread(self.offsets.committed, [self.settings.app_id])
+        except OffsetsUnavailable as e:  # rewinding every partition would re-read whole topics: keep Faust's seek
+            log.warning("committed offsets unavailable, no rewind error=%s", e)
+            return
+        done = committed.get(self.settings.app_id, {})
+        fresh = [tp for tp in inputs if done.get((tp.topic, tp.partition), 0) <= 0]
+        if fresh:
+            log.info("never committed, reading from the beginning partitions=%s", sorted(map(tuple, fresh)))
+            for tp in fresh:  # offset 0: below the log start (retention), the consumer resets to the earliest
+                await consumer.seek(tp, 0)
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """(sender, revoked TPs): partition numbers are shared by the co-partitioned inputs and the table."""
