@@ -102,13 +102,7 @@ def events(repositories: int, commits: int, checks: int, start: datetime | None 
             name, commit = f"acme/repo{r}", hashlib.sha1(f"{r}/{i}".encode(), usedforsecurity=False).hexdigest()
             when = moment.isoformat().replace("+00:00", "Z")
             url = f"https://github.com/{name}"
-            repository = {
-                "full_name": name,
-                "name": f"repo{r}",
-                "url": f"https://api.github.com/repos/{name}",
-                "html_url": url,
-                "owner": {"login": "acme"},
-            }
+            repository = repository_fields(r)
             p = {
                 **push,
                 "ref": "refs/heads/main",
@@ -147,6 +141,18 @@ def events(repositories: int, commits: int, checks: int, start: datetime | None 
             body = orjson.dumps(c)
             yield structured_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events")
             moment += timedelta(milliseconds=1)
+
+
+def repository_fields(r: int) -> dict[str, Any]:
+    """The `repository` fields of bench repository number `r` (github.com/acme/repo<r>) in a GitHub payload."""
+    name = f"acme/repo{r}"
+    return {
+        "full_name": name,
+        "name": f"repo{r}",
+        "url": f"https://api.github.com/repos/{name}",
+        "html_url": f"https://github.com/{name}",
+        "owner": {"login": "acme"},
+    }
 
 
 def _github(event: str, payload: dict[str, Any], received: datetime) -> Record:

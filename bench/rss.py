@@ -30,7 +30,7 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.common import ROOT, process, record
-from bench.join import Pipeline, pipeline, worker_env
+from bench.join import Pipeline, pipeline, repository_fields, worker_env
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
 from streams.domain.policy_file import load_policies
@@ -105,15 +105,7 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
 def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
     """The missing check of `commit`, as the webhook server would have written it: (topic, key, value)."""
     payload = orjson.loads(CORPUS_RUN.read_bytes())
-    name = f"acme/repo{repository}"
-    payload["repository"] = {
-        **payload["repository"],
-        "full_name": name,
-        "name": f"repo{repository}",
-        "url": f"https://api.github.com/repos/{name}",
-        "html_url": f"https://github.com/{name}",
-        "owner": {"login": "acme"},
-    }
+    payload["repository"] = {**payload["repository"], **repository_fields(repository)}
     payload["workflow_run"] = {
         **payload["workflow_run"],
         "name": "lint",

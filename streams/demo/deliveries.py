@@ -44,12 +44,12 @@ def sha(label: str) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, label).hex + uuid.uuid5(uuid.NAMESPACE_DNS, label).hex[:8]
 
 
-def github_delivery(event: str, payload: Any, secret: bytes, label: str = "") -> Delivery:
+def github_delivery(event: str, payload: Any, secret: bytes, label: str = "", delivery: str | None = None) -> Delivery:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {
         "Content-Type": "application/json",
         "X-GitHub-Event": event,
-        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
         "X-Hub-Signature-256": github_signature(secret, body),
         "User-Agent": "GitHub-Hookshot/autodeploy-demo",
     }

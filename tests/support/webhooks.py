@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streams.adapters.kafka_producer import Acknowledged, PublishUnavailable, Record
-from streams.domain.signatures import circleci_signature, github_signature
+from streams.demo import deliveries
+from streams.demo.deliveries import Delivery
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 GITHUB_SECRET = b"github-test-secret"
@@ -19,35 +19,12 @@ CIRCLECI_SECRET = b"circleci-test-secret"
 EVENTS_TOKEN = b"events-test-token"
 
 
-@dataclass(frozen=True)
-class Delivery:
-    path: str
-    body: bytes
-    headers: Mapping[str, str]
-
-
 def github_delivery(event: str, payload: Any, secret: bytes = GITHUB_SECRET, delivery: str | None = None) -> Delivery:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "X-GitHub-Event": event,
-        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-        "X-Hub-Signature-256": github_signature(secret, body),
-        "User-Agent": "GitHub-Hookshot/test",
-    }
-    return Delivery("/webhooks/github", body, headers)
+    return deliveries.github_delivery(event, payload, secret, delivery=delivery)
 
 
 def circleci_delivery(payload: Any, secret: bytes = CIRCLECI_SECRET) -> Delivery:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    event_type = payload.get("type", "") if isinstance(payload, dict) else ""
-    headers = {
-        "Content-Type": "application/json",
-        "circleci-event-type": str(event_type),
-        "circleci-signature": circleci_signature(secret, body),
-        "User-Agent": "CircleCI-Webhook/1.0",
-    }
-    return Delivery("/webhooks/circleci", body, headers)
+    return deliveries.circleci_delivery(payload, secret)
 
 
 def github_corpus() -> list[tuple[str, Path]]:
