@@ -51,7 +51,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
 	$(BIN)/python -m bench.webhooks
 	$(PYTHON) -m venv .venv-quix  # Quix Streams pins confluent-kafka < 2.13; autodeploy needs >= 2.16
-	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema orjson
+	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema jsonschema-rs orjson
 	.venv-quix/bin/pip install -q --no-deps -e .
 	$(BIN)/python -m bench.join --quix .venv-quix/bin/python
 	$(BIN)/python -m bench.rss
