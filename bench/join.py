@@ -117,20 +117,7 @@ def events(repositories: int, commits: int, checks: int, start: datetime | None 
             heads[r] = commit
             yield _github("push", p, moment)
             if checks > 1:
-                w = {
-                    **run,
-                    "repository": {**run["repository"], **repository},
-                    "workflow_run": {
-                        **run["workflow_run"],
-                        "name": "lint",
-                        "head_sha": commit,
-                        "head_branch": "main",
-                        "run_attempt": 1,
-                        "status": "completed",
-                        "conclusion": "success",
-                        "updated_at": when,
-                    },
-                }
+                w = lint_passed_run(run, r, commit, when)
                 yield _github("workflow_run", w, moment)
             c = copy.deepcopy(workflow)
             c.update(id=f"{r}-{i}", happened_at=when, project={**c["project"], "slug": f"gh/{name}"})
@@ -152,6 +139,24 @@ def repository_fields(r: int) -> dict[str, Any]:
         "url": f"https://api.github.com/repos/{name}",
         "html_url": f"https://github.com/{name}",
         "owner": {"login": "acme"},
+    }
+
+
+def lint_passed_run(run: dict[str, Any], r: int, commit: str, when: str) -> dict[str, Any]:
+    """A workflow_run payload (`run`, the corpus's) edited into a successful first `lint` run of `commit`."""
+    finished = {
+        "name": "lint",
+        "head_sha": commit,
+        "head_branch": "main",
+        "run_attempt": 1,
+        "status": "completed",
+        "conclusion": "success",
+        "updated_at": when,
+    }
+    return {
+        **run,
+        "repository": {**run["repository"], **repository_fields(r)},
+        "workflow_run": {**run["workflow_run"], **finished},
     }
 
 

@@ -23,10 +23,9 @@ from typing import Any
 from quixstreams import Application, State, message_context
 
 from streams import catalog
-from streams.domain.extract import facts_from_event
 from streams.domain.policy_file import load_policies
 from streams.domain.readiness import apply, empty_state, from_json, to_json
-from streams.worker.decoding import RawRecord, Undecodable, decode
+from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
 from streams.worker.output import readiness_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,17 +65,7 @@ def main() -> int:
             event = None
         if event is not None:
             now = datetime.now(UTC)
-            facts = facts_from_event(
-                event.get_type(),
-                event.get_source(),
-                event.get_id(),
-                event.get_time() or now,
-                event.get_data(),
-                partitionkey=event.get_extension("partitionkey"),
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-            )
+            facts = facts_of(event, record)
             for fact in facts:
                 services = policies.for_repository(fact.repository)
                 if not services:

@@ -30,7 +30,7 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from bench.common import ROOT, process, record
-from bench.join import Pipeline, pipeline, repository_fields, worker_env
+from bench.join import Pipeline, lint_passed_run, pipeline, worker_env
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
 from streams.domain.policy_file import load_policies
@@ -105,16 +105,8 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
 def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
     """The missing check of `commit`, as the webhook server would have written it: (topic, key, value)."""
     payload = orjson.loads(CORPUS_RUN.read_bytes())
-    payload["repository"] = {**payload["repository"], **repository_fields(repository)}
-    payload["workflow_run"] = {
-        **payload["workflow_run"],
-        "name": "lint",
-        "head_sha": commit,
-        "head_branch": "main",
-        "run_attempt": 1,
-        "status": "completed",
-        "conclusion": "success",
-    }
+    when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    payload = lint_passed_run(payload, repository, commit, when)
     body = orjson.dumps(payload)
     event = provider_event(github_attributes("workflow_run", payload), f"lint-{commit}", body, datetime.now(UTC))
     out = structured_record(event, "github.events")

@@ -33,11 +33,10 @@ from faust.types import TP, EventT
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.catalog import Catalog
 from streams.config import WorkerSettings
-from streams.domain.extract import facts_from_event
 from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, expire, explain
 from streams.worker.deadlines import Deadlines
-from streams.worker.decoding import RawRecord, Undecodable, decode
+from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
 from streams.worker.explain import to_document
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -195,20 +194,7 @@ class ReadinessWorker:
         return state if state is not None else self.store.load(repository, partition)
 
     def _apply(self, batch: _Batch, event: EventT[Any], record: RawRecord) -> None:
-        cloud_event = decode(record, self.inputs[record.topic])
-        time = cloud_event.get_time() or datetime.now(UTC)
-        facts = facts_from_event(
-            cloud_event.get_type(),
-            cloud_event.get_source(),
-            cloud_event.get_id(),
-            time,
-            cloud_event.get_data(),
-            partitionkey=cloud_event.get_extension("partitionkey"),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            received=_received(event.message),
-        )
+        facts = facts_of(decode(record, self.inputs[record.topic]), record, _received(event.message))
         now = datetime.now(UTC)
         for fact in facts:
             services = self.policies.for_repository(fact.repository)

@@ -18,12 +18,11 @@ from confluent_kafka import Producer
 
 from streams import catalog
 from streams.adapters.kafka_producer import Record
-from streams.domain.extract import facts_from_event
 from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
 from streams.domain.webhook_mapping import circleci_attributes, github_attributes
 from streams.webhooks.envelopes import provider_event, structured_record
-from streams.worker.decoding import RawRecord, decode
+from streams.worker.decoding import RawRecord, decode, facts_of
 from tests.support.webhooks import CORPUS
 
 ZERO = "0" * 40
@@ -177,15 +176,7 @@ def expected(scenario: Scenario, cat: catalog.Catalog, policies: Policies) -> di
     now = datetime.now(UTC)
     for offset, record in enumerate(scenario.records):
         raw = RawRecord(record.topic, 0, offset, record.key, record.value, record.headers)
-        event = decode(raw, inputs[record.topic])
-        facts = facts_from_event(
-            event.get_type(),
-            event.get_source(),
-            event.get_id(),
-            event.get_time() or now,
-            event.get_data(),
-            partitionkey=event.get_extension("partitionkey"),
-        )
+        facts = facts_of(decode(raw, inputs[record.topic]), raw)
         for fact in facts:
             services = policies.for_repository(fact.repository)
             state = states.get(fact.repository) or empty_state(fact.repository)
