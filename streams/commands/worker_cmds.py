@@ -7,7 +7,6 @@ from typing import Any
 
 from streams import brokers, catalog
 from streams.adapters.kafka_admin import TopicAdmin
-from streams.adapters.kafka_offsets import KafkaOffsets
 from streams.config import LagSettings, Settings, WorkerSettings
 from streams.domain.policy_file import load_policies
 from streams.lag.monitor import LagMonitor
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if lag.in_worker:
         export_lag(
             worker.app,
-            LagMonitor(KafkaOffsets(bootstrap), lag.groups, lag.stall_after_s),
+            LagMonitor(worker.offsets, lag.groups, lag.stall_after_s),
             worker.metrics.registry,
             lag.interval_s,
         )

@@ -154,7 +154,8 @@ class StateStore:
         for k in list(self.table.keys()):
             if k.endswith(suffix):
                 repository = k[: -len(suffix)].decode()
-                yield repository, partition_of(repository), self._entry(repository, partition_of(repository)).state
+                partition = partition_of(repository)
+                yield repository, partition, self._entry(repository, partition).state
 
 
 def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None]) -> _Entry:
