@@ -12,6 +12,7 @@ exception is `UnmappableDelivery`, raised when no valid CloudEvent `type` can be
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,14 @@ from urllib.parse import quote
 
 from streams.domain.untrusted import get
 
-__all__ = ["EnvelopeAttributes", "UnmappableDelivery", "circleci_attributes", "circleci_commit", "github_attributes"]
+__all__ = [
+    "EnvelopeAttributes",
+    "UnmappableDelivery",
+    "circleci_attributes",
+    "circleci_commit",
+    "github_attributes",
+    "github_paths",
+]
 
 
 @dataclass(frozen=True)
@@ -304,6 +312,43 @@ def _github_time(rule: _Rule, action: str | None, payload: Mapping[str, Any]) ->
         if (found := _time(get(payload, path))) is not None:
             return found
     return None
+
+
+# Read for every event: the repository's URLs and names (source and key), with owner fallbacks.
+_ALWAYS_READ: Final = (
+    "action",
+    "repository.url",
+    "repository.html_url",
+    "repository.hooks_url",
+    "repository.full_name",
+    "repository.owner.login",
+    "repository.name",
+    "organization.login",
+    "organization.url",
+    "sender.login",
+    "sender.url",
+)
+_SOURCE_TOKEN_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
+    _REPOSITORY_URL: (),
+    _COMMIT_COMMENT_URL: ("comment.url", "comment.commit_id"),
+    _SENDER_URL_PARENT: (),
+    _GITHUB_COM: (),
+}
+
+
+@functools.lru_cache(maxsize=512)  # per event name; names come from a header, so the cache is bounded
+def github_paths(event: str) -> frozenset[str]:
+    """Every dotted path `github_attributes(event, payload)` may read: a payload cut down to these maps the same.
+
+    Lets the webhook server build Python objects for a few fields instead of the whole payload.
+    """
+    rule = _GITHUB_RULES.get(_segment(event) or "", _UNKNOWN_EVENT)
+    if rule.time == _RELEASE_TIME:
+        times: tuple[str, ...] = (*_RELEASE_TIMES.values(), "release.updated_at")
+    else:
+        times = tuple(rule.time.split("|"))
+    sources = tuple(p for token in rule.source.split("|") for p in _SOURCE_TOKEN_PATHS.get(token, (token,)))
+    return frozenset(p for p in (*_ALWAYS_READ, rule.suffix, rule.subject, *times, *sources) if p)
 
 
 def github_attributes(event: str, payload: Mapping[str, Any]) -> EnvelopeAttributes:

@@ -20,8 +20,8 @@ from streams.adapters.kafka_producer import Acknowledged, PublishRejected, Publi
 from streams.catalog import Catalog
 from streams.config import WebhookSettings
 from streams.domain import signatures
-from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, github_attributes
-from streams.webhooks import inbound
+from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, github_attributes, github_paths
+from streams.webhooks import inbound, json_bodies
 from streams.webhooks.envelopes import deadletter_record, provider_event, structured_record
 from streams.webhooks.metrics import WebhookMetrics
 
@@ -61,6 +61,15 @@ class WebhookServer:
         self.ci_topic = catalog.topic("ci.events").name
         self.deadletter_topic = catalog.topic("autodeploy.deadletter").name
         self._ready: tuple[float, bool] = (0.0, False)
+        self._projections: dict[frozenset[str], json_bodies.Projection] = {}
+
+    def _projection(self, event: str) -> json_bodies.Projection:
+        """The GitHub payload cut down to what the mapping reads for `event`; one decoder per distinct path set."""
+        paths = github_paths(event)
+        projection = self._projections.get(paths)
+        if projection is None:
+            projection = self._projections[paths] = json_bodies.Projection(paths)
+        return projection
 
     def enabled(self, endpoint: str) -> bool:
         return self._has_secret(endpoint) or endpoint in self.settings.allow_unsigned
@@ -113,9 +122,10 @@ class WebhookServer:
         delivery = request.headers.get("X-GitHub-Delivery", "")
         if not event or not _valid_id(delivery):
             raise Rejection(400, "headers", "X-GitHub-Event and X-GitHub-Delivery are required")
-        payload = await _json_object(body)
         if event == "ping":
-            return _json({"pong": True, "zen": payload.get("zen")})
+            zen = (await _json_object(body, json_bodies.loads)).get("zen")
+            return _json({"pong": True, "zen": zen if isinstance(zen, str) else None})
+        payload = await _json_object(body, self._projection(event).loads)
         try:
             attributes = github_attributes(event, payload)
         except UnmappableDelivery as e:
@@ -132,7 +142,7 @@ class WebhookServer:
             raise Rejection(401, "signature", "missing or wrong circleci-signature")
         if request.content_type != "application/json":
             raise Rejection(415, "media_type", "send application/json")
-        payload = await _json_object(body)
+        payload = await _json_object(body, json_bodies.loads)
         delivery = payload.get("id")
         if not isinstance(delivery, str) or not _valid_id(delivery):
             raise Rejection(400, "malformed", "a CircleCI delivery needs a string `id`")
@@ -279,13 +289,13 @@ def _form_payload(body: bytes) -> bytes:
     return payload[0].encode("utf-8")
 
 
-async def _json_object(body: bytes) -> dict[str, Any]:
+async def _json_object(body: bytes, parse: Callable[[bytes], Any]) -> Mapping[str, Any]:
     """Strict JSON (UTF-8, no BOM, no NaN): the same bytes are later embedded verbatim in the CloudEvent."""
     try:
-        payload = await _maybe_offloaded(len(body), orjson.loads, body)
-    except orjson.JSONDecodeError as e:
+        payload = await _maybe_offloaded(len(body), parse, body)
+    except json_bodies.MalformedJson as e:
         raise Rejection(400, "malformed", f"body is not valid JSON: {e}") from e
-    if not isinstance(payload, dict):
+    if not isinstance(payload, Mapping):
         raise Rejection(400, "malformed", "body must be a JSON object")
     return payload
 

@@ -1,0 +1,66 @@
+"""Envelopes built for speed are the ones the cloudevents SDK would build: same validation outcome, same record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from cloudevents.core.bindings import kafka as kafka_binding
+from cloudevents.core.exceptions import CloudEventValidationError
+from cloudevents.core.v1.event import CloudEvent
+
+from streams.domain.webhook_mapping import EnvelopeAttributes, circleci_attributes, github_attributes
+from streams.webhooks.envelopes import PROVIDER_JSON, ProviderEvent, provider_event, structured_record
+from tests.support.webhooks import circleci_corpus, github_corpus
+
+RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def _github(event: str, path: Path) -> tuple[EnvelopeAttributes, bytes]:
+    body = path.read_bytes()
+    return github_attributes(event, orjson.loads(body)), body
+
+
+@pytest.mark.parametrize(("event", "path"), github_corpus(), ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_every_github_delivery_passes_the_sdks_own_validation(event: str, path: Path) -> None:
+    attributes, body = _github(event, path)
+    event_ = provider_event(attributes, "delivery-1", body, RECEIVED)
+    CloudEvent._validate_attribute(dict(event_.get_attributes()))  # raises on any violation
+
+
+@pytest.mark.parametrize("path", circleci_corpus(), ids=lambda p: p.name)
+def test_every_circleci_delivery_passes_the_sdks_own_validation(path: Path) -> None:
+    body = path.read_bytes()
+    try:
+        attributes = circleci_attributes(orjson.loads(body))
+    except ValueError:
+        pytest.skip("not a mappable CircleCI delivery (tested in test_webhook_mapping)")
+    CloudEvent._validate_attribute(dict(provider_event(attributes, "delivery-1", body, RECEIVED).get_attributes()))
+
+
+def test_the_light_check_still_refuses_an_empty_id() -> None:
+    attributes, body = _github("push", github_corpus()[0][1])
+    with pytest.raises(CloudEventValidationError):
+        provider_event(attributes, "", body, RECEIVED)
+    with pytest.raises(CloudEventValidationError):
+        ProviderEvent({"specversion": "1.0", "id": "x", "source": "", "type": "t"})
+
+
+@pytest.mark.parametrize(("event", "path"), github_corpus()[:12], ids=lambda v: v.name if isinstance(v, Path) else v)
+def test_the_record_is_what_the_sdks_kafka_binding_writes(event: str, path: Path) -> None:
+    attributes, body = _github(event, path)
+    cloud_event = provider_event(attributes, "delivery-1", body, RECEIVED)
+    message = kafka_binding.to_structured(cloud_event, PROVIDER_JSON)
+    record = structured_record(cloud_event, "github.events")
+    assert record.key == message.key.encode()  # type: ignore[union-attr]
+    assert record.value == message.value
+    assert dict(record.headers) == message.headers
+    assert orjson.loads(record.value)["data"] == orjson.loads(body)
+
+
+def test_an_event_without_a_partition_key_has_no_record_key() -> None:
+    cloud_event = CloudEvent({"specversion": "1.0", "id": "x", "source": "/s", "type": "t"}, {"a": 1})
+    assert structured_record(cloud_event, "t").key is None
+    assert kafka_binding.to_structured(cloud_event, PROVIDER_JSON).key is None
