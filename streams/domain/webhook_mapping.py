@@ -103,6 +103,11 @@ def _segment(value: object) -> str | None:
     return _NOT_SEGMENT.sub("_", value.strip().lower()).strip("_") or None
 
 
+@functools.lru_cache(maxsize=512)  # X-GitHub-Event names: a few dozen in practice
+def _event_segment(event: str) -> str | None:
+    return _segment(event)
+
+
 _NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
 
 
@@ -293,10 +298,12 @@ def github_partitionkey(payload: Mapping[str, Any]) -> str:
 def _github_partitionkey(payload: Mapping[str, Any]) -> str:
     full_name = get(payload, "repository.full_name")
     owner, _, name = full_name.partition("/") if isinstance(full_name, str) else ("", "", "")
-    if not (_name(owner) and _name(name)):
+    valid = _name(owner) and _name(name)
+    if not valid:
         owner = _name(get(payload, "repository.owner.login")) or ""
         name = _name(get(payload, "repository.name")) or ""
-    if _name(owner) and _name(name):
+        valid = owner and name
+    if valid:
         return f"github.com/{owner}/{name}".lower()
     org = _name(get(payload, "organization.login"))
     return f"github.com/{org}".lower() if org else "github.com"
@@ -342,7 +349,7 @@ def github_paths(event: str) -> frozenset[str]:
 
     Lets the webhook server build Python objects for a few fields instead of the whole payload.
     """
-    rule = _GITHUB_RULES.get(_segment(event) or "", _UNKNOWN_EVENT)
+    rule = _GITHUB_RULES.get(_event_segment(event) or "", _UNKNOWN_EVENT)
     if rule.time == _RELEASE_TIME:
         times: tuple[str, ...] = (*_RELEASE_TIMES.values(), "release.updated_at")
     else:
@@ -353,7 +360,7 @@ def github_paths(event: str) -> frozenset[str]:
 
 def github_attributes(event: str, payload: Mapping[str, Any]) -> EnvelopeAttributes:
     """The CloudEvent attributes of a GitHub delivery; `event` is the X-GitHub-Event header."""
-    name = _segment(event)
+    name = _event_segment(event)
     if name is None or len(name) > _MAX_EVENT_NAME:
         raise UnmappableDelivery(f"GitHub delivery has no usable event name (X-GitHub-Event {event!r:.80})")
     if not isinstance(payload, Mapping):

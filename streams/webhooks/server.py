@@ -131,7 +131,7 @@ class WebhookServer:
         except UnmappableDelivery as e:
             raise Rejection(400, "malformed", str(e)) from e
         cloud_event = provider_event(attributes, delivery, body, received)
-        return await self._store([cloud_event], self.github_topic, "github", request)
+        return await self._store_one(cloud_event, self.github_topic, "github", request)
 
     async def circleci(self, request: web.Request) -> web.Response:
         received = datetime.now(UTC)
@@ -166,7 +166,7 @@ class WebhookServer:
             await self._publish(record, "circleci", request)
             return _json({"stored": "deadletter", "reason": reason})
         cloud_event = provider_event(attributes, delivery, body, received)
-        return await self._store([cloud_event], self.ci_topic, "circleci", request)
+        return await self._store_one(cloud_event, self.ci_topic, "circleci", request)
 
     async def events(self, request: web.Request) -> web.Response:
         if self.settings.events_tokens and not _bearer_valid(
@@ -213,14 +213,22 @@ class WebhookServer:
 
     # ------------------------------------------------------------------------------------------------ internals
 
+    async def _store_one(self, event: BaseCloudEvent, topic: str, endpoint: str, request: web.Request) -> web.Response:
+        """A webhook's one event: the hot path, without the lists and tasks of a batch."""
+        ack = await self._publish(structured_record(event, topic), endpoint, request)
+        self.metrics.count_received(endpoint, event.get_type())
+        stored = {"id": event.get_id(), "topic": ack.topic, "partition": ack.partition, "offset": ack.offset}
+        return _json({"stored": [stored]})
+
     async def _store(
         self, events: list[BaseCloudEvent], topic: str, endpoint: str, request: web.Request
     ) -> web.Response:
+        if len(events) == 1:
+            return await self._store_one(events[0], topic, endpoint, request)
         records = [structured_record(e, topic) for e in events]
-        if len(records) == 1:  # the common case: no task per record
-            acks: list[Acknowledged | BaseException] = [await self._publish(records[0], endpoint, request)]
-        else:
-            acks = await asyncio.gather(*(self._publish(r, endpoint, request) for r in records), return_exceptions=True)
+        acks: list[Acknowledged | BaseException] = await asyncio.gather(
+            *(self._publish(r, endpoint, request) for r in records), return_exceptions=True
+        )
         failure = next((a for a in acks if isinstance(a, BaseException)), None)
         if failure is not None:
             raise failure
@@ -292,7 +300,7 @@ def _form_payload(body: bytes) -> bytes:
 async def _json_object(body: bytes, parse: Callable[[bytes], Any]) -> Mapping[str, Any]:
     """Strict JSON (UTF-8, no BOM, no NaN): the same bytes are later embedded verbatim in the CloudEvent."""
     try:
-        payload = await _maybe_offloaded(len(body), parse, body)
+        payload = parse(body) if len(body) <= OFFLOAD_BYTES else await asyncio.to_thread(parse, body)
     except json_bodies.MalformedJson as e:
         raise Rejection(400, "malformed", f"body is not valid JSON: {e}") from e
     if not isinstance(payload, Mapping):
