@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -41,6 +42,10 @@ async def serve(
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
+    # What exists now (modules, catalog, app) lives as long as the process: frozen, collections skip it. Requests
+    # leave little cyclic garbage, so the first generation is collected less often (+1-2% webhooks/s in the bench).
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     bound = runner.addresses[0]
     print(f"webhooks listening on http://{bound[0]}:{bound[1]} (kafka {bootstrap_servers})", file=out, flush=True)
     stop = asyncio.Event()
