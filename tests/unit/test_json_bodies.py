@@ -147,3 +147,10 @@ def test_corrupted_bodies_are_refused_as_orjson_refuses_them(edits: list[tuple[i
                 Projection(github_paths("push")).loads(bytes(body))
     else:
         Projection(github_paths("push")).loads(bytes(body))
+
+
+def test_a_repeated_key_counts_as_its_last_value_as_in_orjson() -> None:
+    body = b'{"repository": {"full_name": "a/b"}, "ref": "x", "repository": {"full_name": "c/d"}, "ref": "y"}'
+    projected = Projection(github_paths("push")).loads(body)
+    assert projected == {"repository": {"full_name": "c/d"}, "ref": "y"}
+    assert github_attributes("push", projected) == github_attributes("push", orjson.loads(body))
