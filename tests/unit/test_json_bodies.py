@@ -3,6 +3,7 @@ orjson refuses it (one documented exception)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams import catalog
 from streams.domain.webhook_mapping import _GITHUB_RULES, github_attributes, github_paths
+from streams.webhooks.envelopes import provider_event, structured_record
 from streams.webhooks.json_bodies import MalformedJson, Projection, loads
+from streams.worker.decoding import RawRecord, Undecodable, decode
 from tests.support.webhooks import CORPUS, github_corpus
 
+ROOT = Path(__file__).resolve().parents[2]
 PUSH = (CORPUS / "github" / "push.with-new-branch.payload.json").read_bytes()
 
 
@@ -120,13 +125,20 @@ def test_other_shapes_are_parsed_whole() -> None:
 
 
 def test_the_one_difference_a_number_beyond_a_double_in_a_skipped_field() -> None:
-    # Valid JSON that orjson refuses: skipped, it is accepted (and the consumer dead-letters the event, naming why).
+    # Valid JSON that orjson refuses: skipped, it is accepted, and the worker dead-letters the event, naming why.
     body = PUSH.replace(b'"size": 0', b'"size": 1e400')
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(body)
-    assert Projection(github_paths("push")).loads(body)["ref"] == "refs/heads/master"
+    projected = Projection(github_paths("push")).loads(body)
+    assert projected["ref"] == "refs/heads/master"
     with pytest.raises(MalformedJson):
         loads(body)
+    event = provider_event(github_attributes("push", projected), "d1", body, datetime.now(UTC))
+    record = structured_record(event, "github.events")
+    raw = RawRecord("github.events", 0, 0, record.key, record.value, record.headers)
+    with pytest.raises(Undecodable) as refused:
+        decode(raw, catalog.load(ROOT / "topics" / "catalog.yaml").topic("github.events"))
+    assert refused.value.reason == "not_cloudevent"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
