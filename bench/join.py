@@ -39,7 +39,8 @@ from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_producer import Record
 from streams.catalog.plan import make_plan
-from streams.domain.webhook_mapping import circleci_attributes, github_attributes
+from streams.domain.circleci_mapping import circleci_attributes
+from streams.domain.webhook_mapping import github_attributes
 from streams.local.processes import free_port
 from streams.webhooks.envelopes import provider_event, structured_record
 

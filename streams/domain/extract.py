@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote
 
+from streams.domain.circleci_mapping import circleci_attributes, circleci_commit
 from streams.domain.facts import (
     BranchPushed,
     ChangeMerged,
@@ -31,7 +32,7 @@ from streams.domain.facts import (
 )
 from streams.domain.policy import normalise_repository
 from streams.domain.untrusted import get
-from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, circleci_commit, github_partitionkey
+from streams.domain.webhook_mapping import UnmappableDelivery, github_partitionkey
 
 __all__ = ["facts_from_event"]
 

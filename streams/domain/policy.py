@@ -8,11 +8,10 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Final
 
+# The URL parsing behind the Kafka keys; private there because webhook_mapping's public surface is envelopes.
+from streams.domain.circleci_mapping import repository_key
 from streams.domain.facts import CheckId
 from streams.domain.freeze import FreezeWindow, Frozen, active
-
-# The URL parsing behind the Kafka keys; private there because webhook_mapping's public surface is envelopes.
-from streams.domain.webhook_mapping import _repository_key
 
 # GitHub owners have no dots, so `github.com/acme` is never mistaken for the shorthand `<owner>/<name>`.
 _SHORTHAND: Final = re.compile(r"[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+")
@@ -90,4 +89,4 @@ def normalise_repository(value: object) -> str | None:
     text = value.strip()
     if _SHORTHAND.fullmatch(text):
         text = f"github.com/{text}"
-    return _repository_key(text)
+    return repository_key(text)

@@ -1,9 +1,9 @@
-"""Which CloudEvent attributes a GitHub or CircleCI webhook delivery gets, decided from its event name and payload.
+"""Which CloudEvent attributes a GitHub webhook delivery gets, decided from its event name and payload; the
+attributes' type, shared with the CircleCI mapping (`circleci_mapping`).
 
 GitHub deliveries follow the CloudEvents GitHub adapter table (cloudevents/spec `cloudevents/adapters/github.md`),
-encoded below as `_GITHUB_RULES`; CircleCI deliveries get the analogous `com.circleci.<type>` mapping. The Kafka key
-(`partitionkey`) is the repository as `<host>/<owner>/<name>`, lowercased, so that GitHub and CI facts about one
-repository land in the same partition and can be joined.
+encoded below as `_GITHUB_RULES`. The Kafka key (`partitionkey`) is the repository as `<host>/<owner>/<name>`,
+lowercased, so that GitHub and CI facts about one repository land in the same partition and can be joined.
 
 Deliveries are authenticated before they get here, but the mapping still treats every value as untrusted: the
 event name comes from a header, and a field of the wrong JSON type counts as missing rather than raising. The only
@@ -13,21 +13,19 @@ exception is `UnmappableDelivery`, raised when no valid CloudEvent `type` can be
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
-from urllib.parse import quote
 
-from streams.domain.untrusted import get
+from streams.domain.untrusted import get, path_name, text_value, time_value, type_segment, uri_value
 
 __all__ = [
+    "MAX_EVENT_NAME",
     "EnvelopeAttributes",
     "UnmappableDelivery",
-    "circleci_attributes",
-    "circleci_commit",
     "github_attributes",
+    "github_partitionkey",
     "github_paths",
 ]
 
@@ -47,75 +45,12 @@ class UnmappableDelivery(ValueError):
     """The delivery cannot become a CloudEvent: it has no usable event type."""
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Reading untrusted JSON
-
-
-def _text(value: object) -> str | None:
-    """A JSON string or integer as text (ids are integers); anything else, or an empty string, is missing."""
-    if isinstance(value, bool):  # bool is an int, but "True" is no id
-        return None
-    if isinstance(value, int):
-        try:
-            return str(value)
-        except ValueError:  # beyond Python's int-to-str digit limit: no real id is that long
-            return None
-    return value if isinstance(value, str) and value else None
-
-
-_URI_REFERENCE: Final = re.compile(r"[^\s\x00-\x1f\x7f]+")
-
-
-def _uri(value: object) -> str | None:
-    # A URI-reference never holds whitespace or control characters; such a value is not worth passing on as source.
-    return value if isinstance(value, str) and _URI_REFERENCE.fullmatch(value) else None
-
-
-def _time(value: object) -> datetime | None:
-    """An ISO-8601 string or epoch seconds (GitHub's push payload mixes both) as an aware datetime."""
-    if isinstance(value, bool):
-        return None
-    try:
-        if isinstance(value, int | float):
-            parsed = datetime.fromtimestamp(value, UTC) if value > 0 else None
-        elif isinstance(value, str):
-            parsed = datetime.fromisoformat(value)
-        else:
-            parsed = None
-    except (ValueError, OverflowError, OSError):
-        return None
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:  # both providers write UTC; a missing offset is not a local time
-        parsed = parsed.replace(tzinfo=UTC)
-    # Go's zero time (0001-01-01T00:00:00Z, seen in GHCR package versions) means "unknown", not year one.
-    return None if parsed.year <= 1 else parsed
-
-
-_NOT_SEGMENT: Final = re.compile(r"[^a-z0-9_]+")
-_MAX_EVENT_NAME: Final = 64  # GitHub's longest event name has 31 characters
-
-
-def _segment(value: object) -> str | None:
-    """A header or payload value made fit for one dot-separated segment of a CloudEvent type."""
-    if not isinstance(value, str):
-        return None
-    return _NOT_SEGMENT.sub("_", value.strip().lower()).strip("_") or None
+MAX_EVENT_NAME: Final = 64  # GitHub's longest event name has 31 characters
 
 
 @functools.lru_cache(maxsize=512)  # X-GitHub-Event names: a few dozen in practice
 def _event_segment(event: str) -> str | None:
-    return _segment(event)
-
-
-_NAME: Final = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-def _name(value: object) -> str | None:
-    """An owner or repository name as GitHub, GitLab and Bitbucket allow them; '.' and '..' would read as paths."""
-    if isinstance(value, str) and _NAME.fullmatch(value) and value not in {".", ".."}:
-        return value
-    return None
+    return type_segment(event)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -244,23 +179,23 @@ _GITHUB_RULES: Final[Mapping[str, _Rule]] = {
 
 
 def _repository_api_url(payload: Mapping[str, Any]) -> str | None:
-    url = _uri(get(payload, "repository.url"))
+    url = uri_value(get(payload, "repository.url"))
     # push deliveries (the octokit example, and GitHub's legacy push shape) carry the web URL in repository.url;
     # recover the API URL every other event uses, so one repository's events share one source.
     if url is not None and url == get(payload, "repository.html_url"):
-        hooks = _uri(get(payload, "repository.hooks_url"))
+        hooks = uri_value(get(payload, "repository.hooks_url"))
         if hooks is not None and hooks.endswith("/hooks"):
             return hooks.removesuffix("/hooks")
     return url
 
 
 def _commit_comment_url(payload: Mapping[str, Any]) -> str | None:
-    url, commit = _uri(get(payload, "comment.url")), _uri(get(payload, "comment.commit_id"))
+    url, commit = uri_value(get(payload, "comment.url")), uri_value(get(payload, "comment.commit_id"))
     return f"{url}/{commit}" if url and commit else None
 
 
 def _sender_url_parent(payload: Mapping[str, Any]) -> str | None:
-    url = _uri(get(payload, "sender.url"))
+    url = uri_value(get(payload, "sender.url"))
     parent = url.rstrip("/").rpartition("/")[0] if url else ""
     return parent or None
 
@@ -276,16 +211,16 @@ def _github_source(rule: _Rule, payload: Mapping[str, Any]) -> str:
         elif token == _SENDER_URL_PARENT:
             found = _sender_url_parent(payload)
         else:
-            found = _uri(get(payload, token))
+            found = uri_value(get(payload, token))
         if found:
             return found
     # The table's field is missing (org-level hooks have no repository): fall back from the narrowest owner to the
     # widest, so that source is never empty.
-    login = _name(get(payload, "sender.login"))
+    login = path_name(get(payload, "sender.login"))
     return (
         _repository_api_url(payload)
-        or _uri(get(payload, "organization.url"))
-        or _uri(get(payload, "sender.url"))
+        or uri_value(get(payload, "organization.url"))
+        or uri_value(get(payload, "sender.url"))
         or (f"{_GITHUB_COM}/{login}" if login else _GITHUB_COM)
     )
 
@@ -298,14 +233,14 @@ def github_partitionkey(payload: Mapping[str, Any]) -> str:
 def _github_partitionkey(payload: Mapping[str, Any]) -> str:
     full_name = get(payload, "repository.full_name")
     owner, _, name = full_name.partition("/") if isinstance(full_name, str) else ("", "", "")
-    valid = _name(owner) and _name(name)
+    valid = path_name(owner) and path_name(name)
     if not valid:
-        owner = _name(get(payload, "repository.owner.login")) or ""
-        name = _name(get(payload, "repository.name")) or ""
+        owner = path_name(get(payload, "repository.owner.login")) or ""
+        name = path_name(get(payload, "repository.name")) or ""
         valid = owner and name
     if valid:
         return f"github.com/{owner}/{name}".lower()
-    org = _name(get(payload, "organization.login"))
+    org = path_name(get(payload, "organization.login"))
     return f"github.com/{org}".lower() if org else "github.com"
 
 
@@ -316,7 +251,7 @@ def _github_time(rule: _Rule, action: str | None, payload: Mapping[str, Any]) ->
         # (edited, deleted, unpublished) happened after both, so only an updated_at would say when.
         paths = _RELEASE_TIMES.get(action or "", "release.updated_at")
     for path in filter(None, paths.split("|")):
-        if (found := _time(get(payload, path))) is not None:
+        if (found := time_value(get(payload, path))) is not None:
             return found
     return None
 
@@ -361,16 +296,16 @@ def github_paths(event: str) -> frozenset[str]:
 def github_attributes(event: str, payload: Mapping[str, Any]) -> EnvelopeAttributes:
     """The CloudEvent attributes of a GitHub delivery; `event` is the X-GitHub-Event header."""
     name = _event_segment(event)
-    if name is None or len(name) > _MAX_EVENT_NAME:
+    if name is None or len(name) > MAX_EVENT_NAME:
         raise UnmappableDelivery(f"GitHub delivery has no usable event name (X-GitHub-Event {event!r:.80})")
     if not isinstance(payload, Mapping):
         raise UnmappableDelivery(f"GitHub {name} delivery is not a JSON object")
     rule = _GITHUB_RULES.get(name, _UNKNOWN_EVENT)
     # An event documented with an action but delivered without one (team_add, 2015-era deployment_status) keeps the
     # bare com.github.<event> type rather than failing.
-    suffix = _segment(get(payload, rule.suffix)) if rule.suffix else None
-    action = _segment(payload.get("action"))
-    subject = _text(get(payload, rule.subject)) if rule.subject else None
+    suffix = type_segment(get(payload, rule.suffix)) if rule.suffix else None
+    action = type_segment(payload.get("action"))
+    subject = text_value(get(payload, rule.subject)) if rule.subject else None
     return EnvelopeAttributes(
         type=f"com.github.{name}.{suffix}" if suffix else f"com.github.{name}",
         source=_github_source(rule, payload),
@@ -378,94 +313,3 @@ def github_attributes(event: str, payload: Mapping[str, Any]) -> EnvelopeAttribu
         time=_github_time(rule, action, payload),
         partitionkey=_github_partitionkey(payload),
     )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CircleCI
-
-_CIRCLECI_TYPE: Final = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
-_CIRCLECI_SUBJECTS: Final[Mapping[str, str]] = {"workflow-completed": "workflow.name", "job-completed": "job.name"}
-_SLUG: Final = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+")
-_SLUG_HOSTS: Final[Mapping[str, str]] = {
-    "gh": "github.com",
-    "github": "github.com",
-    "bb": "bitbucket.org",
-    "bitbucket": "bitbucket.org",
-    "gl": "gitlab.com",
-    "gitlab": "gitlab.com",
-}
-# https://host/o/n(.git), ssh://git@host:22/o/n.git and scp-like git@host:o/n.git, as CircleCI reports clone URLs.
-_GIT_URL: Final = re.compile(
-    r"(?:[a-z][a-z0-9+.-]*://)?(?:[^@/\s]+@)?(?P<host>[A-Za-z0-9.-]+)(?::[0-9]+)?[:/](?P<path>\S+)"
-)
-# Tried after the vcs map and the project slug: GitLab, GitHub App and Bitbucket DC pipelines have neither.
-_TRIGGER_REPO_URLS: Final = (
-    "pipeline.trigger_parameters.github_app.repo_url",
-    "pipeline.trigger_parameters.gitlab.repo_url",
-    "pipeline.trigger_parameters.git.repo_url",
-    "pipeline.trigger_parameters.git.checkout_url",
-    "pipeline.trigger_parameters.gitlab.web_url",
-)
-_COMMIT: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-
-
-def _repository_key(url: object) -> str | None:
-    """`https://github.com/Owner/Name.git` as `github.com/owner/name`."""
-    match = _GIT_URL.fullmatch(url.strip()) if isinstance(url, str) else None
-    if match is None:
-        return None
-    parts = match["path"].strip("/").removesuffix(".git").split("/")
-    if len(parts) < 2 or not all(_name(part) for part in parts):
-        return None
-    return "/".join([match["host"], *parts]).lower()
-
-
-def _circleci_partitionkey(payload: Mapping[str, Any], slug: str | None) -> str:
-    # The target repository first: a pull request from a fork builds in the target's project, whose GitHub events
-    # carry the target as repository.
-    for path in ("pipeline.vcs.target_repository_url", "pipeline.vcs.origin_repository_url"):
-        if key := _repository_key(get(payload, path)):
-            return key
-    if slug is not None:
-        vcs, _, rest = slug.partition("/")
-        # GitHub App projects are `circleci/<org id>/<project id>`: no repository name in them.
-        if vcs.lower() in _SLUG_HOSTS and rest.count("/") == 1:
-            return f"{_SLUG_HOSTS[vcs.lower()]}/{rest}".lower()
-    for path in _TRIGGER_REPO_URLS:
-        if key := _repository_key(get(payload, path)):
-            return key
-    # Ids, not names: case is kept because CircleCI's project ids are case-sensitive.
-    return f"circleci.com/{slug}" if slug else "circleci.com"
-
-
-def circleci_attributes(payload: Mapping[str, Any]) -> EnvelopeAttributes:
-    """The CloudEvent attributes of a CircleCI outbound webhook delivery."""
-    if not isinstance(payload, Mapping):
-        raise UnmappableDelivery("CircleCI delivery is not a JSON object")
-    raw = payload.get("type")
-    if raw is None:
-        raise UnmappableDelivery("CircleCI delivery has no `type`")
-    kind = raw.strip().lower() if isinstance(raw, str) else None
-    if kind is None or len(kind) > _MAX_EVENT_NAME or not _CIRCLECI_TYPE.fullmatch(kind):
-        raise UnmappableDelivery(f"CircleCI delivery has an invalid `type`: {raw!r:.80}")
-    slug_value = get(payload, "project.slug")
-    slug = slug_value if isinstance(slug_value, str) and _SLUG.fullmatch(slug_value) else None
-    subject_path = _CIRCLECI_SUBJECTS.get(kind)
-    return EnvelopeAttributes(
-        type=f"com.circleci.{kind}",
-        source=f"https://circleci.com/api/v2/project/{quote(slug)}" if slug else "https://circleci.com",
-        subject=_text(get(payload, subject_path)) if subject_path else None,
-        time=_time(payload.get("happened_at")),
-        partitionkey=_circleci_partitionkey(payload, slug),
-    )
-
-
-def circleci_commit(payload: Mapping[str, Any]) -> str | None:
-    """The built commit's full SHA, lowercased: GitHub's head_sha is what it is joined with, so nothing shorter."""
-    if not isinstance(payload, Mapping):
-        return None
-    for path in ("pipeline.vcs.revision", "pipeline.trigger_parameters.git.checkout_sha"):
-        value = get(payload, path)
-        if isinstance(value, str) and _COMMIT.fullmatch(value.lower()):
-            return value.lower()
-    return None

@@ -20,7 +20,8 @@ from streams.adapters.kafka_producer import Acknowledged, PublishRejected, Publi
 from streams.catalog import Catalog
 from streams.config import WebhookSettings
 from streams.domain import signatures
-from streams.domain.webhook_mapping import UnmappableDelivery, circleci_attributes, github_attributes, github_paths
+from streams.domain.circleci_mapping import circleci_attributes
+from streams.domain.webhook_mapping import UnmappableDelivery, github_attributes, github_paths
 from streams.webhooks import inbound, json_bodies
 from streams.webhooks.envelopes import deadletter_record, provider_event, structured_record
 from streams.webhooks.metrics import WebhookMetrics

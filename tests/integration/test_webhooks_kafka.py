@@ -14,7 +14,8 @@ from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_producer import DurableProducer
 from streams.catalog.plan import make_plan
 from streams.config import REPO_ROOT, WebhookSettings
-from streams.domain.webhook_mapping import circleci_attributes, github_attributes
+from streams.domain.circleci_mapping import circleci_attributes
+from streams.domain.webhook_mapping import github_attributes
 from streams.webhooks.server import WebhookServer
 from tests.support.kafka_io import consume
 from tests.support.webhooks import (

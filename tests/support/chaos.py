@@ -18,9 +18,10 @@ from confluent_kafka import Producer
 
 from streams import catalog
 from streams.adapters.kafka_producer import Record
+from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
-from streams.domain.webhook_mapping import circleci_attributes, github_attributes
+from streams.domain.webhook_mapping import github_attributes
 from streams.webhooks.envelopes import provider_event, structured_record
 from streams.worker.decoding import RawRecord, decode, facts_of
 from tests.support.webhooks import CORPUS

@@ -9,7 +9,8 @@ import pytest
 from streams import catalog
 from streams.catalog import schemas
 from streams.config import REPO_ROOT
-from streams.domain.webhook_mapping import circleci_attributes, github_attributes
+from streams.domain.circleci_mapping import circleci_attributes
+from streams.domain.webhook_mapping import github_attributes
 from tests.support.webhooks import CORPUS, circleci_corpus, github_corpus
 
 CAT = catalog.load(REPO_ROOT / "topics" / "catalog.yaml")

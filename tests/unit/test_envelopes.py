@@ -11,7 +11,8 @@ from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.exceptions import CloudEventValidationError
 from cloudevents.core.v1.event import CloudEvent
 
-from streams.domain.webhook_mapping import EnvelopeAttributes, circleci_attributes, github_attributes
+from streams.domain.circleci_mapping import circleci_attributes
+from streams.domain.webhook_mapping import EnvelopeAttributes, github_attributes
 from streams.webhooks.envelopes import PROVIDER_JSON, ProviderEvent, provider_event, structured_record
 from tests.support.webhooks import circleci_corpus, github_corpus
 

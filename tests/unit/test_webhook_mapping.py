@@ -11,13 +11,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.domain.webhook_mapping import (
-    EnvelopeAttributes,
-    UnmappableDelivery,
-    circleci_attributes,
-    circleci_commit,
-    github_attributes,
-)
+from streams.domain.circleci_mapping import circleci_attributes, circleci_commit
+from streams.domain.webhook_mapping import EnvelopeAttributes, UnmappableDelivery, github_attributes
 
 # tests/unit/<this file> -> /work/main -> /work; the corpus is shared between checkouts, not part of the repository.
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
