@@ -8,6 +8,7 @@ poll thread and are handed back to the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,14 @@ class DurableProducer:
         while self._in_flight > 0:
             self._producer.poll(0)
             await asyncio.sleep(self.POLL_INTERVAL_S)
+
+    async def stop_polling(self) -> None:
+        """End the delivery-report poller now (it ends by itself once nothing is in flight, but only while its loop
+        runs: a loop driven one publish at a time would otherwise be closed with the poller pending)."""
+        if self._poller is not None and not self._poller.done():
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
 
     def reachable(self, timeout: float) -> bool:
         """Whether the broker answers a metadata request (blocking: call it from a thread)."""

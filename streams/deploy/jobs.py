@@ -34,6 +34,7 @@ class SyncPublisher:
         self._loop.run_until_complete(self._producer.publish(record, self._timeout))
 
     def close(self) -> None:
+        self._loop.run_until_complete(self._producer.stop_polling())
         self._producer.close()
         self._loop.close()
 
