@@ -205,14 +205,30 @@ def _ours(ready: Ready, seen: Observed, max_failed_rollouts: int) -> Action:
     if seen.rollout == "complete":
         reset = {FAILED_ROLLOUTS: None} if FAILED_ROLLOUTS in notes else None
         return Report("deployed" if not notes.get(PREVIOUS_COMMIT) else "upgraded", seen.image, annotations=reset)
-    return _failed(ready, seen, max_failed_rollouts)
+    why = f"rollout of {ready.image} failed ({seen.progressing_reason or 'unknown reason'})"
+    return _failed(ready, seen, max_failed_rollouts, why)
 
 
-def _failed(ready: Ready, seen: Observed, max_failed_rollouts: int) -> Action:
+def timed_out(ready: Ready, seen: Observed, timeout_s: float, max_failed_rollouts: int = 3) -> Action:
+    """The agent's rollout bound (AUTODEPLOY_ROLLOUT_TIMEOUT_S) passed with `seen` still progressing: a failure like
+    ProgressDeadlineExceeded (as `helm upgrade --atomic --timeout`), rolled back and counted for the circuit breaker.
+    A restore that does not settle is reported, since there is nothing older to go back to."""
+    notes = seen.annotations
+    if seen.rollout != "progressing" or notes.get(READINESS_EVENT) != ready.event_id:
+        return decide(ready, seen, max_failed_rollouts)  # it settled meanwhile, or it is no longer ours
+    if ROLLED_BACK_FROM in notes:
+        why = f"the restored rollout of {seen.image} did not complete within {timeout_s:g} s"
+        return Report("failed", seen.image, why, circuit_opened=notes.get(CIRCUIT_OPEN) == ready.event_id)
+    if seen.image != ready.image:
+        return Blocked(manual_change(seen.image, ready.image))
+    why = f"rollout of {ready.image} did not complete within {timeout_s:g} s"
+    return _failed(ready, seen, max_failed_rollouts, why)
+
+
+def _failed(ready: Ready, seen: Observed, max_failed_rollouts: int, why: str) -> Action:
     """Our rollout failed: restore the previous image, counting the failure for the circuit breaker."""
     notes = seen.annotations
     previous = notes.get(PREVIOUS_IMAGE)
-    why = f"rollout of {ready.image} failed ({seen.progressing_reason or 'unknown reason'})"
     if not previous:
         return Blocked(f"{why} and there is no previous image to restore")
     failures = failed_rollouts(notes) + 1

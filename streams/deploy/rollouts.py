@@ -30,6 +30,7 @@ from streams.deploy.decisions import (
     circuit_open_reason,
     decide,
     failed_rollouts,
+    timed_out,
 )
 from streams.deploy.jobs import Handled, Job, ReportOutcome
 from streams.deploy.metrics import DeployMetrics
@@ -127,7 +128,13 @@ class Rollouts:
                     target.namespace, target.deployment, target.container, timeout=self._settings.rollout_timeout_s
                 )
             except Temporary as e:  # only a timeout: watch_rollout rides out API errors until its deadline
-                return self._outcome(job, "failed", job.ready.image, str(e))
+                try:
+                    view = self._k8s.get(target.namespace, target.deployment, target.container)
+                except Temporary:  # the API server is gone too: nothing can be rolled back now
+                    return self._outcome(job, "failed", job.ready.image, str(e))
+                bound = self._settings.rollout_timeout_s
+                log.warning("rollout timed out %s timeout_s=%s", job.context, bound)
+                return timed_out(job.ready, view, bound, job.policy.max_failed_rollouts), view
             if "rollback_started" in job.timings:
                 job.timings["restore_s"] = time.monotonic() - job.timings["rollback_started"]
             else:

@@ -116,10 +116,13 @@ def running_agent(
     policy: Policies | None = None,
     group: str | None = None,
     batch: int = 100,
+    rollout_timeout_s: float = 60.0,
 ) -> Iterator[HandledList]:
     """The agent consuming in a thread; yields what it handled, in order. The same `group` resumes where a stopped
     agent left off (a restart); without it the agent reads the topic from the start."""
-    settings = DeployAgentSettings(group or f"deploy-{uuid.uuid4().hex[:8]}", None, dry_run, 60.0, 10.0, 10.0)
+    settings = DeployAgentSettings(
+        group or f"deploy-{uuid.uuid4().hex[:8]}", None, dry_run, rollout_timeout_s, 10.0, 10.0
+    )
     from confluent_kafka import Consumer  # noqa: PLC0415 - kept next to its one use
 
     consumer = Consumer(
@@ -213,6 +216,24 @@ def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.
     assert (handled[0].note, after.note) == ("skipped", "upgraded")
     view = DeploymentsClient(admin).get(shop, "shop", "app")
     assert decisions.ROLLED_BACK_FROM not in view.annotations
+
+
+def test_a_rollout_past_the_agents_bound_is_rolled_back(
+    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
+    # The Deployment's own progress deadline (10 s) has not passed when the agent's bound (3 s) does.
+    broken = ready(f"registry.example/shop:{UNREADY_IMAGE_TAG}")
+    deployments = DeploymentsClient(admin)
+    with running_agent(kafka_bootstrap, topics, shop, deployments, rollout_timeout_s=3.0) as handled:
+        produce(kafka_bootstrap, topics, broken)
+        outcome = wait_handled(handled, 1)
+    assert outcome.note == "rolledback"
+    (event,) = events(kafka_bootstrap, topics, 1)
+    assert event["type"] == "dev.cdevents.service.rolledback.0.3.0"
+    assert "did not complete within 3 s" in event["data"]["customData"]["reason"]
+    view = deployments.get(shop, "shop", "app")
+    assert (view.image, view.rollout) == (V1, "complete")
+    assert view.annotations[decisions.FAILED_ROLLOUTS] == "1"
 
 
 def test_same_readiness_event_twice_patches_once(

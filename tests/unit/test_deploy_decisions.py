@@ -171,3 +171,34 @@ def test_a_completed_rollout_resets_the_failure_count() -> None:
     report = d.decide(READY, Seen(NEW, notes, "complete"))
     assert report == Report("deployed", NEW, annotations={d.FAILED_ROLLOUTS: None})
     assert d.failed_rollouts({d.FAILED_ROLLOUTS: "junk"}) == 0
+
+
+def test_a_rollout_past_the_agents_bound_is_rolled_back_and_counted() -> None:
+    notes = deployed_by_us(NEW, event="evt-2", **{d.PREVIOUS_IMAGE: OLD, d.FAILED_ROLLOUTS: "2"})
+    action = d.timed_out(READY, Seen(NEW, notes, "progressing", "ReplicaSetUpdated"), 600)
+    assert isinstance(action, Rollback)
+    assert action.previous_image == OLD
+    assert action.annotations == {
+        d.IMAGE: OLD,
+        d.ROLLED_BACK_FROM: NEW,
+        d.ROLLBACK_REASON: f"rollout of {NEW} did not complete within 600 s",
+        d.FAILED_ROLLOUTS: "3",
+        d.CIRCUIT_OPEN: "evt-2",  # the third consecutive failure, timeouts included
+    }
+
+
+def test_a_rollout_that_settled_meanwhile_is_decided_as_usual() -> None:
+    notes = deployed_by_us(NEW, event="evt-2", **{d.PREVIOUS_IMAGE: OLD, d.PREVIOUS_COMMIT: "a" * 40})
+    assert d.timed_out(READY, Seen(NEW, notes, "complete"), 600) == Report("upgraded", NEW)
+
+
+def test_a_restore_past_the_bound_is_reported_not_rolled_back_again() -> None:
+    notes = deployed_by_us(OLD, event="evt-2", **{d.PREVIOUS_IMAGE: OLD, d.ROLLED_BACK_FROM: NEW})
+    action = d.timed_out(READY, Seen(OLD, notes, "progressing"), 30)
+    assert action == Report("failed", OLD, f"the restored rollout of {OLD} did not complete within 30 s")
+
+
+def test_a_timed_out_rollout_changed_by_hand_is_left_alone() -> None:
+    notes = deployed_by_us(NEW, event="evt-2", **{d.PREVIOUS_IMAGE: OLD})
+    action = d.timed_out(READY, Seen("registry.example/shop:hotfix", notes, "progressing"), 30)
+    assert isinstance(action, Blocked)
