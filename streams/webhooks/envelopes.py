@@ -42,9 +42,9 @@ PROVIDER_JSON = ProviderPayloadFormat()
 
 
 class ProviderEvent(CloudEvent):
-    """A CloudEvent whose attributes come from `webhook_mapping`, which only builds valid ones (non-empty strings,
-    an aware `time`, one lowercase extension): the SDK's general validation, a fifth of a webhook's own work, is
-    replaced by a check of what the mapping cannot vouch for. Tests hold every mapped delivery to the SDK's rules."""
+    """A CloudEvent whose attributes come from the webhook mappings, which only build valid ones (non-empty strings,
+    an aware `time`, one lowercase extension): the SDK's general validation (error maps, a regex per extension) is
+    replaced by a check of what the mappings cannot vouch for. Tests hold every corpus delivery to the SDK's rules."""
 
     @staticmethod
     def _validate_attribute(attributes: dict[str, Any]) -> None:
@@ -79,8 +79,9 @@ def structured_record(event: BaseCloudEvent, topic: str) -> Record:
     """Structured JSON mode, keyed by the `partitionkey` extension: what the SDK's `kafka.to_structured` writes with
     its default key mapper, without the intermediate message."""
     key = event.get_extension(kafka_binding.PARTITIONKEY_ATTR)
-    encoded = key.encode() if isinstance(key, str) else key if isinstance(key, bytes) else None
-    return Record(topic, encoded, PROVIDER_JSON.write(event), _STRUCTURED_HEADERS)
+    if key is not None and not isinstance(key, bytes):
+        key = str(key).encode()
+    return Record(topic, key, PROVIDER_JSON.write(event), _STRUCTURED_HEADERS)
 
 
 KEPT_HTTP_HEADERS = ("content-", "x-github-", "circleci-event")

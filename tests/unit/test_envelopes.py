@@ -65,3 +65,11 @@ def test_an_event_without_a_partition_key_has_no_record_key() -> None:
     cloud_event = CloudEvent({"specversion": "1.0", "id": "x", "source": "/s", "type": "t"}, {"a": 1})
     assert structured_record(cloud_event, "t").key is None
     assert kafka_binding.to_structured(cloud_event, PROVIDER_JSON).key is None
+
+
+@pytest.mark.parametrize("key", ["github.com/acme/shop", 42])
+def test_keys_of_any_type_are_encoded_as_the_sdk_maps_them(key: object) -> None:
+    attributes = {"specversion": "1.0", "id": "x", "source": "/s", "type": "t", "partitionkey": key}
+    cloud_event = CloudEvent(attributes, {"a": 1})
+    expected = kafka_binding.to_structured(cloud_event, PROVIDER_JSON).key
+    assert structured_record(cloud_event, "t").key == (expected.encode() if isinstance(expected, str) else expected)
