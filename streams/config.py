@@ -94,6 +94,7 @@ class WorkerSettings:
     web_port: int
     web_enabled: bool
     block_cache_bytes: int
+    cache_commits: int  # commits whose states stay decoded in memory (the rest are read back from RocksDB)
     tick_interval_s: float
     # Static group membership (a StatefulSet pod name): a restarted worker takes its partitions back at once instead
     # of waiting for its old session to time out, and no rebalance moves them elsewhere meanwhile.
@@ -111,6 +112,7 @@ class WorkerSettings:
             web_enabled=env.get("AUTODEPLOY_WORKER_WEB", "1") != "0",
             # RocksDB's default is 2 GiB per partition; a worker owns several partitions.
             block_cache_bytes=int(_float(env, "AUTODEPLOY_WORKER_BLOCK_CACHE_BYTES", 16 * 1024 * 1024)),
+            cache_commits=int(_float(env, "AUTODEPLOY_WORKER_CACHE_COMMITS", 50_000)),
             tick_interval_s=_float(env, "AUTODEPLOY_WORKER_TICK_S", 5.0),
             instance_id=env.get("AUTODEPLOY_WORKER_INSTANCE_ID") or None,
         )

@@ -137,7 +137,7 @@ class ReadinessWorker:
             },
             on_recover=self._rebuild_deadlines,
         )
-        self.store = StateStore(self.table, defer_bytes=STATE_DEFER_BYTES)
+        self.store = StateStore(self.table, defer_bytes=STATE_DEFER_BYTES, cache_commits=settings.cache_commits)
         # A batch writes one changelog record per repository it changed, all at once; Faust pauses every stream
         # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.
         self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
