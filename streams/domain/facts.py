@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventRef:
     """Where a fact came from: the CloudEvent (`source` + `id` identify it) and its place in Kafka."""
 
@@ -43,13 +43,13 @@ class Outcome(StrEnum):
     PENDING = "pending"  # started or queued: not finished, replaces nothing final of a later attempt
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckId:
     kind: CheckKind
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BranchPushed:
     """`before` -> `after` on `branch`; `forced` starts a new history; `deleted` removes the branch head."""
 
@@ -62,7 +62,7 @@ class BranchPushed:
     ref: EventRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChangeMerged:
     """A pull request was merged into `branch` as `commit` (GitHub also sends the push that follows)."""
 
@@ -72,7 +72,7 @@ class ChangeMerged:
     ref: EventRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckFinished:
     """A CI check of `commit` reached `outcome` at `attempt` (1 for the first run, higher for reruns)."""
 
@@ -84,7 +84,7 @@ class CheckFinished:
     ref: EventRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImagePublished:
     """A container image was published; `commit` when the event says which commit it was built from."""
 

@@ -6,6 +6,7 @@ a change must not copy it whole: commits live in a `StrMap`, which copies one of
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +45,7 @@ MAX_COMMITS = 2000  # decided commits are pruned beyond this
 HARD_MAX_COMMITS = 4000  # beyond this, even commits still waiting are dropped (and counted)
 _PRUNE_BATCH = 200  # prune this far below a bound so that sorting the commits happens once per 200 new commits
 _WIDTH = 64
+_EMPTY_BUCKET: dict[str, Any] = {}
 V = TypeVar("V")
 
 
@@ -59,9 +61,14 @@ class StrMap(Generic[V]):
     __hash__ = None  # type: ignore[assignment]  # mutable-looking values inside; equality only
 
     def __init__(self, items: Mapping[str, V] | None = None) -> None:
-        buckets: list[dict[str, V]] = [{} for _ in range(_WIDTH)]
+        # Empty buckets are one shared dict, never written (`updated` copies a bucket before writing it): a map of a
+        # few keys (a service's waiting commits) would otherwise hold 64 dicts.
+        buckets: list[dict[str, V]] = [_EMPTY_BUCKET] * _WIDTH
         for key, value in (items or {}).items():
-            buckets[_slot(key)][key] = value
+            i = _slot(key)
+            if buckets[i] is _EMPTY_BUCKET:
+                buckets[i] = {}
+            buckets[i][key] = value
         self._buckets: tuple[dict[str, V], ...] = tuple(buckets)
         self._size = sum(len(b) for b in buckets)
 
@@ -124,7 +131,7 @@ class StrMap(Generic[V]):
         return f"StrMap({dict(self.items())!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     attempt: int
     outcome: Outcome
@@ -137,13 +144,13 @@ class CheckResult:
         return (self.attempt, ref.time, ref.offset, self.outcome is not Outcome.PENDING, ref.source, ref.id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageSeen:
     image: str
     ref: EventRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """A final decision about a commit for one service."""
 
@@ -152,7 +159,7 @@ class Verdict:
     decided_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommitRecord:
     """Everything known about one commit. The refs stored here are also how a duplicate fact is recognised."""
 
@@ -165,14 +172,14 @@ class CommitRecord:
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)  # service -> final decision
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BranchState:
     epoch: int = 0  # raised by every forced push
     next_seq: int = 0
     epoch_head: str | None = None  # the commit the latest forced push put on the branch
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReadyHead:
     """The newest commit decided ready for a service; kept apart from the commits so that pruning cannot lose it."""
 
@@ -180,7 +187,7 @@ class ReadyHead:
     position: Position
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RepositoryState:
     repository: str
     commits: StrMap[CommitRecord] = field(default_factory=StrMap)
@@ -259,7 +266,9 @@ def _ref_json(ref: EventRef) -> list[Any]:
 
 def _ref(doc: list[Any]) -> EventRef:
     received = datetime.fromisoformat(doc[7]) if len(doc) > 7 else None
-    return EventRef(doc[0], doc[1], doc[2], datetime.fromisoformat(doc[3]), doc[4], doc[5], doc[6], received)
+    # Sources, types and topics repeat in every commit of a repository: one copy of each, however many are decoded.
+    source, type_, topic = sys.intern(doc[0]), sys.intern(doc[2]), sys.intern(doc[4])
+    return EventRef(source, doc[1], type_, datetime.fromisoformat(doc[3]), topic, doc[5], doc[6], received)
 
 
 def _verdicts_json(verdicts: Mapping[str, Verdict]) -> dict[str, Any]:
