@@ -38,6 +38,7 @@ from streams.domain.readiness import Decision, RepositoryState, apply, expire, e
 from streams.worker.deadlines import Deadlines
 from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
 from streams.worker.explain import to_document
+from streams.worker.heap import trim_heap
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
@@ -265,6 +266,7 @@ class ReadinessWorker:
         self.deadlines.clear()
         for repository, partition, state in self.store.recover(self._partition_of):
             self.deadlines.track(partition, repository, state, self.policies.for_repository(repository))
+        trim_heap()  # the recovery's buffers are freed by now: give their pages back
 
     def _partition_of(self, repository: str) -> int:
         return int(murmur2(repository.encode()) & 0x7FFFFFFF) % self.partitions
