@@ -287,6 +287,9 @@ def test_deploy_agent_manifest_grants_shop_only(k8s_cluster: ClusterHandle, admi
         ensure_namespace(admin, name)
     deployment = f"shop-{uuid.uuid4().hex[:6]}"
     create_deployment(admin, "shop", name=deployment)
+    # Until the first rollout completes the controller keeps writing status, and each write makes the compare-and-set
+    # patch below lose (409), as the `shop` fixture avoids the same way.
+    assert DeploymentsClient(admin).watch_rollout("shop", deployment, "app", timeout=60).rollout == "complete"
 
     def delete_deployment() -> None:
         client.AppsV1Api(admin).delete_namespaced_deployment(deployment, "shop")
