@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -418,13 +418,18 @@ def expire(
 
 def next_deadline(state: RepositoryState, services: Sequence[ServicePolicy]) -> datetime | None:
     """When `expire` will next decide something (may be in the past). O(waiting commits)."""
-    deadlines = []
+    firsts: dict[str, list[datetime]] = {}
     for service in services:
-        for commit in state.waiting.get(service.name, ()):
-            record = state.commits.get(commit)
-            if record is not None and record.first_fact is not None:
-                deadlines.append(record.first_fact + service.readiness_ttl)
-    return min(deadlines, default=None)
+        records = (state.commits.get(commit) for commit in state.waiting.get(service.name, ()))
+        firsts[service.name] = [r.first_fact for r in records if r is not None and r.first_fact is not None]
+    return earliest_expiry(firsts, services)
+
+
+def earliest_expiry(
+    first_facts: Mapping[str, Sequence[datetime]], services: Sequence[ServicePolicy]
+) -> datetime | None:
+    """`next_deadline` from each service's waiting commits' first facts alone (a recovery reads just those)."""
+    return min((f + s.readiness_ttl for s in services for f in first_facts.get(s.name, ())), default=None)
 
 
 def explain(state: RepositoryState, commit: str, services: Sequence[ServicePolicy]) -> list[CommitExplanation]:

@@ -7,7 +7,7 @@ a change must not copy it whole: commits live in a `StrMap`, which copies one of
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -360,6 +360,22 @@ def state_from_parts(
         prune_at=meta["prune_at"],
         dropped_undecided=meta["dropped_undecided"],
     )
+
+
+def waiting_first_facts(
+    meta: dict[str, Any], record_of: Callable[[str], dict[str, Any] | None]
+) -> dict[str, list[datetime]]:
+    """Per service, the first facts of its waiting commits, read from the stored JSON (`record_of`: a commit's
+    record document) without decoding any record: all a recovery needs to know when a repository next expires."""
+    _check_version(meta)
+    found: dict[str, list[datetime]] = {}
+    for service, commits in meta["waiting"].items():
+        firsts = found[service] = []
+        for commit in commits:
+            doc = record_of(commit)
+            if doc is not None and doc["first"] is not None:
+                firsts.append(datetime.fromisoformat(doc["first"]))
+    return found
 
 
 def to_json(state: RepositoryState) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.catalog import Catalog
 from streams.config import WorkerSettings
 from streams.domain.policy import Policies
-from streams.domain.readiness import Decision, RepositoryState, apply, expire, explain
+from streams.domain.readiness import Decision, RepositoryState, apply, earliest_expiry, expire, explain
 from streams.worker.deadlines import Deadlines
 from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
 from streams.worker.explain import to_document
@@ -138,7 +138,12 @@ class ReadinessWorker:
             },
             on_recover=self._rebuild_deadlines,
         )
-        self.store = StateStore(self.table, defer_bytes=STATE_DEFER_BYTES, cache_commits=settings.cache_commits)
+        self.store = StateStore(
+            self.table,
+            defer_bytes=STATE_DEFER_BYTES,
+            cache_commits=settings.cache_commits,
+            table_sorted=settings.store.startswith(("rocksdb:", "rocksdict:")),
+        )
         # A batch writes one changelog record per repository it changed, all at once; Faust pauses every stream
         # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.
         self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
@@ -213,8 +218,8 @@ class ReadinessWorker:
             batch.fold(repository, state, event, decisions)
 
     def _store(self, repository: str, state: RepositoryState, partition: int) -> None:
-        self.store.save(repository, state, partition)
-        self.deadlines.track(partition, repository, state, self.policies.for_repository(repository))
+        replaced = self.store.save(repository, state, partition)
+        self.deadlines.track(partition, repository, state, self.policies.for_repository(repository), replaced=replaced)
 
     async def _emit(self, batch: _Batch) -> None:
         """Send the batch's decisions and dead letters, in order, and return once Kafka has acknowledged them all."""
@@ -264,8 +269,9 @@ class ReadinessWorker:
 
     async def _rebuild_deadlines(self) -> None:
         self.deadlines.clear()
-        for repository, partition, state in self.store.recover(self._partition_of):
-            self.deadlines.track(partition, repository, state, self.policies.for_repository(repository))
+        for repository, partition, first_facts in self.store.recover(self._partition_of):
+            deadline = earliest_expiry(first_facts, self.policies.for_repository(repository))
+            self.deadlines.set(partition, repository, deadline)
         trim_heap()  # the recovery's buffers are freed by now: give their pages back
 
     def _partition_of(self, repository: str) -> int:

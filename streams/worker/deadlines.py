@@ -15,20 +15,28 @@ class Deadlines:
     def __init__(self) -> None:
         self._heaps: dict[int, list[tuple[datetime, str]]] = {}
         self._current: dict[str, datetime] = {}
-        # The waiting sets each deadline was computed from: a deadline only changes with them (a waiting commit's
-        # first fact never moves), and most facts leave them alone (identity: states are copied on write).
-        self._computed_from: dict[str, object] = {}
 
     def clear(self) -> None:
         self._heaps.clear()
         self._current.clear()
-        self._computed_from.clear()
 
-    def track(self, partition: int, repository: str, state: RepositoryState, services: Sequence[ServicePolicy]) -> None:
-        if self._computed_from.get(repository) is state.waiting:
+    def track(
+        self,
+        partition: int,
+        repository: str,
+        state: RepositoryState,
+        services: Sequence[ServicePolicy],
+        *,
+        replaced: RepositoryState | None = None,
+    ) -> None:
+        """Note `state`'s next deadline. `replaced`: the state it follows, already tracked. A deadline changes only
+        with the waiting sets (a waiting commit's first fact never moves) and most facts leave them alone (states are
+        copied on write, so identity says so). Nothing of a state is kept here: the store's cache bounds memory."""
+        if replaced is not None and replaced.waiting is state.waiting:
             return
-        self._computed_from[repository] = state.waiting
-        deadline = next_deadline(state, services)
+        self.set(partition, repository, next_deadline(state, services))
+
+    def set(self, partition: int, repository: str, deadline: datetime | None) -> None:
         if deadline is None:
             self._current.pop(repository, None)
             return

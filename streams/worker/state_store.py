@@ -24,6 +24,8 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, MutableMapping
 from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import orjson
@@ -38,6 +40,7 @@ from streams.domain.readiness_state import (
     state_from_parts,
     tombstones_from_json,
     tombstones_to_json,
+    waiting_first_facts,
 )
 
 PARTS = 64
@@ -70,7 +73,12 @@ class StateStore:
     """`load`/`save` of repository states through a bytes table (a Faust table, or a dict in tests)."""
 
     def __init__(
-        self, table: MutableMapping[bytes, bytes], defer_bytes: int = 0, cache_commits: int = DEFAULT_CACHE_COMMITS
+        self,
+        table: MutableMapping[bytes, bytes],
+        defer_bytes: int = 0,
+        cache_commits: int = DEFAULT_CACHE_COMMITS,
+        *,
+        table_sorted: bool = False,
     ) -> None:
         """`defer_bytes` > 0: a save writes only the meta record, its delta carrying every part changed since the
         parts were last written, until the delta outgrows `defer_bytes`; then the parts are written after it. Any
@@ -78,6 +86,7 @@ class StateStore:
         self.table = table
         self.defer_bytes = defer_bytes
         self.cache_commits = cache_commits
+        self.table_sorted = table_sorted  # iterates in key order: RocksDB (see `recover`)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._cached_commits = 0
 
@@ -107,11 +116,12 @@ class StateStore:
             del self._entries[repository]
             self._cached_commits -= len(entry.state.commits)
 
-    def save(self, repository: str, state: RepositoryState, partition: int) -> None:
+    def save(self, repository: str, state: RepositoryState, partition: int) -> RepositoryState:
+        """Store `state`; returns the state it replaced."""
         entry = self._entry(repository, partition)
         old = entry.state
         if state is old:  # a duplicate, or nothing to do
-            return
+            return old
         delta: dict[str, bytes] = {}
         if state.commits is not old.commits:
             sets, deletes = state.commits.changes(old.commits)
@@ -139,23 +149,37 @@ class StateStore:
         entry.state, entry.partition = state, partition
         self._cached_commits += len(state.commits) - len(old.commits)
         self._evict(keep=repository)
+        return old
 
     def forget(self, partitions: Collection[int]) -> None:
         """Drop the states of partitions this worker no longer owns: another worker may change them meanwhile."""
         for repository in [r for r, e in self._entries.items() if e.partition in partitions]:
             self._cached_commits -= len(self._entries.pop(repository).state.commits)
 
-    def recover(self, partition_of: Callable[[str], int]) -> Iterator[tuple[str, int, RepositoryState]]:
-        """Every state in the table (after a table recovery), read one repository at a time through its meta key, so
-        memory holds one state beyond the cache; yields (repository, partition, state)."""
+    def recover(self, partition_of: Callable[[str], int]) -> Iterator[tuple[str, int, dict[str, list[datetime]]]]:
+        """Per repository in the table (after a table recovery): its partition and, per service, its waiting commits'
+        first facts (`waiting_first_facts`), which is all the deadlines need; no record is decoded and the cache
+        starts empty (states are read on use). At 1M tracked commits, decoding every state took 56 of the 65 s.
+
+        One pass over the table's records, a repository at a time: its keys share its prefix, so in key order they
+        come together. RocksDB iterates each partition in key order (`table_sorted`); other tables are sorted here
+        first. One scan, not 64 lookups per repository (Faust's store looks for an absent key in every partition)."""
         self._entries.clear()
         self._cached_commits = 0
-        suffix = _SEP + META.encode()
-        for k in list(self.table.keys()):
-            if k.endswith(suffix):
-                repository = k[: -len(suffix)].decode()
-                partition = partition_of(repository)
-                yield repository, partition, self._entry(repository, partition).state
+        items = self.table.items()
+        for prefix, records in groupby(items if self.table_sorted else sorted(items), key=_repository_prefix):
+            found = dict(records)
+            raw = found.get(prefix + _SEP + META.encode())
+            if raw is None:
+                continue
+            repository = prefix.decode()
+            doc = orjson.loads(raw)
+            record_of = _record_reader(_part_reader(repository, doc["delta"], found.get))
+            yield repository, partition_of(repository), waiting_first_facts(doc["meta"], record_of)
+
+
+def _repository_prefix(record: tuple[bytes, bytes]) -> bytes:
+    return record[0].partition(_SEP)[0]
 
 
 def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None]) -> _Entry:
@@ -164,6 +188,17 @@ def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None])
         return _Entry(empty_state(repository), partition, [{} for _ in range(PARTS)], {})
     doc = orjson.loads(raw)
     delta: dict[str, Any] = doc["delta"]
+    part = _part_reader(repository, delta, get)
+    parts = [bucket_from_json(part(_part_name(i), {})) for i in range(PARTS)]
+    commits = {c: r for p in parts for c, r in p.items()}
+    state = state_from_parts(doc["meta"], commits, tombstones_from_json(part(TOMBSTONES, [])))
+    return _Entry(state, partition, parts, {name: _dumps_kept(value) for name, value in delta.items()})
+
+
+def _part_reader(
+    repository: str, delta: dict[str, Any], get: Callable[[bytes], bytes | None]
+) -> Callable[[str, Any], Any]:
+    """A part's latest document: the meta record's delta copy if it has one (see the module's docstring)."""
 
     def part(name: str, missing: Any) -> Any:
         if name in delta:
@@ -171,10 +206,20 @@ def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None])
         stored = get(key(repository, name))
         return orjson.loads(stored) if stored else missing
 
-    parts = [bucket_from_json(part(_part_name(i), {})) for i in range(PARTS)]
-    commits = {c: r for p in parts for c, r in p.items()}
-    state = state_from_parts(doc["meta"], commits, tombstones_from_json(part(TOMBSTONES, [])))
-    return _Entry(state, partition, parts, {name: _dumps_kept(value) for name, value in delta.items()})
+    return part
+
+
+def _record_reader(part: Callable[[str, Any], Any]) -> Callable[[str], dict[str, Any] | None]:
+    """A commit's record document, parsing each part at most once."""
+    parts: dict[int, dict[str, Any]] = {}
+
+    def record_of(commit: str) -> dict[str, Any] | None:
+        index = part_of(commit)
+        if index not in parts:
+            parts[index] = part(_part_name(index), {})
+        return parts[index].get(commit)
+
+    return record_of
 
 
 def _dumps_kept(value: Any) -> bytes:

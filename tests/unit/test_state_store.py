@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from streams.domain.facts import Fact
 from streams.domain.policy import ServicePolicy
-from streams.domain.readiness import Decision, apply, expire, to_json
+from streams.domain.readiness import Decision, apply, earliest_expiry, expire, next_deadline, to_json
 from streams.domain.readiness_state import MAX_COMMITS
-from streams.worker.state_store import META, PARTS, StateStore, key
+from streams.worker.state_store import META, PARTS, StateStore, key, part_of
 from tests.unit.test_readiness import LINT, NOW, NULL, REPO, F, S, check, push, svc
 
 SERVICES = [svc(), svc("shop-worker", checks=(LINT,))]
 OTHER = "github.com/acme/other"
+DECIDED = "github.com/acme/decided"
 
 
 class Table(dict[bytes, bytes]):
@@ -106,19 +108,46 @@ def test_a_crash_after_the_meta_record_reads_back_as_the_new_state() -> None:
     assert to_json(StateStore(crashed).load(REPO, 0)) == to_json(store.load(REPO, 0))
 
 
-def test_recover_groups_keys_by_repository_and_forget_rereads_the_table() -> None:
+def deadlines_of(recovered: Iterable[tuple[str, int, dict[str, list[datetime]]]]) -> dict[str, Any]:
+    return {r: (p, earliest_expiry(firsts, SERVICES)) for r, p, firsts in recovered}
+
+
+def test_recover_gives_each_repositorys_partition_and_deadline_and_forget_rereads_the_table() -> None:
     table = Table()
     store = StateStore(table)
     feed(store, history(40))
     feed(store, [replace(push("x"), repository=OTHER)], [replace(svc("other"), repository=OTHER)])
-    expected = {REPO: to_json(store.load(REPO, 0)), OTHER: to_json(store.load(OTHER, 0))}
+    decided = [replace(push("d1"), repository=DECIDED), replace(check("d1"), repository=DECIDED)]
+    feed(store, decided, [replace(svc(), repository=DECIDED)])  # ready: nothing waits
+    states = {r: store.load(r, 0) for r in (REPO, OTHER, DECIDED)}
+    assert next_deadline(states[REPO], SERVICES) is not None and next_deadline(states[DECIDED], SERVICES) is None
 
-    recovered = StateStore(table)
-    found = {r: (p, to_json(s)) for r, p, s in recovered.recover(lambda r: len(r) % 6)}
-    assert found == {r: (len(r) % 6, doc) for r, doc in expected.items()}
+    recovered = StateStore(table).recover(lambda r: len(r) % 6)
+    assert deadlines_of(recovered) == {r: (len(r) % 6, next_deadline(st, SERVICES)) for r, st in states.items()}
 
     store.forget({0})
-    assert to_json(store.load(REPO, 0)) == expected[REPO]
+    assert to_json(store.load(REPO, 0)) == to_json(states[REPO])
+
+
+def test_recover_from_a_table_iterated_in_key_order_groups_each_repository_once() -> None:
+    """RocksDB's order: a repository named as the prefix of another ("shop" and "shop-api") must not swallow or
+    split the other's records. Parts still in the meta record's delta count over the keys' older copies."""
+    table = Table()
+    store = StateStore(table, defer_bytes=2_000)
+    names = [REPO, REPO + "-api", REPO + "0", OTHER]
+    for fact in history(40):  # round robin: in the order written, the repositories' records interleave
+        for name in names:
+            feed(store, [replace(fact, repository=name)], [replace(s, repository=name) for s in SERVICES])
+    fresh = "github.com/acme/fresh"  # one push: its only part is in the meta record's delta, no part key yet
+    feed(store, [replace(push("f1"), repository=fresh)], [replace(s, repository=fresh) for s in SERVICES])
+    assert key(fresh, "b" + f"{part_of('f1'):02d}") not in table
+    names.append(fresh)
+    expected = {name: (0, next_deadline(store.load(name, 0), SERVICES)) for name in names}
+    assert all(deadline is not None for _, deadline in expected.values())
+
+    in_key_order: dict[bytes, bytes] = dict(sorted(table.items()))
+    assert deadlines_of(StateStore(in_key_order, table_sorted=True).recover(lambda r: 0)) == expected
+    assert deadlines_of(StateStore(table).recover(lambda r: 0)) == expected  # sorted first
 
 
 def test_memory_holds_at_most_the_cache_bound_and_evicted_states_read_back_and_decide_the_same() -> None:
