@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from streams import catalog
 from streams.config import REPO_ROOT
@@ -90,18 +91,36 @@ def test_a_commit_still_waiting_after_its_ttl_expires_and_says_what_it_waited_fo
     assert expired["data"]["subject"]["content"]["missing"] == ["check github_actions:lint (latest: none)"]
 
 
-def test_why_answers_which_facts_a_commit_has_and_lacks(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+def test_a_deadline_outlives_a_kill_9_the_restarted_worker_reads_it_back_from_its_table(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
 ) -> None:
-    _, worker, client = worker_pipeline
-    waiting = sha("waiting")
+    cat, worker, client = worker_pipeline
+    ttl = timedelta(seconds=30)
+    policy = (REPO_ROOT / "autodeploy.yaml").read_text().replace("readiness_ttl: 2h", "readiness_ttl: 30s")
+    (tmp_path / "policy.yaml").write_text(policy)
+    worker.env.update(AUTODEPLOY_CONFIG=str(tmp_path / "policy.yaml"), AUTODEPLOY_WORKER_TICK_S="1")
+    stuck = sha("stuck-over-a-restart")
+    history = History()
+    history.start = datetime.now(UTC)
+    history.push(ZERO, stuck).circleci(stuck, "success")  # the GitHub Actions check never arrives
     worker.start()
-    send(client, History().push(ZERO, waiting).actions(waiting, "failure"))
+    send(client, history)
+    explained_once_known(worker, stuck, facts=2)
+    time.sleep(6)  # past Faust's commit interval (2.8 s): the restart reads no fact again, only its table
+    worker.kill()
+    assert datetime.now(UTC) < history.start + ttl, "the TTL passed before the kill: this run tests nothing"
+    worker.start()
+    found = decisions(kafka_bootstrap, cat, 2, worker)
+    assert summary(found) == {("expired", stuck)}
+
+
+def explained_once_known(worker: Worker, commit: str, facts: int) -> dict[str, Any]:
+    """`autodeploy why` for service shop, once the worker knows `facts` facts of `commit`."""
     url = f"http://127.0.0.1:{worker.env['AUTODEPLOY_WORKER_PORT']}"
     deadline = time.monotonic() + 60
     while True:
         result = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "why", "acme/shop", waiting, "--worker", url, "--json"],
+            [sys.executable, "-m", "streams.cli", "why", "acme/shop", commit, "--worker", url, "--json"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -109,17 +128,28 @@ def test_why_answers_which_facts_a_commit_has_and_lacks(
         )
         document = json.loads(result.stdout) if result.returncode == 0 else None
         shop = document and next(s for s in document["services"] if s["service"] == "shop")
-        if (shop and len(shop["present"]) == 2) or time.monotonic() > deadline:
-            break
+        if shop and len(shop["present"]) == facts:
+            return shop
+        assert time.monotonic() < deadline, f"the worker never knew {facts} facts of {commit}: {result}"
         time.sleep(1)
-    assert result.returncode == 0, result.stderr
-    assert shop is not None and shop["decision"] is None and shop["waiting"] is True
+
+
+def test_why_answers_which_facts_a_commit_has_and_lacks(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+) -> None:
+    _, worker, client = worker_pipeline
+    waiting = sha("waiting")
+    worker.start()
+    send(client, History().push(ZERO, waiting).actions(waiting, "failure"))
+    shop = explained_once_known(worker, waiting, facts=2)
+    assert shop["decision"] is None and shop["waiting"] is True
     assert {f["type"] for f in shop["present"]} == {"com.github.push", "com.github.workflow_run.completed"}
     assert all(f["offset"] >= 0 and f["topic"].endswith(("github.events", "ci.events")) for f in shop["present"])
     assert shop["missing"] == [
         "check circleci:build-test (latest: none)",
         "check github_actions:lint (latest: failure)",
     ]
+    url = f"http://127.0.0.1:{worker.env['AUTODEPLOY_WORKER_PORT']}"
     text = subprocess.run(
         [sys.executable, "-m", "streams.cli", "why", "acme/shop", waiting, "--worker", url],
         capture_output=True,
