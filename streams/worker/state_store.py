@@ -159,7 +159,8 @@ class StateStore:
     def recover(self, partition_of: Callable[[str], int]) -> Iterator[tuple[str, int, dict[str, list[datetime]]]]:
         """Per repository in the table (after a table recovery): its partition and, per service, its waiting commits'
         first facts (`waiting_first_facts`), which is all the deadlines need; no record is decoded and the cache
-        starts empty (states are read on use). At 1M tracked commits, decoding every state took 56 of the 65 s.
+        starts empty (states are read on use). Decoding every state here kept a restart at 1M tracked commits
+        busy for 56-79 s; reading first facts only, 7.5 s.
 
         One pass over the table's records, a repository at a time: its keys share its prefix, so in key order they
         come together. RocksDB iterates each partition in key order (`table_sorted`); other tables are sorted here
