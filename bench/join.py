@@ -30,13 +30,14 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer
+from confluent_kafka import Producer
 from confluent_kafka import TopicPartition as ConfluentTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from bench.common import ROOT, broker, process, record
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.adapters.kafka_producer import Record
 from streams.catalog.plan import make_plan
 from streams.domain.circleci_mapping import circleci_attributes
@@ -192,6 +193,7 @@ class Offsets:
 
     def __init__(self, p: Pipeline, group: str) -> None:
         self.admin = AdminClient({"bootstrap.servers": p.bootstrap})
+        self.offsets = KafkaOffsets(p.bootstrap)
         self.group = group
         self.partitions = [ConfluentTP(t, i) for t, i in p.inputs]
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # confluent-kafka's stub lacks a return type
@@ -199,9 +201,12 @@ class Offsets:
         self.end = sum(f.result().offset for f in ends.values())
 
     def committed(self) -> int:
-        request = [ConsumerGroupTopicPartitions(self.group, self.partitions)]
-        answer = self.admin.list_consumer_group_offsets(request)[self.group].result()
-        return sum(max(tp.offset, 0) for tp in answer.topic_partitions)  # -1001: nothing committed yet
+        """Through KafkaOffsets: the admin API's offset fetch can crash the process (see there)."""
+        try:
+            answer = self.offsets.committed([self.group], [(tp.topic, tp.partition) for tp in self.partitions])
+        except OffsetsUnavailable:  # a coordinator still loading: the caller polls
+            return 0
+        return sum(answer[self.group].values())
 
 
 @dataclass(frozen=True)

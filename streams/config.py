@@ -99,6 +99,9 @@ class WorkerSettings:
     # Static group membership (a StatefulSet pod name): a restarted worker takes its partitions back at once instead
     # of waiting for its old session to time out, and no rebalance moves them elsewhere meanwhile.
     instance_id: str | None
+    # Fault injection for tests: exit as kill -9 would, once a batch's states are on the changelog and before it
+    # publishes anything (the window that the outbox covers).
+    exit_before_publish: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -115,6 +118,7 @@ class WorkerSettings:
             cache_commits=int(_float(env, "AUTODEPLOY_WORKER_CACHE_COMMITS", 50_000)),
             tick_interval_s=_float(env, "AUTODEPLOY_WORKER_TICK_S", 5.0),
             instance_id=env.get("AUTODEPLOY_WORKER_INSTANCE_ID") or None,
+            exit_before_publish=env.get("AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH") == "1",
         )
 
 

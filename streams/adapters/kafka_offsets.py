@@ -9,10 +9,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from confluent_kafka import (
-    OFFSET_INVALID,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaException,
     TopicPartition,
 )
@@ -35,26 +33,58 @@ class KafkaOffsets:
         self._timeout = timeout
         self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)})
         self._reader: Consumer | None = None
+        self._group_readers: dict[str, Consumer] = {}
         self._timestamps: dict[tuple[str, int, int], datetime] = {}  # (topic, partition, offset): records never change
 
-    def committed(self, groups: Iterable[str]) -> dict[str, dict[TopicPartitionKey, int]]:
-        """Per group, its committed offset of every partition it has committed; a group unknown to the broker (or
-        with nothing committed) has none."""
+    def committed(
+        self, groups: Iterable[str], partitions: Iterable[TopicPartitionKey] | None = None
+    ) -> dict[str, dict[TopicPartitionKey, int]]:
+        """Per group, its committed offset of each of `partitions` (default: every partition of every topic but
+        Kafka's own) that it has committed; a group unknown to the broker (or with nothing committed) has none.
+
+        Asked through a consumer bound to the group (never subscribed: it does not join), not the admin API:
+        librdkafka's admin ListConsumerGroupOffsets dereferences a null group handle when the broker answers
+        NOT_COORDINATOR (a coordinator still loading or moving; confluentinc/librdkafka#5040, open in 2.16) and the
+        process dies of a segfault. A consumer's group handle re-queries the coordinator instead."""
+        wanted = [TopicPartition(t, p) for t, p in (self._all_partitions() if partitions is None else partitions)]
         result: dict[str, dict[TopicPartitionKey, int]] = {}
-        for group in groups:  # the API takes one group per request
-            futures = self._admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(group)], request_timeout=self._timeout
-            )
+        for group in groups:
+            if not wanted:
+                result[group] = {}
+                continue
             try:
-                answer = futures[group].result(timeout=self._timeout + 5)
-            except (KafkaException, TimeoutError) as e:
+                answer = self._group_reader(group).committed(wanted, timeout=self._timeout)
+            except KafkaException as e:
                 raise OffsetsUnavailable(f"committed offsets of group {group}: {e}") from e
             result[group] = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in answer.topic_partitions or ()
-                if tp.error is None and tp.offset != OFFSET_INVALID
+                (tp.topic, tp.partition): tp.offset for tp in answer if tp.error is None and tp.offset >= 0
             }
         return result
+
+    def _all_partitions(self) -> list[TopicPartitionKey]:
+        try:
+            metadata = self._admin.list_topics(timeout=self._timeout)
+        except KafkaException as e:
+            raise OffsetsUnavailable(f"topic metadata: {e}") from e
+        return [
+            (name, partition)
+            for name, topic in metadata.topics.items()
+            if not name.startswith("__") and topic.error is None
+            for partition in topic.partitions
+        ]
+
+    def _group_reader(self, group: str) -> Consumer:
+        reader = self._group_readers.get(group)
+        if reader is None:
+            reader = self._group_readers[group] = Consumer(
+                {
+                    "bootstrap.servers": self._bootstrap,
+                    "group.id": group,  # only to ask its coordinator: never subscribed, so it never joins the group
+                    "enable.auto.commit": False,
+                    "socket.timeout.ms": int(self._timeout * 1000),
+                }
+            )
+        return reader
 
     def end_offsets(self, partitions: Iterable[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         """The log end offset (the offset the next record will get) of each partition that still exists."""
@@ -147,3 +177,6 @@ class KafkaOffsets:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        for reader in self._group_readers.values():
+            reader.close()
+        self._group_readers.clear()

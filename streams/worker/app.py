@@ -3,15 +3,22 @@
 Faust's `Stream.join` is a stub, so the join is the table: both inputs are keyed by repository and co-partitioned,
 and the table is keyed by repository, so partition p of every input and of the table's changelog live on the same
 worker. One agent consumes all three topics, so a repository's state is never read and written by two coroutines at
-once, even across the awaits below. Processing is at-least-once: decisions are sent and acknowledged before the
-state that records them is written, so a crash in between re-emits them (with the same ids) instead of losing them.
+once, even across the awaits below.
 
-Events are folded in batches (`take_events`): every event of a batch is folded against the states in memory, then
-all the batch's decisions are sent and their acks awaited together, then each repository the batch changed is written
-once, under an event of its own partition (a table write goes to the current event's partition), and only then does
-Faust ack the batch's offsets. States live in memory between facts and are written to the table part by part (see
-state_store, whose meta record carries the changed parts until they outgrow STATE_DEFER_BYTES): a batch costs about
-one changelog record per repository it changed, not one per part per fact.
+Processing is at-least-once, and a decision is never published twice with different contents. Events are folded in
+batches (`take_events`): every event of a batch is folded against the states in memory; then each repository the
+batch changed is written once, under an event of its own partition (a table write goes to the current event's
+partition), with what it is about to publish (state_store.Outbox); then the changelog's acks are awaited; only then
+are the decisions and dead letters sent, their acks awaited, and the batch's offsets acked to Faust. A crash before
+the publication's ack leaves states that record the decisions: replayed events are duplicates to them, and the
+restarted worker publishes the outbox again (same records, same ids). Publishing first and writing after (as this
+worker once did) let a crash in between decide anew from a replay, where the two input streams interleave
+differently: a chaos run re-emitted a decision with another kind. Awaiting the changelog also bounds what a kill -9
+can leave unacknowledged to one batch, so the local store never mixes records of two batches after a restart.
+
+States live in memory between facts and are written to the table part by part (see state_store, whose meta record
+carries the changed parts until they outgrow STATE_DEFER_BYTES): a batch costs about one changelog record per
+repository it changed, not one per part per fact.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -31,6 +39,7 @@ from faust.streams import _current_event
 from faust.types import TP, EventT
 
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
+from streams.adapters.kafka_producer import Record
 from streams.catalog import Catalog
 from streams.config import WorkerSettings
 from streams.domain.policy import Policies
@@ -42,7 +51,8 @@ from streams.worker.heap import trim_heap
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
-from streams.worker.state_store import StateStore
+from streams.worker.state_store import Outbox, StateStore
+from streams.worker.unfinished import UnfinishedBatches
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +85,18 @@ class _Batch:
     def __init__(self) -> None:
         self.states: dict[str, RepositoryState] = {}
         self.events: dict[str, EventT[Any]] = {}
+        self.read: dict[str, dict[str, int]] = {}  # repository -> source topic -> highest offset folded into it
         self.decisions: list[Decision] = []
+        self.republish: dict[str, tuple[Record, ...]] = {}  # a crashed batch's outbox, published again first
         self.deadletters: list[tuple[RawRecord, str]] = []
         self.deadletter_reasons: list[tuple[str, str]] = []  # (topic, reason code) for metrics
 
     def fold(self, repository: str, state: RepositoryState, event: EventT[Any], decisions: list[Decision]) -> None:
         self.states[repository] = state
         self.events[repository] = event
+        message = event.message
+        read = self.read.setdefault(repository, {})
+        read[message.topic] = max(read.get(message.topic, -1), message.offset)
         self.decisions.extend(decisions)
 
 
@@ -93,6 +108,7 @@ class ReadinessWorker:
         self.catalog = catalog
         self.policies = policies
         self.deadlines = Deadlines()
+        self.unfinished = UnfinishedBatches()
         self.partitions = partitions = catalog.topic("github.events").partitions
         self.app = faust.App(
             settings.app_id,
@@ -136,7 +152,7 @@ class ReadinessWorker:
                 "write_buffer_size": 8 * 1024 * 1024,
                 "max_write_buffer_number": 2,
             },
-            on_recover=self._rebuild_deadlines,
+            on_recover=self._recover,
         )
         self.store = StateStore(
             self.table,
@@ -164,10 +180,12 @@ class ReadinessWorker:
             yield None
 
     async def _fold_batch(self, events: Sequence[EventT[Any]]) -> None:
-        """Fold a batch against the states in memory, then send every decision and await their acks together, then
-        write each changed state once. Take acks the batch's offsets only after this returns."""
+        """Fold a batch against the states in memory, write each changed state once with its outbox, await the
+        changelog, then send the decisions and dead letters and await their acks. Take acks the batch's offsets only
+        after this returns."""
         batch = _Batch()
         ticks = self.ticks_topic.get_topic_name()
+        self._finish_crashed(batch, events)
         for event in events:
             message: Any = event.message
             record = RawRecord(
@@ -187,13 +205,40 @@ class ReadinessWorker:
                 except Undecodable as e:
                     batch.deadletters.append((record, str(e)))
                     batch.deadletter_reasons.append((record.topic, e.reason))
-        await self._emit(batch)
-        topics = (event.message.topic for event in events)
-        self.metrics.batch("readiness", topics, batch.decisions, batch.deadletter_reasons, datetime.now(UTC))
+        outgoing = self._records(batch)
         for repository, state in batch.states.items():
             event = batch.events[repository]
+            outbox = Outbox(batch.read[repository], outgoing.get(repository, ()))
             with _current(event):  # the changelog and store partition of a table write is the current event's
-                self._store(repository, state, event.message.partition)
+                self._store(repository, state, event.message.partition, outbox, rewrite=repository in batch.republish)
+        await self.app.producer.flush()  # the changelog holds the states before anything they record is published
+        if self.settings.exit_before_publish and batch.decisions:
+            log.warning("exiting before publishing, as configured (AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH)")
+            os._exit(137)
+        await self._emit(batch, outgoing)
+        topics = (event.message.topic for event in events)
+        self.metrics.batch("readiness", topics, batch.decisions, batch.deadletter_reasons, datetime.now(UTC))
+
+    def _finish_crashed(self, batch: _Batch, events: Sequence[EventT[Any]]) -> None:
+        """Take the outboxes of a crashed batch (see `_recover`) into this one, with an event of their partition:
+        they are published again, and their states written whole."""
+        for event in events:
+            partition = event.message.partition
+            for repository, outbox in self.unfinished.take(partition).items():
+                batch.republish[repository] = outbox.records
+                with _current(event):
+                    batch.fold(repository, self._load(batch, repository, partition), event, [])
+            if not self.unfinished:
+                return
+
+    def _records(self, batch: _Batch) -> dict[str, tuple[Record, ...]]:
+        """Per repository, what the batch publishes for it: a crashed batch's outbox first, then its decisions."""
+        out: dict[str, list[Record]] = {r: list(records) for r, records in batch.republish.items()}
+        topic = self.readiness_topic.get_topic_name()
+        for decision in batch.decisions:
+            environment = self.policies.service(decision.service).environment
+            out.setdefault(decision.repository, []).append(readiness_record(decision, environment, topic))
+        return {r: tuple(records) for r, records in out.items()}
 
     def _load(self, batch: _Batch, repository: str, partition: int) -> RepositoryState:
         state = batch.states.get(repository)
@@ -217,20 +262,22 @@ class ReadinessWorker:
             state, decisions = expire(self._load(batch, repository, partition), services, now)
             batch.fold(repository, state, event, decisions)
 
-    def _store(self, repository: str, state: RepositoryState, partition: int) -> None:
-        replaced = self.store.save(repository, state, partition)
+    def _store(self, repository: str, state: RepositoryState, partition: int, outbox: Outbox, *, rewrite: bool) -> None:
+        replaced = self.store.save(repository, state, partition, outbox, rewrite=rewrite)
         self.deadlines.track(partition, repository, state, self.policies.for_repository(repository), replaced=replaced)
 
-    async def _emit(self, batch: _Batch) -> None:
-        """Send the batch's decisions and dead letters, in order, and return once Kafka has acknowledged them all."""
+    async def _emit(self, batch: _Batch, outgoing: dict[str, tuple[Record, ...]]) -> None:
+        """Send the batch's decision records (per repository, in order) and dead letters, and return once Kafka has
+        acknowledged them all."""
         sent = []
-        for decision in batch.decisions:
-            environment = self.policies.service(decision.service).environment
-            out = readiness_record(decision, environment, self.readiness_topic.get_topic_name())
-            sent.append(await self.readiness_topic.send(key=out.key, value=out.value, headers=list(out.headers)))
+        for records in outgoing.values():
+            for out in records:
+                sent.append(await self.readiness_topic.send(key=out.key, value=out.value, headers=list(out.headers)))
         for record, reason in batch.deadletters:
             sent.append(await self._deadletter(record, reason))
-        await asyncio.gather(*sent)  # acknowledged before the states that record the decisions are written
+        await asyncio.gather(*sent)
+        for repository, records in batch.republish.items():
+            log.info("published again after a crash repository=%s records=%d", repository, len(records))
         for decision in batch.decisions:
             log.info(
                 "decision kind=%s service=%s commit=%s id=%s",
@@ -267,12 +314,40 @@ class ReadinessWorker:
             if tp.topic == name and self.deadlines.has_due(tp.partition, datetime.now(UTC)):
                 await self.ticks_topic.send(key=b"tick", value=b"", partition=tp.partition)
 
-    async def _rebuild_deadlines(self) -> None:
+    async def _recover(self) -> None:
+        """After a table recovery: rebuild the deadlines, and find the batches that wrote states but may not have
+        published their outboxes (their source offsets are not committed); the next batch of each such partition
+        publishes them again (`_finish_crashed`)."""
+        committed = await self._committed_offsets()
+        topic = self.readiness_topic.get_topic_name()
         self.deadlines.clear()
-        for repository, partition, first_facts in self.store.recover(self._partition_of):
-            deadline = earliest_expiry(first_facts, self.policies.for_repository(repository))
-            self.deadlines.set(partition, repository, deadline)
+        self.unfinished.clear()
+        for found in self.store.recover(self._partition_of):
+            deadline = earliest_expiry(found.first_facts, self.policies.for_repository(found.repository))
+            self.deadlines.set(found.partition, found.repository, deadline)
+            self.unfinished.note(found, committed, topic)
+        if self.unfinished:
+            log.info(
+                "unfinished batches partitions=%s repositories=%d", self.unfinished.partitions(), len(self.unfinished)
+            )
         trim_heap()  # the recovery's buffers are freed by now: give their pages back
+
+    async def _committed_offsets(self) -> dict[tuple[str, int], int] | None:
+        """This worker's committed source offsets, retried with backoff; None if the broker does not answer."""
+        delay = 0.5
+        for attempt in range(5):
+            try:
+                partitions = self._source_partitions()
+                committed = await asyncio.to_thread(self.offsets.committed, [self.settings.app_id], partitions)
+                return committed.get(self.settings.app_id, {})
+            except OffsetsUnavailable as e:
+                log.warning("committed offsets unavailable attempt=%d error=%s", attempt + 1, e)
+                await asyncio.sleep(delay)
+                delay *= 2
+        return None
+
+    def _source_partitions(self) -> list[tuple[str, int]]:
+        return [(topic, p) for topic in sorted(self.source_topics) for p in range(self.partitions)]
 
     def _partition_of(self, repository: str) -> int:
         return int(murmur2(repository.encode()) & 0x7FFFFFFF) % self.partitions
@@ -287,7 +362,9 @@ class ReadinessWorker:
         if not inputs:
             return
         try:
-            committed = await asyncio.to_thread(self.offsets.committed, [self.settings.app_id])
+            committed = await asyncio.to_thread(
+                self.offsets.committed, [self.settings.app_id], self._source_partitions()
+            )
         except OffsetsUnavailable as e:  # rewinding every partition would re-read whole topics: keep Faust's seek
             log.warning("committed offsets unavailable, no rewind error=%s", e)
             return
@@ -301,7 +378,9 @@ class ReadinessWorker:
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """(sender, revoked TPs): partition numbers are shared by the co-partitioned inputs and the table."""
         revoked: set[TP] = args[0]
-        self.store.forget({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        self.store.forget(partitions)
+        self.unfinished.forget(partitions)
 
     def _explain_page(self) -> Callable[..., Awaitable[Any]]:
         worker = self

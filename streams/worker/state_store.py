@@ -2,7 +2,7 @@
 
 Table layout (every key starts with the repository, so all of a repository's keys live on its partition):
 
-    <repo>\\x00meta   {"meta": meta_to_json(state), "delta": {part: json, ...}}: the commit point, see below
+    <repo>\\x00meta   {"meta": meta_to_json(state), "delta": {part: json, ...}, "batch": {...}}: the commit point
     <repo>\\x00bNN    the commits whose crc32 % 64 is NN, {commit: record}  (NN = 00..63)
     <repo>\\x00tomb   the tombstones (decisions of pruned commits), changed only by pruning
 
@@ -11,6 +11,12 @@ Parts are chosen by crc32, not by the StrMap's own buckets: those follow `hash()
 One fact writes several records, and a crash can keep any prefix of them (the source offset is then not committed
 and the fact is read again). So the meta record goes first and carries, in `delta`, every part the fact changed; the
 part keys after it are copies, and a read prefers the delta. Any prefix then reads back as the old state or the new.
+
+The meta record also says which batch wrote it (`Outbox`): the source offsets it read and the decisions it is about
+to publish. The worker writes states, waits for the changelog's acks, and only then publishes, so a published
+decision is always in the table; a crash before the publication's ack leaves the outbox and uncommitted source
+offsets, and the restarted worker publishes the outbox again (`recover`) instead of deciding anew from a replay
+that may interleave the two input streams differently.
 
 Decoded states stay in memory with their parts, so that a fact costs the parts it touched: the fold copies only the
 StrMap buckets it changes, and `StrMap.changes` compares by identity. Memory is a cache, not the store: at most
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, MutableMapping
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -30,6 +36,7 @@ from typing import Any
 
 import orjson
 
+from streams.adapters.kafka_producer import Record
 from streams.domain.readiness_state import (
     CommitRecord,
     RepositoryState,
@@ -59,6 +66,47 @@ def key(repository: str, part: str) -> bytes:
 
 def _part_name(index: int) -> str:
     return f"b{index:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """What the batch that saved a state read (source topic -> highest offset of the repository's events; the
+    partition is the repository's) and what it publishes for the repository once the state is on the changelog."""
+
+    read: dict[str, int]
+    records: tuple[Record, ...] = ()  # without their topic: the worker's output topic
+
+    def to_json(self) -> dict[str, Any]:
+        records = [
+            [r.key.decode() if r.key else None, r.value.decode(), [[k, v.decode()] for k, v in r.headers]]
+            for r in self.records
+        ]
+        return {"read": self.read, "publish": records}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], topic: str) -> Outbox:
+        records = tuple(
+            Record(
+                topic,
+                key.encode() if key is not None else None,
+                value.encode(),
+                tuple((k, v.encode()) for k, v in headers),
+            )
+            for key, value, headers in doc["publish"]
+        )
+        return cls(doc["read"], records)
+
+    def unacknowledged(self, partition: int, committed: Mapping[tuple[str, int], int]) -> bool:
+        """Whether the batch may not have finished: a source offset it read is not committed yet."""
+        return any(offset >= committed.get((topic, partition), 0) for topic, offset in self.read.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    repository: str
+    partition: int
+    first_facts: dict[str, list[datetime]]  # per service, its waiting commits' first facts: the deadline's inputs
+    outbox: dict[str, Any] | None  # the last batch's `Outbox.to_json()`, None in states stored without one
 
 
 @dataclass(slots=True)
@@ -116,11 +164,20 @@ class StateStore:
             del self._entries[repository]
             self._cached_commits -= len(entry.state.commits)
 
-    def save(self, repository: str, state: RepositoryState, partition: int) -> RepositoryState:
-        """Store `state`; returns the state it replaced."""
+    def save(
+        self,
+        repository: str,
+        state: RepositoryState,
+        partition: int,
+        outbox: Outbox | None = None,
+        *,
+        rewrite: bool = False,
+    ) -> RepositoryState:
+        """Store `state` with the `outbox` of the batch that made it; returns the state it replaced. `rewrite` writes
+        every part as well, whatever changed: after a crash the local store can hold records its changelog lacks."""
         entry = self._entry(repository, partition)
         old = entry.state
-        if state is old:  # a duplicate, or nothing to do
+        if state is old and not rewrite and (outbox is None or not outbox.records):  # a duplicate, nothing to do
             return old
         delta: dict[str, bytes] = {}
         if state.commits is not old.commits:
@@ -140,9 +197,22 @@ class StateStore:
             delta[TOMBSTONES] = _dumps_kept(tombstones_to_json(state.tombstones))
         unflushed = entry.unflushed
         unflushed.update(delta)
-        meta = {"meta": meta_to_json(state), "delta": {name: orjson.Fragment(raw) for name, raw in unflushed.items()}}
+        meta: dict[str, Any] = {
+            "meta": meta_to_json(state),
+            "delta": {name: orjson.Fragment(raw) for name, raw in unflushed.items()},
+        }
+        if outbox is not None:
+            meta["batch"] = outbox.to_json()
         self.table[key(repository, META)] = orjson.dumps(meta)  # first: the commit point
-        if sum(map(len, unflushed.values())) > self.defer_bytes:
+        if rewrite:
+            for index, part in enumerate(entry.parts):
+                name = _part_name(index)
+                self.table[key(repository, name)] = unflushed.get(name) or _dumps_kept(bucket_to_json(part.items()))
+            self.table[key(repository, TOMBSTONES)] = unflushed.get(TOMBSTONES) or _dumps_kept(
+                tombstones_to_json(state.tombstones)
+            )
+            entry.unflushed = {}
+        elif sum(map(len, unflushed.values())) > self.defer_bytes:
             for name, raw in unflushed.items():
                 self.table[key(repository, name)] = raw
             entry.unflushed = {}
@@ -156,9 +226,10 @@ class StateStore:
         for repository in [r for r, e in self._entries.items() if e.partition in partitions]:
             self._cached_commits -= len(self._entries.pop(repository).state.commits)
 
-    def recover(self, partition_of: Callable[[str], int]) -> Iterator[tuple[str, int, dict[str, list[datetime]]]]:
-        """Per repository in the table (after a table recovery): its partition and, per service, its waiting commits'
-        first facts (`waiting_first_facts`), which is all the deadlines need; no record is decoded and the cache
+    def recover(self, partition_of: Callable[[str], int]) -> Iterator[Recovered]:
+        """Per repository in the table (after a table recovery): its partition, per service its waiting commits'
+        first facts (`waiting_first_facts`), which is all the deadlines need, and its last batch's outbox (the worker
+        publishes it again if that batch's offsets are not committed); no record is decoded and the cache
         starts empty (states are read on use). Decoding every state here kept a restart at 1M tracked commits
         busy for 56-79 s; reading first facts only, 7.5 s.
 
@@ -176,7 +247,8 @@ class StateStore:
             repository = prefix.decode()
             doc = orjson.loads(raw)
             record_of = _record_reader(_part_reader(repository, doc["delta"], found.get))
-            yield repository, partition_of(repository), waiting_first_facts(doc["meta"], record_of)
+            first_facts = waiting_first_facts(doc["meta"], record_of)
+            yield Recovered(repository, partition_of(repository), first_facts, doc.get("batch"))
 
 
 def _repository_prefix(record: tuple[bytes, bytes]) -> bytes:

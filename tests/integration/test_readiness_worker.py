@@ -6,12 +6,15 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from streams import catalog
 from streams.config import REPO_ROOT
+from streams.domain.readiness import NAMESPACE
+from tests.support.kafka_io import consume
 from tests.support.scenario import History, sha
 from tests.support.webhooks import AppClient
 from tests.support.worker import Worker, decisions, send, summary
@@ -70,6 +73,35 @@ def test_kill_9_mid_stream_still_gives_every_decision_and_no_wrong_one(
     for d in found:
         by_id.setdefault(d["id"], set()).add((d["type"], d["subject"]))
     assert all(len(v) == 1 for v in by_id.values()), "a decision emitted twice carries the same id and content"
+
+
+def test_a_crash_between_writing_the_states_and_publishing_publishes_the_decisions_after_the_restart(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+) -> None:
+    """The states record the decision before it is published: the restarted worker's replay finds only duplicates and
+    decides nothing, so the decision comes from the outbox its crashed batch left in the table, or not at all."""
+    cat, worker, client = worker_pipeline
+    ready = sha("ready-across-a-crash")
+    worker.env["AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH"] = "1"
+    worker.start()
+    send(client, History().push(ZERO, ready).circleci(ready, "success").actions(ready, "success"))
+    deadline = time.monotonic() + 90
+    while worker.alive():
+        assert time.monotonic() < deadline, "the worker never reached the decision"
+        time.sleep(0.2)
+    assert "exiting before publishing" in worker.log.read_text()
+    topic = cat.topic("deploy.readiness").name
+    assert consume(kafka_bootstrap, topic, 1, timeout=3) == [], "published before the crash: this run tests nothing"
+    del worker.env["AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH"]
+    worker.start()
+    found = decisions(kafka_bootstrap, cat, 2, worker)  # two services on the repository
+    assert sorted((d["type"].split(".")[3], d["data"]["subject"]["content"]["commit"]) for d in found) == [
+        ("ready", ready),
+        ("ready", ready),
+    ]
+    assert {d["id"] for d in found} == {
+        str(uuid.uuid5(NAMESPACE, f"{s}/{ready}/ready")) for s in ("shop", "shop-worker")
+    }
 
 
 def test_a_commit_still_waiting_after_its_ttl_expires_and_says_what_it_waited_for(

@@ -6,8 +6,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import Consumer, Message
+
+from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 
 
 def consume(
@@ -42,30 +43,21 @@ def consume(
     return found
 
 
-_COORDINATOR_BUSY = {
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-}
-
-
 class GroupProgress:
     """How many records of `partitions` a consumer group has committed (0 for a partition without a commit); one
-    admin client for all the polls."""
+    client for all the polls (KafkaOffsets: the admin API's offset fetch can crash the process, see there)."""
 
     def __init__(self, bootstrap: str, group: str, partitions: Iterable[tuple[str, int]]) -> None:
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
-        self._request = [ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in partitions])]
+        self._offsets = KafkaOffsets(bootstrap)
+        self._partitions = list(partitions)
         self._group = group
 
     def committed(self) -> int:
         try:
-            answer = self._admin.list_consumer_group_offsets(self._request)[self._group].result()
-        except KafkaException as e:
-            if e.args[0].code() in _COORDINATOR_BUSY:  # e.g. still loading on a fresh broker: callers poll
-                return 0
-            raise
-        return sum(max(tp.offset, 0) for tp in answer.topic_partitions)
+            answer = self._offsets.committed([self._group], self._partitions)
+        except OffsetsUnavailable:  # e.g. the coordinator still loading on a fresh broker: callers poll
+            return 0
+        return sum(answer[self._group].values())
 
 
 def read_all(

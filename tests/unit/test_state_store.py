@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
+from streams.adapters.kafka_producer import Record
 from streams.domain.facts import Fact
 from streams.domain.policy import ServicePolicy
 from streams.domain.readiness import Decision, apply, earliest_expiry, expire, next_deadline, to_json
 from streams.domain.readiness_state import MAX_COMMITS
-from streams.worker.state_store import META, PARTS, StateStore, key, part_of
+from streams.worker.state_store import META, PARTS, TOMBSTONES, Outbox, Recovered, StateStore, key, part_of
 from tests.unit.test_readiness import LINT, NOW, NULL, REPO, F, S, check, push, svc
 
 SERVICES = [svc(), svc("shop-worker", checks=(LINT,))]
@@ -108,8 +109,8 @@ def test_a_crash_after_the_meta_record_reads_back_as_the_new_state() -> None:
     assert to_json(StateStore(crashed).load(REPO, 0)) == to_json(store.load(REPO, 0))
 
 
-def deadlines_of(recovered: Iterable[tuple[str, int, dict[str, list[datetime]]]]) -> dict[str, Any]:
-    return {r: (p, earliest_expiry(firsts, SERVICES)) for r, p, firsts in recovered}
+def deadlines_of(recovered: Iterable[Recovered]) -> dict[str, Any]:
+    return {r.repository: (r.partition, earliest_expiry(r.first_facts, SERVICES)) for r in recovered}
 
 
 def test_recover_gives_each_repositorys_partition_and_deadline_and_forget_rereads_the_table() -> None:
@@ -168,3 +169,58 @@ def test_memory_holds_at_most_the_cache_bound_and_evicted_states_read_back_and_d
     for repository in repositories:
         assert to_json(bounded.load(repository, 0)) == to_json(unbounded.load(repository, 0))
     assert unbounded.cached_commits == 6 * 30
+
+
+def outbox(read: dict[str, int], n: int = 2) -> Outbox:
+    value = '{"id": "d%d", "data": {"note": "caf\u00e9 \\"quoted\\""}}'
+    records = tuple(
+        Record("out", f"svc{i}".encode(), (value % i).encode(), (("content-type", b"application/json"),))
+        for i in range(n)
+    )
+    return Outbox(read, records)
+
+
+def test_the_outbox_of_the_batch_that_saved_a_state_is_recovered_with_it() -> None:
+    table = Table()
+    store = StateStore(table)
+    feed(store, history(10))
+    state = store.load(REPO, 3)
+    sent = outbox({"github.events": 41, "ci.events": 7})
+    store.save(REPO, state, 3, sent)  # the same state: still written, the outbox must survive a second crash
+    assert table.writes[-1][0] == key(REPO, META)
+    (found,) = StateStore(table).recover(lambda r: 3)
+    assert found.outbox is not None
+    assert Outbox.from_json(found.outbox, "out") == sent
+    assert to_json(StateStore(table).load(REPO, 3)) == to_json(state)
+
+    unfinished = Outbox.from_json(found.outbox, "out").unacknowledged
+    assert unfinished(3, {("github.events", 3): 41, ("ci.events", 3): 8})  # offset 41 itself is not committed
+    assert unfinished(3, {("github.events", 3): 42})  # ci.events of partition 3 never committed
+    assert not unfinished(3, {("github.events", 3): 42, ("ci.events", 3): 8})
+    assert unfinished(4, {("github.events", 3): 42, ("ci.events", 3): 8}), "offsets of the state's own partition"
+
+    table.writes.clear()
+    store.save(REPO, state, 3, Outbox({"github.events": 50}))  # nothing to publish, nothing changed
+    assert table.writes == []
+
+
+def test_a_rewrite_writes_every_part_so_a_changelog_that_lost_records_gets_the_whole_state_back() -> None:
+    """After a kill -9 the local store can hold a batch's records that never reached the changelog; the replay then
+    changes nothing, so nothing would write them again."""
+    table = Table()
+    store = StateStore(table, defer_bytes=10**9)  # parts stay in the meta record's delta
+    feed(store, history(60))
+    store.save(REPO, store.load(REPO, 0), 0, outbox({"github.events": 1}), rewrite=False)
+    state = store.load(REPO, 0)
+    changelog = Table()
+    changelog.update({k: v for k, v in table.items() if not k.endswith(META.encode())})  # the meta record was lost
+    assert to_json(StateStore(changelog).load(REPO, 0)) != to_json(state)
+
+    store.table = changelog
+    store.save(REPO, state, 0, Outbox({"github.events": 1}), rewrite=True)
+    written = [k for k, _ in changelog.writes]
+    assert written[0] == key(REPO, META) and set(written[1:]) == {
+        *(key(REPO, f"b{i:02d}") for i in range(PARTS)),
+        key(REPO, TOMBSTONES),
+    }
+    assert to_json(StateStore(changelog).load(REPO, 0)) == to_json(state)
