@@ -24,18 +24,15 @@ repository it changed, not one per part per fact.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
 from faust.exceptions import SameNode
-from faust.streams import _current_event
 from faust.types import TP, EventT
 
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
@@ -43,7 +40,8 @@ from streams.adapters.kafka_producer import Record
 from streams.catalog import Catalog
 from streams.config import WorkerSettings
 from streams.domain.policy import Policies
-from streams.domain.readiness import Decision, RepositoryState, apply, earliest_expiry, expire, explain
+from streams.domain.readiness import RepositoryState, apply, earliest_expiry, expire, explain
+from streams.worker.batch import Batch, current, received
 from streams.worker.deadlines import Deadlines
 from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
 from streams.worker.explain import to_document
@@ -60,44 +58,6 @@ BATCH_SIZE = 1000  # events folded before their decisions are sent and their sta
 BATCH_WITHIN_S = 0.1  # how long a batch waits to fill up: also the most a decision waits under light load
 PRODUCER_BUFFER_MESSAGES = 10 * BATCH_SIZE
 STATE_DEFER_BYTES = 32 * 1024  # state parts carried in the meta record until they outgrow this (see state_store)
-
-
-@contextlib.contextmanager
-def _current(event: EventT[Any]) -> Iterator[None]:
-    """Make `event` Faust's current event: a table read or write goes to (the changelog of) its partition."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
-def _received(message: Any) -> datetime | None:
-    """The Kafka record timestamp (seconds; the webhook server's producer sets it at receipt)."""
-    timestamp = message.timestamp
-    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
-
-
-class _Batch:
-    """What a batch of events folded: the latest state of each repository it changed, with an event of that
-    repository's partition (to write it under), and the decisions and dead letters to send, in order."""
-
-    def __init__(self) -> None:
-        self.states: dict[str, RepositoryState] = {}
-        self.events: dict[str, EventT[Any]] = {}
-        self.read: dict[str, dict[str, int]] = {}  # repository -> source topic -> highest offset folded into it
-        self.decisions: list[Decision] = []
-        self.republish: dict[str, tuple[Record, ...]] = {}  # a crashed batch's outbox, published again first
-        self.deadletters: list[tuple[RawRecord, str]] = []
-        self.deadletter_reasons: list[tuple[str, str]] = []  # (topic, reason code) for metrics
-
-    def fold(self, repository: str, state: RepositoryState, event: EventT[Any], decisions: list[Decision]) -> None:
-        self.states[repository] = state
-        self.events[repository] = event
-        message = event.message
-        read = self.read.setdefault(repository, {})
-        read[message.topic] = max(read.get(message.topic, -1), message.offset)
-        self.decisions.extend(decisions)
 
 
 class ReadinessWorker:
@@ -183,7 +143,7 @@ class ReadinessWorker:
         """Fold a batch against the states in memory, write each changed state once with its outbox, await the
         changelog, then send the decisions and dead letters and await their acks. Take acks the batch's offsets only
         after this returns."""
-        batch = _Batch()
+        batch = Batch()
         ticks = self.ticks_topic.get_topic_name()
         self._finish_crashed(batch, events)
         for event in events:
@@ -196,7 +156,7 @@ class ReadinessWorker:
                 message.value,
                 tuple(message.headers or ()),
             )
-            with _current(event):  # table reads go to the event's partition, as in per-event processing
+            with current(event):  # table reads go to the event's partition, as in per-event processing
                 try:
                     if record.topic == ticks:
                         self._expire_due(batch, event)
@@ -209,7 +169,7 @@ class ReadinessWorker:
         for repository, state in batch.states.items():
             event = batch.events[repository]
             outbox = Outbox(batch.read[repository], outgoing.get(repository, ()))
-            with _current(event):  # the changelog and store partition of a table write is the current event's
+            with current(event):  # the changelog and store partition of a table write is the current event's
                 self._store(repository, state, event.message.partition, outbox, rewrite=repository in batch.republish)
         await self.app.producer.flush()  # the changelog holds the states before anything they record is published
         if self.settings.exit_before_publish and batch.decisions:
@@ -219,19 +179,19 @@ class ReadinessWorker:
         topics = (event.message.topic for event in events)
         self.metrics.batch("readiness", topics, batch.decisions, batch.deadletter_reasons, datetime.now(UTC))
 
-    def _finish_crashed(self, batch: _Batch, events: Sequence[EventT[Any]]) -> None:
+    def _finish_crashed(self, batch: Batch, events: Sequence[EventT[Any]]) -> None:
         """Take the outboxes of a crashed batch (see `_recover`) into this one, with an event of their partition:
         they are published again, and their states written whole."""
         for event in events:
             partition = event.message.partition
             for repository, outbox in self.unfinished.take(partition).items():
                 batch.republish[repository] = outbox.records
-                with _current(event):
+                with current(event):
                     batch.fold(repository, self._load(batch, repository, partition), event, [])
             if not self.unfinished:
                 return
 
-    def _records(self, batch: _Batch) -> dict[str, tuple[Record, ...]]:
+    def _records(self, batch: Batch) -> dict[str, tuple[Record, ...]]:
         """Per repository, what the batch publishes for it: a crashed batch's outbox first, then its decisions."""
         out: dict[str, list[Record]] = {r: list(records) for r, records in batch.republish.items()}
         topic = self.readiness_topic.get_topic_name()
@@ -240,12 +200,12 @@ class ReadinessWorker:
             out.setdefault(decision.repository, []).append(readiness_record(decision, environment, topic))
         return {r: tuple(records) for r, records in out.items()}
 
-    def _load(self, batch: _Batch, repository: str, partition: int) -> RepositoryState:
+    def _load(self, batch: Batch, repository: str, partition: int) -> RepositoryState:
         state = batch.states.get(repository)
         return state if state is not None else self.store.load(repository, partition)
 
-    def _apply(self, batch: _Batch, event: EventT[Any], record: RawRecord) -> None:
-        facts = facts_of(decode(record, self.inputs[record.topic]), record, _received(event.message))
+    def _apply(self, batch: Batch, event: EventT[Any], record: RawRecord) -> None:
+        facts = facts_of(decode(record, self.inputs[record.topic]), record, received(event.message))
         now = datetime.now(UTC)
         for fact in facts:
             services = self.policies.for_repository(fact.repository)
@@ -254,7 +214,7 @@ class ReadinessWorker:
             state, decisions = apply(self._load(batch, fact.repository, record.partition), fact, services, now)
             batch.fold(fact.repository, state, event, decisions)
 
-    def _expire_due(self, batch: _Batch, event: EventT[Any]) -> None:
+    def _expire_due(self, batch: Batch, event: EventT[Any]) -> None:
         partition = event.message.partition
         now = datetime.now(UTC)
         for repository in self.deadlines.due(partition, now):
@@ -266,7 +226,7 @@ class ReadinessWorker:
         replaced = self.store.save(repository, state, partition, outbox, rewrite=rewrite)
         self.deadlines.track(partition, repository, state, self.policies.for_repository(repository), replaced=replaced)
 
-    async def _emit(self, batch: _Batch, outgoing: dict[str, tuple[Record, ...]]) -> None:
+    async def _emit(self, batch: Batch, outgoing: dict[str, tuple[Record, ...]]) -> None:
         """Send the batch's decision records (per repository, in order) and dead letters, and return once Kafka has
         acknowledged them all."""
         sent = []

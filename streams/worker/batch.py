@@ -1,0 +1,54 @@
+"""One batch of the readiness agent: what it folded, and how a Faust event is made current for table access."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from faust.streams import _current_event
+from faust.types import EventT
+
+from streams.adapters.kafka_producer import Record
+from streams.domain.readiness import Decision, RepositoryState
+from streams.worker.decoding import RawRecord
+
+
+@contextlib.contextmanager
+def current(event: EventT[Any]) -> Iterator[None]:
+    """Make `event` Faust's current event: a table read or write goes to (the changelog of) its partition."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def received(message: Any) -> datetime | None:
+    """The Kafka record timestamp (seconds; the webhook server's producer sets it at receipt)."""
+    timestamp = message.timestamp
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
+class Batch:
+    """What a batch of events folded: the latest state of each repository it changed, with an event of that
+    repository's partition (to write it under), and the decisions and dead letters to send, in order."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, RepositoryState] = {}
+        self.events: dict[str, EventT[Any]] = {}
+        self.read: dict[str, dict[str, int]] = {}  # repository -> source topic -> highest offset folded into it
+        self.decisions: list[Decision] = []
+        self.republish: dict[str, tuple[Record, ...]] = {}  # a crashed batch's outbox, published again first
+        self.deadletters: list[tuple[RawRecord, str]] = []
+        self.deadletter_reasons: list[tuple[str, str]] = []  # (topic, reason code) for metrics
+
+    def fold(self, repository: str, state: RepositoryState, event: EventT[Any], decisions: list[Decision]) -> None:
+        self.states[repository] = state
+        self.events[repository] = event
+        message = event.message
+        read = self.read.setdefault(repository, {})
+        read[message.topic] = max(read.get(message.topic, -1), message.offset)
+        self.decisions.extend(decisions)
