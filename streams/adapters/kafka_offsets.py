@@ -1,9 +1,11 @@
-"""Consumer group offsets, end offsets and record timestamps, through confluent-kafka's AdminClient and a consumer
-that only reads single records at given offsets (it never joins a group or commits)."""
+"""Consumer group offsets, end offsets and record timestamps: end offsets through confluent-kafka's AdminClient,
+committed offsets through a consumer per group that never joins it, and timestamps through a consumer that only reads
+single records at given offsets (it never joins a group or commits)."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ class KafkaOffsets:
         self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)})
         self._reader: Consumer | None = None
         self._group_readers: dict[str, Consumer] = {}
+        self._group_readers_lock = threading.Lock()  # the worker asks from its lag thread and its event loop's threads
         self._timestamps: dict[tuple[str, int, int], datetime] = {}  # (topic, partition, offset): records never change
 
     def committed(
@@ -74,17 +77,18 @@ class KafkaOffsets:
         ]
 
     def _group_reader(self, group: str) -> Consumer:
-        reader = self._group_readers.get(group)
-        if reader is None:
-            reader = self._group_readers[group] = Consumer(
-                {
-                    "bootstrap.servers": self._bootstrap,
-                    "group.id": group,  # only to ask its coordinator: never subscribed, so it never joins the group
-                    "enable.auto.commit": False,
-                    "socket.timeout.ms": int(self._timeout * 1000),
-                }
-            )
-        return reader
+        with self._group_readers_lock:
+            reader = self._group_readers.get(group)
+            if reader is None:
+                reader = self._group_readers[group] = Consumer(
+                    {
+                        "bootstrap.servers": self._bootstrap,
+                        "group.id": group,  # only to ask its coordinator: never subscribed, so it never joins
+                        "enable.auto.commit": False,
+                        "socket.timeout.ms": int(self._timeout * 1000),
+                    }
+                )
+            return reader
 
     def end_offsets(self, partitions: Iterable[TopicPartitionKey]) -> dict[TopicPartitionKey, int]:
         """The log end offset (the offset the next record will get) of each partition that still exists."""
