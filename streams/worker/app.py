@@ -182,6 +182,8 @@ class ReadinessWorker:
     def _finish_crashed(self, batch: Batch, events: Sequence[EventT[Any]]) -> None:
         """Take the outboxes of a crashed batch (see `_recover`) into this one, with an event of their partition:
         they are published again, and their states written whole."""
+        if not self.unfinished:
+            return
         for event in events:
             partition = event.message.partition
             for repository, outbox in self.unfinished.take(partition).items():
@@ -297,17 +299,19 @@ class ReadinessWorker:
         delay = 0.5
         for attempt in range(5):
             try:
-                partitions = self._source_partitions()
-                committed = await asyncio.to_thread(self.offsets.committed, [self.settings.app_id], partitions)
-                return committed.get(self.settings.app_id, {})
+                return await self._fetch_committed()
             except OffsetsUnavailable as e:
                 log.warning("committed offsets unavailable attempt=%d error=%s", attempt + 1, e)
                 await asyncio.sleep(delay)
                 delay *= 2
         return None
 
-    def _source_partitions(self) -> list[tuple[str, int]]:
-        return [(topic, p) for topic in sorted(self.source_topics) for p in range(self.partitions)]
+    async def _fetch_committed(self) -> dict[tuple[str, int], int]:
+        """This worker's committed offsets of its source partitions (raises OffsetsUnavailable)."""
+        group = self.settings.app_id
+        partitions = [(topic, p) for topic in sorted(self.source_topics) for p in range(self.partitions)]
+        committed = await asyncio.to_thread(self.offsets.committed, [group], partitions)
+        return committed.get(group, {})
 
     def _partition_of(self, repository: str) -> int:
         return int(murmur2(repository.encode()) & 0x7FFFFFFF) % self.partitions
@@ -322,13 +326,10 @@ class ReadinessWorker:
         if not inputs:
             return
         try:
-            committed = await asyncio.to_thread(
-                self.offsets.committed, [self.settings.app_id], self._source_partitions()
-            )
+            done = await self._fetch_committed()
         except OffsetsUnavailable as e:  # rewinding every partition would re-read whole topics: keep Faust's seek
             log.warning("committed offsets unavailable, no rewind error=%s", e)
             return
-        done = committed.get(self.settings.app_id, {})
         fresh = [tp for tp in inputs if done.get((tp.topic, tp.partition), 0) <= 0]
         if fresh:
             log.info("never committed, reading from the beginning partitions=%s", sorted(map(tuple, fresh)))

@@ -206,11 +206,8 @@ class StateStore:
         self.table[key(repository, META)] = orjson.dumps(meta)  # first: the commit point
         if rewrite:
             for index, part in enumerate(entry.parts):
-                name = _part_name(index)
-                self.table[key(repository, name)] = unflushed.get(name) or _dumps_kept(bucket_to_json(part.items()))
-            self.table[key(repository, TOMBSTONES)] = unflushed.get(TOMBSTONES) or _dumps_kept(
-                tombstones_to_json(state.tombstones)
-            )
+                self.table[key(repository, _part_name(index))] = _dumps_kept(bucket_to_json(part.items()))
+            self.table[key(repository, TOMBSTONES)] = _dumps_kept(tombstones_to_json(state.tombstones))
             entry.unflushed = {}
         elif sum(map(len, unflushed.values())) > self.defer_bytes:
             for name, raw in unflushed.items():

@@ -28,11 +28,12 @@ class UnfinishedBatches:
     def note(self, found: Recovered, committed: Mapping[tuple[str, int], int] | None, topic: str) -> None:
         """Keep `found`'s outbox if its batch may not have finished; `committed` None: the offsets are unknown, and
         every outbox that publishes something counts (published again, with the same ids)."""
-        if found.outbox is None:
+        doc = found.outbox
+        if doc is None:
             return
-        outbox = Outbox.from_json(found.outbox, topic)
-        if outbox.records if committed is None else outbox.unacknowledged(found.partition, committed):
-            self._outboxes.setdefault(found.partition, {})[found.repository] = outbox
+        # Decoded only if kept: a recovery reads every repository's outbox, and most batches finished.
+        if doc["publish"] if committed is None else Outbox(doc["read"]).unacknowledged(found.partition, committed):
+            self._outboxes.setdefault(found.partition, {})[found.repository] = Outbox.from_json(doc, topic)
 
     def take(self, partition: int) -> dict[str, Outbox]:
         return self._outboxes.pop(partition, {})
