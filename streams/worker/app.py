@@ -279,7 +279,19 @@ class ReadinessWorker:
     async def _recover(self) -> None:
         """After a table recovery: rebuild the deadlines, and find the batches that wrote states but may not have
         published their outboxes (their source offsets are not committed); the next batch of each such partition
-        publishes them again (`_finish_crashed`)."""
+        publishes them again (`_finish_crashed`).
+
+        Faust runs this in a task whose exception nobody reads, then resumes the streams: a worker going on after a
+        failure here would replay the crashed batches' events as duplicates and never publish their outboxes. It
+        exits instead, and its restart recovers again."""
+        try:
+            await self._find_deadlines_and_unfinished()
+        except Exception:
+            log.critical("recovery failed, exiting so that a restart recovers again", exc_info=True)
+            logging.shutdown()
+            os._exit(70)  # EX_SOFTWARE; Faust's shutdown would wait on the recovery this is part of
+
+    async def _find_deadlines_and_unfinished(self) -> None:
         committed = await self._committed_offsets()
         topic = self.readiness_topic.get_topic_name()
         self.deadlines.clear()
@@ -333,8 +345,10 @@ class ReadinessWorker:
         fresh = [tp for tp in inputs if done.get((tp.topic, tp.partition), 0) <= 0]
         if fresh:
             log.info("never committed, reading from the beginning partitions=%s", sorted(map(tuple, fresh)))
-            for tp in fresh:  # offset 0: below the log start (retention), the consumer resets to the earliest
-                await consumer.seek(tp, 0)
+            # In aiokafka's thread: Faust's `seek` moves the position from this one while the fetcher runs there,
+            # and the fetcher crashed on it (KeyError in fetched_records), stopping the worker. Offset 0: below the
+            # log start (retention), the consumer resets to the earliest.
+            await consumer.seek_wait({tp: 0 for tp in fresh})
 
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """(sender, revoked TPs): partition numbers are shared by the co-partitioned inputs and the table."""

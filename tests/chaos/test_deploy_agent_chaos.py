@@ -32,7 +32,7 @@ from tests.cluster_fixture import ClusterHandle
 from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support import chaos
 from tests.support.agent_process import AgentProcess, DeploymentChanges, api_server_killed
-from tests.support.kafka_io import GroupProgress, read_all
+from tests.support.kafka_io import GroupProgress, read_to_end
 from tests.support.kube import eventually
 
 pytestmark = pytest.mark.timeout(1500)
@@ -93,7 +93,7 @@ def produce_decisions(bootstrap: str, cat: catalog.Catalog, decisions: list[tupl
 
 
 def outcomes(bootstrap: str, cat: catalog.Catalog) -> list[dict[str, Any]]:
-    return [json.loads(m.value()) for m in read_all(bootstrap, [cat.topic("deploy.events").name], lambda _: True, 30)]
+    return [json.loads(m.value()) for m in read_to_end(bootstrap, [cat.topic("deploy.events").name], 30)]
 
 
 def test_kill_9_the_agent_five_times_patches_each_service_commit_exactly_once(

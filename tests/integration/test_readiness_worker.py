@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import Producer
 
 from streams import catalog
 from streams.config import REPO_ROOT
@@ -102,6 +105,29 @@ def test_a_crash_between_writing_the_states_and_publishing_publishes_the_decisio
     assert {d["id"] for d in found} == {
         str(uuid.uuid5(NAMESPACE, f"{s}/{ready}/ready")) for s in ("shop", "shop-worker")
     }
+
+
+def test_a_recovery_that_fails_stops_the_worker_instead_of_going_on_without_its_unfinished_batches(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+) -> None:
+    """A worker that resumed after a failed recovery would replay a crashed batch's events as duplicates and never
+    publish its outbox; Faust drops the recovery callback's exception. A state record that is not JSON must stop it."""
+    cat, worker, client = worker_pipeline
+    commit = sha("before-the-corruption")
+    worker.start()
+    send(client, History().push(ZERO, commit).circleci(commit, "success").actions(commit, "success"))
+    decisions(kafka_bootstrap, cat, 2, worker)
+    worker.kill()
+    changelog = f"{worker.env['AUTODEPLOY_WORKER_ID']}-readiness-changelog"
+    meta = next(m for m in consume(kafka_bootstrap, changelog, 1) if m.key().endswith(b"\x00meta"))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(changelog, b"{not json", meta.key(), partition=meta.partition())
+    assert producer.flush(10) == 0
+    shutil.rmtree(tmp_path / "worker")  # recover from the changelog, corrupt record included
+    worker.start()
+    assert worker.proc is not None
+    assert worker.proc.wait(90) == 70, worker.log.read_text()[-3000:]
+    assert "recovery failed, exiting" in worker.log.read_text()
 
 
 def test_a_commit_still_waiting_after_its_ttl_expires_and_says_what_it_waited_for(

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 
@@ -38,6 +38,36 @@ def consume(
         while time.monotonic() < quiet_until:
             batch = [m for m in consumer.consume(500, 0.2) if m.error() is None]
             found.extend(batch)
+    finally:
+        consumer.close()
+    return found
+
+
+def read_to_end(bootstrap: str, topics: Iterable[str], timeout: float) -> list[Message]:
+    """Every record of `topics`, from each partition's beginning to its end offset when the read starts: for what
+    is known to be on the broker already. A read that stops after a quiet second can stop short: a partition whose
+    first fetch waits on a slow offset lookup looks quiet (the chaos suite once missed 40% of a topic so)."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"test-reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        ends: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            for p in metadata.topics[topic].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
+                if high > low:
+                    ends[(topic, p)] = high
+        consumer.assign([TopicPartition(t, p, OFFSET_BEGINNING) for t, p in ends])
+        found: list[Message] = []
+        deadline = time.monotonic() + timeout
+        while ends:
+            assert time.monotonic() < deadline, f"partitions not read to their end within {timeout} s: {ends}"
+            found += [m for m in consumer.consume(1000, 0.5) if m.error() is None]
+            # The position, not the last record's offset: it also steps over transaction markers.
+            for tp in consumer.position([TopicPartition(t, p) for t, p in ends]):
+                if tp.offset >= ends[(tp.topic, tp.partition)]:
+                    del ends[(tp.topic, tp.partition)]
     finally:
         consumer.close()
     return found

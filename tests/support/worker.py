@@ -26,12 +26,12 @@ from tests.support.webhooks import AppClient
 
 
 class Worker:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log, self.proc = env, log, None
+    def __init__(self, env: dict[str, str], log: Path, loglevel: str = "warning") -> None:
+        self.env, self.log, self.loglevel, self.proc = env, log, loglevel, None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(  # type: ignore[assignment]
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", self.loglevel],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
