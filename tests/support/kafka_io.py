@@ -45,8 +45,8 @@ def consume(
 
 def read_to_end(bootstrap: str, topics: Iterable[str], timeout: float) -> list[Message]:
     """Every record of `topics`, from each partition's beginning to its end offset when the read starts: for what
-    is known to be on the broker already. A read that stops after a quiet second can stop short: a partition whose
-    first fetch waits on a slow offset lookup looks quiet (the chaos suite once missed 40% of a topic so)."""
+    is known to be on the broker already. A read that stops after a quiet second cannot tell records that are not
+    there from records not fetched yet."""
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"test-reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
     )
