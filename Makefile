@@ -60,8 +60,13 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 PROMETHEUS_URL ?= http://127.0.0.1:9090
 LAG_SINCE ?= 1h
 LAG_REPORT ?= lag-report.png
-lag-report: install ## consumer lag over time from Prometheus as a PNG (PROMETHEUS_URL, LAG_SINCE=1h, LAG_REPORT=lag-report.png)
+lag-report: $(VENV)/.report-installed ## consumer lag over time from Prometheus as a PNG (PROMETHEUS_URL, LAG_SINCE=1h, LAG_REPORT=lag-report.png)
 	$(BIN)/autodeploy lag-report --prometheus $(PROMETHEUS_URL) --since $(LAG_SINCE) --out $(LAG_REPORT)
+
+$(VENV)/.report-installed: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[report]'
+	touch $@
+
 manifests: install ## render k8s/ with kustomize: OVERLAY=dev or prod (default), base
 	$(BIN)/autodeploy manifests $(or $(OVERLAY),prod)
 

@@ -44,8 +44,8 @@ from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
 from streams.local.processes import free_port
 from streams.webhooks.envelopes import provider_event, structured_record
+from tests.support.fixtures import FIXTURES
 
-CORPUS = ROOT.parent / "shared" / "corpus"
 _ZERO = "0" * 40
 
 
@@ -92,10 +92,10 @@ def pipeline(work: Path, repositories: int, checks: int = 2) -> Iterator[Pipelin
 def events(repositories: int, commits: int, checks: int, start: datetime | None = None) -> Iterator[Record]:
     """Per commit of each repository, in rounds over the repositories: its push, then `checks` successful checks
     (CircleCI build-test on ci.events, GitHub Actions lint on github.events). Payloads are the corpus's, edited."""
-    push = json.loads((CORPUS / "github" / "push.with-new-branch.payload.json").read_text())
-    run = json.loads((CORPUS / "github" / "workflow_run.completed.payload.json").read_text())
+    push = json.loads((FIXTURES / "github" / "push.with-new-branch.payload.json").read_text())
+    run = json.loads((FIXTURES / "github" / "workflow_run.completed.payload.json").read_text())
     workflow = json.loads(
-        (CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
+        (FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
     )
     moment = start or datetime.now(UTC) - timedelta(minutes=30)
     heads = [_ZERO] * repositories

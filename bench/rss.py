@@ -29,7 +29,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from bench.common import ROOT, process, record
+from bench.common import process, record
 from bench.join import Pipeline, lint_passed_run, pipeline, worker_env
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
@@ -40,9 +40,10 @@ from streams.domain.webhook_mapping import github_attributes
 from streams.local.processes import free_port
 from streams.webhooks.envelopes import provider_event, structured_record
 from streams.worker.state_store import StateStore
+from tests.support.fixtures import fixture
 
 MB = 1024 * 1024
-CORPUS_RUN = ROOT.parent / "shared" / "corpus" / "github" / "workflow_run.completed.payload.json"
+RUN_PAYLOAD = fixture("github/workflow_run.completed.payload.json")
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -106,7 +107,7 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
 
 def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
     """The missing check of `commit`, as the webhook server would have written it: (topic, key, value)."""
-    payload = orjson.loads(CORPUS_RUN.read_bytes())
+    payload = orjson.loads(RUN_PAYLOAD.read_bytes())
     when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     payload = lint_passed_run(payload, repository, commit, when)
     body = orjson.dumps(payload)

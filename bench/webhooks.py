@@ -23,9 +23,10 @@ from streams.adapters.kafka_admin import TopicAdmin
 from streams.catalog.plan import make_plan
 from streams.domain.signatures import github_signature
 from streams.local.processes import free_port
+from tests.support.fixtures import fixture
 
 SECRET = b"bench-secret"
-PAYLOAD = ROOT.parent / "shared" / "corpus" / "github" / "push.with-new-branch.payload.json"
+PAYLOAD = fixture("github/push.with-new-branch.payload.json")
 
 LUA = """
 local f = io.open("{body}", "rb")

@@ -15,7 +15,6 @@ from tests.support.services import unavailable
 pytest_plugins = ["tests.cluster_fixture", "tests.support.worker"]
 
 _OWN_STATE = pytest.StashKey[Path]()
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 def pytest_configure(config: pytest.Config) -> None:

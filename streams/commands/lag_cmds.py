@@ -91,7 +91,11 @@ def run_report(args: argparse.Namespace) -> int:
 
     since = parse_duration(args.since)
     data = report.fetch(PrometheusAPI(args.prometheus), since)
-    report.render(data, args.out, f"consumer lag, last {args.since}, from {args.prometheus}")
+    try:
+        report.render(data, args.out, f"consumer lag, last {args.since}, from {args.prometheus}")
+    except report.ReportUnavailable as e:
+        print(f"autodeploy: error: {e}", file=sys.stderr)
+        return 2
     counts = ", ".join(f"{len(series)} {name} series" for name, series in data.items())
     print(f"wrote {args.out} ({counts})")
     return 0

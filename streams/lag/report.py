@@ -16,6 +16,10 @@ QUERIES = {
 MAX_POINTS = 600  # per series: enough for a smooth line, few enough for one query per panel
 
 
+class ReportUnavailable(RuntimeError):
+    """The optional drawing library is not installed."""
+
+
 @dataclass(frozen=True)
 class Series:
     label: str  # group topic/partition
@@ -42,7 +46,10 @@ def fetch(api: PrometheusAPI, since: timedelta, end: datetime | None = None) -> 
 
 def render(data: dict[str, list[Series]], out: Path, title: str) -> None:
     """Two panels sharing the time axis; a partition without lag is drawn too (a flat line says it kept up)."""
-    import matplotlib  # noqa: PLC0415 - heavy; only the report needs it
+    try:
+        import matplotlib  # noqa: PLC0415 - heavy, and an extra: only the report needs it
+    except ImportError as e:
+        raise ReportUnavailable("the lag report needs matplotlib: pip install 'autodeploy[report]'") from e
 
     matplotlib.use("Agg")  # no display: a file
     import matplotlib.pyplot as plt  # noqa: PLC0415

@@ -17,10 +17,10 @@ from streams.config import REPO_ROOT, WebhookSettings
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
 from streams.webhooks.server import WebhookServer
+from tests.support.fixtures import FIXTURES
 from tests.support.kafka_io import consume
 from tests.support.webhooks import (
     CIRCLECI_SECRET,
-    CORPUS,
     EVENTS_TOKEN,
     GITHUB_SECRET,
     AppClient,
@@ -31,7 +31,7 @@ from tests.support.webhooks import (
 )
 
 CLOUDEVENTS_SCHEMA = Draft7Validator(
-    json.loads((CORPUS / "cloudevents" / "spec" / "formats" / "cloudevents.json").read_text())
+    json.loads((FIXTURES / "cloudevents" / "spec" / "formats" / "cloudevents.json").read_text())
 )
 
 
@@ -142,7 +142,7 @@ def test_signature_vectors_against_the_running_server(
     kafka_bootstrap: str, pipeline: tuple[catalog.Catalog, AppClient]
 ) -> None:
     """GitHub's published vector, sent as-is: the signature checks, and the non-JSON body is then refused."""
-    vector = json.loads((CORPUS / "github" / "signature-test-vectors.json").read_text())["vectors"][0]
+    vector = json.loads((FIXTURES / "github" / "signature-test-vectors.json").read_text())["vectors"][0]
     server = WebhookServer(
         webhook_settings(github_secrets=(vector["secret"].encode(),)), pipeline[0], _producer(kafka_bootstrap)
     )
@@ -165,7 +165,7 @@ def test_cloudevents_producers_in_all_three_modes(
 ) -> None:
     cat, client = pipeline
     cdevent = json.loads(
-        (CORPUS / "cdevents" / "spec-v0.5.1" / "conformance" / "pipelinerun_finished.json").read_text()
+        (FIXTURES / "cdevents" / "spec-v0.5.1" / "conformance" / "pipelinerun_finished.json").read_text()
     )
     cdevent["customData"] = {"repository": "github.com/Acme/Shop", "commit": "a" * 40}
     auth = {"Authorization": f"Bearer {EVENTS_TOKEN.decode()}"}

@@ -24,13 +24,13 @@ from streams.domain.readiness import Decision, RepositoryState, apply, empty_sta
 from streams.domain.webhook_mapping import github_attributes
 from streams.webhooks.envelopes import provider_event, structured_record
 from streams.worker.decoding import RawRecord, decode, facts_of
-from tests.support.webhooks import CORPUS
+from tests.support.fixtures import FIXTURES
 
 ZERO = "0" * 40
-_PUSH = json.loads((CORPUS / "github" / "push.with-new-branch.payload.json").read_text())
-_RUN = json.loads((CORPUS / "github" / "workflow_run.completed.payload.json").read_text())
+_PUSH = json.loads((FIXTURES / "github" / "push.with-new-branch.payload.json").read_text())
+_RUN = json.loads((FIXTURES / "github" / "workflow_run.completed.payload.json").read_text())
 _WORKFLOW = json.loads(
-    (CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
+    (FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
 )
 
 

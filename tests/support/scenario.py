@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.webhooks import CORPUS, Delivery, circleci_delivery, github_delivery
+from tests.support.fixtures import FIXTURES
+from tests.support.webhooks import Delivery, circleci_delivery, github_delivery
 
 REPOSITORY = {
     "full_name": "acme/shop",
@@ -19,10 +20,10 @@ REPOSITORY = {
     "html_url": "https://github.com/acme/shop",
     "owner": {"login": "acme"},
 }
-_PUSH = json.loads((CORPUS / "github" / "push.with-new-branch.payload.json").read_text())
-_RUN = json.loads((CORPUS / "github" / "workflow_run.completed.payload.json").read_text())
+_PUSH = json.loads((FIXTURES / "github" / "push.with-new-branch.payload.json").read_text())
+_RUN = json.loads((FIXTURES / "github" / "workflow_run.completed.payload.json").read_text())
 _WORKFLOW = json.loads(
-    (CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
+    (FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
 )
 
 

@@ -12,8 +12,8 @@ from typing import Any
 from streams.adapters.kafka_producer import Acknowledged, PublishUnavailable, Record
 from streams.demo import deliveries
 from streams.demo.deliveries import Delivery
+from tests.support.fixtures import fixtures
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 GITHUB_SECRET = b"github-test-secret"
 CIRCLECI_SECRET = b"circleci-test-secret"
 EVENTS_TOKEN = b"events-test-token"
@@ -30,7 +30,7 @@ def circleci_delivery(payload: Any, secret: bytes = CIRCLECI_SECRET) -> Delivery
 def github_corpus() -> list[tuple[str, Path]]:
     """(event name, file) for every GitHub payload in the shared corpus."""
     found = []
-    for path in sorted((CORPUS / "github").rglob("*.json")):
+    for path in fixtures("github", recursive=True):
         if path.name == "signature-test-vectors.json" or path.name.endswith(".headers.json"):
             continue
         event = path.name.split("__")[0] if path.parent.name == "zulip" else path.name.split(".")[0]
@@ -39,9 +39,7 @@ def github_corpus() -> list[tuple[str, Path]]:
 
 
 def circleci_corpus() -> list[Path]:
-    paths = sorted((CORPUS / "circleci" / "docs").glob("*.json")) + sorted(
-        (CORPUS / "circleci" / "zulip").glob("*.json")
-    )
+    paths = fixtures("circleci/docs") + fixtures("circleci/zulip")
     return [p for p in paths if p.name != "signature-test-vectors.json"]
 
 

@@ -11,7 +11,8 @@ from streams.catalog import schemas
 from streams.config import REPO_ROOT
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
-from tests.support.webhooks import CORPUS, circleci_corpus, github_corpus
+from tests.support.fixtures import FIXTURES
+from tests.support.webhooks import circleci_corpus, github_corpus
 
 CAT = catalog.load(REPO_ROOT / "topics" / "catalog.yaml")
 
@@ -51,7 +52,7 @@ def test_every_circleci_corpus_payload_fits_its_declared_schema() -> None:
     ],
 )
 def test_cdevents_conformance_examples_fit_and_a_broken_one_does_not(name: str, ce_type: str) -> None:
-    example = json.loads((CORPUS / "cdevents" / "spec-v0.5.1" / "conformance" / f"{name}.json").read_text())
+    example = json.loads((FIXTURES / "cdevents" / "spec-v0.5.1" / "conformance" / f"{name}.json").read_text())
     topic = (
         "ci.events" if ce_type.startswith(("dev.cdevents.pipelinerun", "dev.cdevents.artifact")) else "deploy.events"
     )

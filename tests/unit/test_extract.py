@@ -24,11 +24,11 @@ from streams.domain.facts import (
     ImagePublished,
     Outcome,
 )
+from tests.support.fixtures import FIXTURES, fixtures
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-GITHUB = CORPUS / "github"
-CIRCLECI = CORPUS / "circleci"
-CONFORMANCE = CORPUS / "cdevents" / "spec-v0.5.1" / "conformance"
+GITHUB = FIXTURES / "github"
+CIRCLECI = FIXTURES / "circleci"
+CONFORMANCE = FIXTURES / "cdevents" / "spec-v0.5.1" / "conformance"
 
 T = datetime(2025, 2, 3, 4, 5, 6, tzinfo=UTC)  # the CloudEvent time the tests pass in
 SOURCE, ID = "https://api.github.com/repos/o/r", "delivery-1"
@@ -302,7 +302,7 @@ def test_circleci_corpus(name: str, expected: list[Fact]) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", sorted(CIRCLECI.glob("*/*job_completed.json")) + sorted(CIRCLECI.glob("docs/job-*.json"))
+    "path", fixtures("circleci", "*/*job_completed.json") + fixtures("circleci/docs", "job-*.json")
 )
 def test_circleci_jobs_are_no_facts(path: Path) -> None:
     assert extract(CIRCLECI_JOB, load(path)) == []
@@ -407,7 +407,7 @@ def test_cdevents_artifact_published() -> None:
 
 
 def test_cdviz_purl_shape() -> None:
-    expected = load(CORPUS / "cdevents/cdviz-github-expected/package.published.4.json")
+    expected = load(FIXTURES / "cdevents/cdviz-github-expected/package.published.4.json")
     data = {"subject": {"id": expected["subject"]["id"]}, "customData": {"repository": CDVIZ}}
     [fact] = extract(ARTIFACT, data)
     assert isinstance(fact, ImagePublished)

@@ -17,10 +17,11 @@ from streams.domain.webhook_mapping import _GITHUB_RULES, github_attributes, git
 from streams.webhooks.envelopes import provider_event, structured_record
 from streams.webhooks.json_bodies import MalformedJson, Projection, loads
 from streams.worker.decoding import RawRecord, Undecodable, decode
-from tests.support.webhooks import CORPUS, github_corpus
+from tests.support.fixtures import FIXTURES
+from tests.support.webhooks import github_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
-PUSH = (CORPUS / "github" / "push.with-new-branch.payload.json").read_bytes()
+PUSH = (FIXTURES / "github" / "push.with-new-branch.payload.json").read_bytes()
 
 
 def test_the_corpus_has_payloads_to_compare() -> None:

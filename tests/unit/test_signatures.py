@@ -8,11 +8,11 @@ from streams.domain.signatures import (
     github_signature,
     github_signature_valid,
 )
-from tests.support.webhooks import CORPUS
+from tests.support.fixtures import FIXTURES
 
 
 def test_githubs_published_vector() -> None:
-    for vector in json.loads((CORPUS / "github" / "signature-test-vectors.json").read_text())["vectors"]:
+    for vector in json.loads((FIXTURES / "github" / "signature-test-vectors.json").read_text())["vectors"]:
         secret, body = vector["secret"].encode(), vector["body"].encode()
         assert github_signature(secret, body) == vector["header_value"]
         assert github_signature_valid([secret], body, vector["header_value"])
@@ -20,7 +20,7 @@ def test_githubs_published_vector() -> None:
 
 
 def test_circlecis_published_vectors() -> None:
-    for vector in json.loads((CORPUS / "circleci" / "signature-test-vectors.json").read_text())["vectors"]:
+    for vector in json.loads((FIXTURES / "circleci" / "signature-test-vectors.json").read_text())["vectors"]:
         secret, body = vector["secret"].encode(), vector["body"].encode()
         expected = vector.get("expect_valid", True)
         assert circleci_signature_valid([secret], body, vector["header_value"]) is expected

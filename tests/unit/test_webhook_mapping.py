@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from streams.domain.circleci_mapping import circleci_attributes, circleci_commit
 from streams.domain.webhook_mapping import EnvelopeAttributes, UnmappableDelivery, github_attributes
+from tests.support.fixtures import FIXTURES, fixtures
 
 # tests/unit/<this file> -> /work/main -> /work; the corpus is shared between checkouts, not part of the repository.
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-GITHUB = CORPUS / "github"
-CIRCLECI = CORPUS / "circleci"
+GITHUB = FIXTURES / "github"
+CIRCLECI = FIXTURES / "circleci"
 
 GITHUB_TYPE = re.compile(r"^com\.github\.[a-z0-9_]+(\.[a-z0-9_]+)?$")
 CIRCLECI_TYPE = re.compile(r"^com\.circleci\.[a-z0-9]+([-_][a-z0-9]+)*$")
@@ -35,8 +35,8 @@ def load(path: Path) -> Any:
 
 def github_corpus() -> list[tuple[str, Path]]:
     """(X-GitHub-Event, payload file) for every GitHub delivery in the corpus."""
-    octokit = sorted(p for p in GITHUB.glob("*.json") if p.name != "signature-test-vectors.json")
-    cdviz = sorted(p for p in (GITHUB / "cdviz").glob("*.json") if not p.name.endswith(".headers.json"))
+    octokit = [p for p in fixtures("github") if p.name != "signature-test-vectors.json"]
+    cdviz = [p for p in fixtures("github/cdviz") if not p.name.endswith(".headers.json")]
     zulip = [GITHUB / "zulip" / "deployment_status__failure.json"]
     return [(p.name.split(".")[0], p) for p in octokit + cdviz] + [("deployment_status", p) for p in zulip]
 
@@ -45,7 +45,7 @@ def circleci_corpus() -> list[Path]:
     # The docs' invalid GitLab job-completed sample lives in invalid-verbatim.yaml, not as .json; parsing is still
     # checked here so that an unparsable .json added later is skipped, not mistaken for a mapping failure.
     found = []
-    for path in sorted([*(CIRCLECI / "docs").glob("*.json"), *(CIRCLECI / "zulip").glob("*.json")]):
+    for path in sorted([*fixtures("circleci/docs"), *fixtures("circleci/zulip")]):
         try:
             load(path)
         except json.JSONDecodeError:

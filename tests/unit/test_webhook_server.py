@@ -11,9 +11,9 @@ import pytest
 from streams import catalog
 from streams.config import REPO_ROOT, WebhookSettings
 from streams.webhooks.server import WebhookServer
+from tests.support.fixtures import FIXTURES
 from tests.support.webhooks import (
     CIRCLECI_SECRET,
-    CORPUS,
     EVENTS_TOKEN,
     GITHUB_SECRET,
     AppClient,
@@ -23,9 +23,9 @@ from tests.support.webhooks import (
 )
 
 CAT = catalog.load(REPO_ROOT / "topics" / "catalog.yaml")
-PUSH = json.loads((CORPUS / "github" / "push.with-new-branch.payload.json").read_text())
+PUSH = json.loads((FIXTURES / "github" / "push.with-new-branch.payload.json").read_text())
 WORKFLOW = json.loads(
-    (CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
+    (FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
 )
 
 

@@ -14,7 +14,7 @@ from streams.domain.facts import EventRef
 from streams.domain.readiness import Decision
 from streams.worker.decoding import RawRecord, Undecodable, decode
 from streams.worker.output import TYPES, cdevent, readiness_record
-from tests.support.webhooks import CORPUS
+from tests.support.fixtures import FIXTURES
 
 CAT = catalog.load(REPO_ROOT / "topics" / "catalog.yaml")
 CI = CAT.topic("ci.events")
@@ -25,7 +25,7 @@ def _record(value: bytes, headers: list[tuple[str, bytes]], topic: str = "ci.eve
 
 
 def test_structured_and_binary_mode_decode_to_the_same_event() -> None:
-    sample = CORPUS / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json"
+    sample = FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json"
     workflow = json.loads(sample.read_text())
     attributes = {
         "specversion": "1.0",
