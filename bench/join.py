@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import copy
 import hashlib
 import json
 import subprocess
@@ -40,11 +39,11 @@ from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.adapters.kafka_producer import Record
 from streams.catalog.plan import make_plan
+from streams.demo.deliveries import Payloads
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
 from streams.local.processes import free_port
 from streams.webhooks.envelopes import provider_event, structured_record
-from tests.support.fixtures import FIXTURES
 
 _ZERO = "0" * 40
 
@@ -91,75 +90,27 @@ def pipeline(work: Path, repositories: int, checks: int = 2) -> Iterator[Pipelin
 
 def events(repositories: int, commits: int, checks: int, start: datetime | None = None) -> Iterator[Record]:
     """Per commit of each repository, in rounds over the repositories: its push, then `checks` successful checks
-    (CircleCI build-test on ci.events, GitHub Actions lint on github.events). Payloads are the corpus's, edited."""
-    push = json.loads((FIXTURES / "github" / "push.with-new-branch.payload.json").read_text())
-    run = json.loads((FIXTURES / "github" / "workflow_run.completed.payload.json").read_text())
-    workflow = json.loads(
-        (FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
-    )
+    (CircleCI build-test on ci.events, GitHub Actions lint on github.events), built by the demo's payload builder."""
     moment = start or datetime.now(UTC) - timedelta(minutes=30)
     heads = [_ZERO] * repositories
     for i in range(commits):
         for r in range(repositories):
-            name, commit = f"acme/repo{r}", hashlib.sha1(f"{r}/{i}".encode(), usedforsecurity=False).hexdigest()
-            when = moment.isoformat().replace("+00:00", "Z")
-            url = f"https://github.com/{name}"
-            repository = repository_fields(r)
-            p = {
-                **push,
-                "ref": "refs/heads/main",
-                "before": heads[r],
-                "after": commit,
-                "forced": False,
-                "created": False,
-                "deleted": False,
-                "repository": {**push["repository"], **repository},
-                "head_commit": {**(push.get("head_commit") or {}), "id": commit, "timestamp": when},
-            }
+            payloads, commit = bench_repository(r), hashlib.sha1(f"{r}/{i}".encode(), usedforsecurity=False).hexdigest()
+            yield _github("push", payloads.push(heads[r], commit, moment), moment)
             heads[r] = commit
-            yield _github("push", p, moment)
             if checks > 1:
-                w = lint_passed_run(run, r, commit, when)
-                yield _github("workflow_run", w, moment)
-            c = copy.deepcopy(workflow)
-            c.update(id=f"{r}-{i}", happened_at=when, project={**c["project"], "slug": f"gh/{name}"})
-            c["workflow"].update(id=f"w{r}-{i}", name="build-test", status="success")
-            c["pipeline"]["vcs"].update(
-                revision=commit, branch="main", origin_repository_url=url, target_repository_url=url
+                yield _github("workflow_run", payloads.workflow_run(commit, "success", moment, name="lint"), moment)
+            c = payloads.circleci_workflow(
+                commit, "success", moment, name="build-test", delivery=f"{r}-{i}", workflow=f"w{r}-{i}"
             )
             body = orjson.dumps(c)
             yield structured_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events")
             moment += timedelta(milliseconds=1)
 
 
-def repository_fields(r: int) -> dict[str, Any]:
-    """The `repository` fields of bench repository number `r` (github.com/acme/repo<r>) in a GitHub payload."""
-    name = f"acme/repo{r}"
-    return {
-        "full_name": name,
-        "name": f"repo{r}",
-        "url": f"https://api.github.com/repos/{name}",
-        "html_url": f"https://github.com/{name}",
-        "owner": {"login": "acme"},
-    }
-
-
-def lint_passed_run(run: dict[str, Any], r: int, commit: str, when: str) -> dict[str, Any]:
-    """A workflow_run payload (`run`, the corpus's) edited into a successful first `lint` run of `commit`."""
-    finished = {
-        "name": "lint",
-        "head_sha": commit,
-        "head_branch": "main",
-        "run_attempt": 1,
-        "status": "completed",
-        "conclusion": "success",
-        "updated_at": when,
-    }
-    return {
-        **run,
-        "repository": {**run["repository"], **repository_fields(r)},
-        "workflow_run": {**run["workflow_run"], **finished},
-    }
+def bench_repository(r: int) -> Payloads:
+    """Payloads of bench repository number `r`: github.com/acme/repo<r>, branch main."""
+    return Payloads(f"acme/repo{r}")
 
 
 def _github(event: str, payload: dict[str, Any], received: datetime) -> Record:

@@ -30,7 +30,7 @@ from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.common import process, record
-from bench.join import Pipeline, lint_passed_run, pipeline, worker_env
+from bench.join import Pipeline, bench_repository, pipeline, worker_env
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
 from streams.domain.policy_file import load_policies
@@ -40,10 +40,8 @@ from streams.domain.webhook_mapping import github_attributes
 from streams.local.processes import free_port
 from streams.webhooks.envelopes import provider_event, structured_record
 from streams.worker.state_store import StateStore
-from tests.support.fixtures import fixture
 
 MB = 1024 * 1024
-RUN_PAYLOAD = fixture("github/workflow_run.completed.payload.json")
 
 
 def memory(pid: int) -> dict[str, float]:
@@ -107,9 +105,7 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
 
 def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
     """The missing check of `commit`, as the webhook server would have written it: (topic, key, value)."""
-    payload = orjson.loads(RUN_PAYLOAD.read_bytes())
-    when = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-    payload = lint_passed_run(payload, repository, commit, when)
+    payload = bench_repository(repository).workflow_run(commit, "success", datetime.now(UTC), name="lint")
     body = orjson.dumps(payload)
     event = provider_event(github_attributes("workflow_run", payload), f"lint-{commit}", body, datetime.now(UTC))
     out = structured_record(event, "github.events")

@@ -9,11 +9,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from streams.demo.deliveries import NULL_SHA, Payloads
 from streams.local import kafka
 from tests.chaos.conftest import figures
 from tests.integration.test_webhooks_kafka import apply_topics
@@ -60,16 +62,8 @@ async def _post_until_stopped(url: str, phases: Phases) -> list[tuple[str, str, 
     async def client(session: aiohttp.ClientSession) -> None:
         while not phases.stop.is_set():
             i = next(counter)
-            payload: dict[str, object] = {
-                "ref": "refs/heads/main",
-                "before": "0" * 40,
-                "after": f"{i:040x}",
-                "seq": i,
-                "repository": {
-                    "full_name": f"acme/repo{i % 50}",
-                    "url": f"https://api.github.com/repos/acme/repo{i % 50}",
-                },
-            }
+            payload: dict[str, object] = Payloads(f"acme/repo{i % 50}").push(NULL_SHA, f"{i:040x}", datetime.now(UTC))
+            payload["seq"] = i
             delivery = github_delivery("push", payload, delivery=f"outage-{i}")
             seen = phases.now
             async with session.post(url + delivery.path, data=delivery.body, headers=dict(delivery.headers)) as answer:

@@ -6,11 +6,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from streams.adapters.kafka_producer import DurableProducer
+from streams.demo.deliveries import NULL_SHA, Payloads
 from streams.local import kafka
 from streams.webhooks.server import WebhookServer
 from tests.integration.test_webhooks_kafka import apply_topics, webhook_settings
@@ -57,13 +59,7 @@ def test_broker_outage_gives_only_503s_and_loses_no_acknowledged_event(own_broke
     try:
         while not stop.is_set():
             seen = phase
-            payload = {
-                "ref": "refs/heads/main",
-                "before": "0" * 40,
-                "after": f"{i:040x}",
-                "seq": i,
-                "repository": {"full_name": "acme/shop", "url": "https://api.github.com/repos/acme/shop"},
-            }
+            payload = {**Payloads("acme/shop").push(NULL_SHA, f"{i:040x}", datetime.now(UTC)), "seq": i}
             status, _, headers = client.post(github_delivery("push", payload, delivery=f"outage-{i}"))
             ended = phase
             # A request that straddled a transition belongs to neither side.

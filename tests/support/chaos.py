@@ -4,7 +4,6 @@ rules decide from the same records."""
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import random
@@ -18,20 +17,15 @@ from confluent_kafka import Producer
 
 from streams import catalog
 from streams.adapters.kafka_producer import Record
+from streams.demo.deliveries import Payloads
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
 from streams.domain.webhook_mapping import github_attributes
 from streams.webhooks.envelopes import provider_event, structured_record
 from streams.worker.decoding import RawRecord, decode, facts_of
-from tests.support.fixtures import FIXTURES
 
 ZERO = "0" * 40
-_PUSH = json.loads((FIXTURES / "github" / "push.with-new-branch.payload.json").read_text())
-_RUN = json.loads((FIXTURES / "github" / "workflow_run.completed.payload.json").read_text())
-_WORKFLOW = json.loads(
-    (FIXTURES / "circleci" / "docs" / "workflow-completed.github-oauth-bitbucket-cloud.docs.json").read_text()
-)
 
 
 def commit_id(repository: int, index: int) -> str:
@@ -76,16 +70,6 @@ class _Builder:
         self.moment += timedelta(milliseconds=10)
         return self.moment
 
-    def _repository(self, r: int) -> dict[str, Any]:
-        name = f"chaos/repo{r}"
-        return {
-            "full_name": name,
-            "name": f"repo{r}",
-            "url": f"https://api.github.com/repos/{name}",
-            "html_url": f"https://github.com/{name}",
-            "owner": {"login": "chaos"},
-        }
-
     def _github(self, event: str, payload: dict[str, Any], delivery: str, when: datetime) -> Record:
         body = json.dumps(payload).encode()
         return structured_record(
@@ -94,42 +78,29 @@ class _Builder:
 
     def push(self, r: int, before: str, after: str) -> Record:
         when = self._tick()
-        payload = copy.deepcopy(_PUSH)
-        payload.update(ref="refs/heads/main", before=before, after=after, forced=False, created=False, deleted=False)
-        payload["repository"] = {**payload["repository"], **self._repository(r)}
-        payload["head_commit"] = {**(payload.get("head_commit") or {}), "id": after, "timestamp": when.isoformat()}
-        return self._github("push", payload, f"push-{r}-{after}", when)
+        return self._github("push", _payloads(r).push(before, after, when), f"push-{r}-{after}", when)
 
     def lint(self, r: int, commit: str, conclusion: str, attempt: int) -> Record:
         when = self._tick()
-        payload = copy.deepcopy(_RUN)
-        payload["repository"] = {**payload["repository"], **self._repository(r)}
-        payload["workflow_run"].update(
-            name="lint",
-            head_sha=commit,
-            head_branch="main",
-            run_attempt=attempt,
-            status="completed",
-            conclusion=conclusion,
-            updated_at=when.isoformat().replace("+00:00", "Z"),
-        )
+        payload = _payloads(r).workflow_run(commit, conclusion, when, name="lint", attempt=attempt)
         return self._github("workflow_run", payload, f"lint-{r}-{commit}-{attempt}", when)
 
     def circleci(self, r: int, commit: str, status: str, run: int) -> Record:
         when = self._tick()
-        url = f"https://github.com/chaos/repo{r}"
-        payload = copy.deepcopy(_WORKFLOW)
-        payload.update(
-            id=f"cci-{r}-{commit[:12]}-{run}",
-            happened_at=when.isoformat().replace("+00:00", "Z"),
-            project={**payload["project"], "slug": f"gh/chaos/repo{r}"},
-        )
-        payload["workflow"].update(id=f"wf-{r}-{commit[:12]}-{run}", name="build-test", status=status)
-        payload["pipeline"]["vcs"].update(
-            revision=commit, branch="main", origin_repository_url=url, target_repository_url=url
+        payload = _payloads(r).circleci_workflow(
+            commit,
+            status,
+            when,
+            name="build-test",
+            delivery=f"cci-{r}-{commit[:12]}-{run}",
+            workflow=f"wf-{r}-{commit[:12]}-{run}",
         )
         body = json.dumps(payload).encode()
         return structured_record(provider_event(circleci_attributes(payload), payload["id"], body, when), "ci.events")
+
+
+def _payloads(r: int) -> Payloads:
+    return Payloads(f"chaos/repo{r}")
 
 
 def build(repositories: int, commits: int, seed: int = 8) -> Scenario:
