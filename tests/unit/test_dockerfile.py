@@ -99,3 +99,14 @@ def test_everything_copied_exists_and_is_not_ignored() -> None:
             for source in rest.split()[:-1]:
                 assert (ROOT / source).exists(), source
                 assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is ignored"
+
+
+def test_the_image_installs_the_runtime_dependencies_only() -> None:
+    """Extras (dev: pytest, testcontainers, ...; report: matplotlib) stay out of the production image."""
+    installs = [
+        rest for stage in stages(DOCKERFILE.read_text()) for word, rest in stage if word == "RUN" and "pip" in rest
+    ]
+    assert installs, "the Dockerfile installs nothing with pip"
+    for command in installs:
+        assert "[" not in command, f"{command}: installs an extra"
+        assert "requirements" not in command, f"{command}: installs beside pyproject's dependencies"
