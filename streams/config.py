@@ -83,6 +83,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int, *, zero_disables: bool) -> int:
+    """A TCP port, 1 to 65535; where `zero_disables`, 0 too, meaning the endpoint is not served."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    lowest = 0 if zero_disables else 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not lowest <= value <= 65535:
+        off = " (0: not served)" if zero_disables else ""
+        raise ConfigError(f"{name} must be a port from {lowest} to 65535{off}, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     """The webhook server. Secrets are comma-separated so a new one can be added before the old one is removed."""
@@ -123,8 +139,8 @@ class WorkerSettings:
     store: str  # "rocksdb://" in production; "memory://" where restarts may rebuild from the changelog
     datadir: Path
     web_host: str
-    web_port: int
-    web_enabled: bool
+    web_port: int  # 0: not served, like AUTODEPLOY_WORKER_WEB=0
+    web_enabled: bool  # Faust's web server: /metrics, the lag export and what `autodeploy why` asks
     block_cache_bytes: int
     cache_commits: int  # commits whose states stay decoded in memory (the rest are read back from RocksDB)
     tick_interval_s: float
@@ -138,13 +154,14 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         env = os.environ if env is None else env
+        web_port = _port(env, "AUTODEPLOY_WORKER_PORT", 6066, zero_disables=True)
         return cls(
             app_id=env.get("AUTODEPLOY_WORKER_ID", "autodeploy-readiness"),
             store=env.get("AUTODEPLOY_WORKER_STORE", "rocksdb://"),
             datadir=Path(env.get("AUTODEPLOY_WORKER_DATADIR") or LocalSettings.from_env(env).state_dir / "worker"),
             web_host=env.get("AUTODEPLOY_WORKER_HOST", "127.0.0.1"),
-            web_port=int(_float(env, "AUTODEPLOY_WORKER_PORT", 6066)),
-            web_enabled=env.get("AUTODEPLOY_WORKER_WEB", "1") != "0",
+            web_port=web_port,
+            web_enabled=env.get("AUTODEPLOY_WORKER_WEB", "1") != "0" and web_port != 0,
             # RocksDB's default is 2 GiB per partition; a worker owns several partitions.
             block_cache_bytes=int(_float(env, "AUTODEPLOY_WORKER_BLOCK_CACHE_BYTES", 16 * 1024 * 1024)),
             cache_commits=int(_float(env, "AUTODEPLOY_WORKER_CACHE_COMMITS", 50_000)),
@@ -178,7 +195,7 @@ class DeployAgentSettings:
             rollout_timeout_s=_float(env, "AUTODEPLOY_ROLLOUT_TIMEOUT_S", 600.0),
             request_timeout_s=_float(env, "AUTODEPLOY_K8S_REQUEST_TIMEOUT_S", 10.0),
             publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 10.0),
-            metrics_port=int(_float(env, "AUTODEPLOY_DEPLOY_METRICS_PORT", 9102)),
+            metrics_port=_port(env, "AUTODEPLOY_DEPLOY_METRICS_PORT", 9102, zero_disables=True),
             metrics_host=env.get("AUTODEPLOY_DEPLOY_METRICS_HOST") or "0.0.0.0",  # noqa: S104 - see above
         )
 
@@ -204,7 +221,7 @@ class LagSettings:
             interval_s=_float(env, "AUTODEPLOY_LAG_INTERVAL_S", 10.0),
             stall_after_s=_float(env, "AUTODEPLOY_LAG_STALL_S", 60.0),
             host=env.get("AUTODEPLOY_LAG_EXPORTER_HOST", "127.0.0.1"),
-            port=int(_float(env, "AUTODEPLOY_LAG_EXPORTER_PORT", 9103)),
+            port=_port(env, "AUTODEPLOY_LAG_EXPORTER_PORT", 9103, zero_disables=False),
             in_worker=env.get("AUTODEPLOY_WORKER_LAG", "1") != "0",
         )
 
