@@ -242,7 +242,8 @@ def parse_policies(doc: Any, where: str) -> Policies:
     return Policies(services)
 
 
-# libyaml's parser where PyYAML was built with it: a policy file of thousands of services loads ~10x faster.
+# libyaml's parser where PyYAML was built with it: a policy file of thousands of services loads much
+# faster (docs/performance.md has the figures).
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
