@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help install run down test test-unit test-integration chaos lint format typecheck bench clean lag-report manifests
+.PHONY: help install run down test test-unit test-integration chaos lint format typecheck docs bench clean lag-report manifests
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ down: install ## stop what `make run` started
 	$(BIN)/autodeploy kafka down
 	$(BIN)/autodeploy cluster down
 
-test: lint typecheck ## ruff, mypy, then every test (unit, and integration against real services)
+test: lint typecheck docs ## ruff, mypy, the docs build, then every test (unit, and integration against real services)
 	$(BIN)/pytest
 
 test-unit: install ## fast tests, no services
@@ -46,6 +46,9 @@ format: install ## apply ruff's formatting and safe fixes
 
 typecheck: install ## mypy --strict on streams/
 	$(BIN)/mypy
+
+docs: install ## build the documentation site (docs/, mkdocs.yml) into site/; --strict fails on a broken link
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install ## benchmarks, each as a ratio to a baseline measured in the same run (results in bench/results.json)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
@@ -71,4 +74,4 @@ manifests: install ## render k8s/ with kustomize: OVERLAY=dev or prod (default),
 	$(BIN)/autodeploy manifests $(or $(OVERLAY),prod)
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
-	rm -rf $(VENV) .venv-quix .pytest-state .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-quix .pytest-state .pytest_cache .mypy_cache .ruff_cache site

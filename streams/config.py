@@ -1,4 +1,8 @@
-"""Settings read from the environment, in this one place, into frozen dataclasses."""
+"""Settings read from the environment, in this one place, into frozen dataclasses.
+
+No other module of `streams/` reads `os.environ` (a unit test holds it so); docs/configuration.md has a row for every
+variable read here (another unit test holds that).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streams.local.cache import state_dir
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Where downloads, builds and the state of local services live, and the Java that runs the local broker."""
+
+    cache_dir: Path  # $AUTODEPLOY_CACHE_DIR, else $XDG_CACHE_HOME/autodeploy, else ~/.cache/autodeploy
+    state_dir: Path  # pid, address and data files of running local services; $AUTODEPLOY_STATE_DIR isolates tests
+    java_home: Path | None  # None: `java` on PATH
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
+        env = os.environ if env is None else env
+        explicit_cache = env.get("AUTODEPLOY_CACHE_DIR")
+        xdg = env.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg else Path.home() / ".cache"
+        cache = Path(explicit_cache) if explicit_cache else base / "autodeploy"
+        explicit_state = env.get("AUTODEPLOY_STATE_DIR")
+        java_home = env.get("JAVA_HOME")
+        return cls(
+            cache_dir=cache,
+            state_dir=Path(explicit_state) if explicit_state else cache / "state",
+            java_home=Path(java_home) if java_home else None,
+        )
+
+
+def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment with `overrides`, for a child process (the services `autodeploy up` starts, the Go
+    toolchain): children read their own settings, and tools need PATH, HOME and the like passed on as they are."""
+    return {**os.environ, **(overrides or {})}
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,22 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from e
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+def _port(env: Mapping[str, str], name: str, default: int, *, zero_disables: bool) -> int:
+    """A TCP port, 1 to 65535; where `zero_disables`, 0 too, meaning the endpoint is not served."""
+    raw = env.get(name)
+    if not raw:
+        return default
+    lowest = 0 if zero_disables else 1
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not lowest <= value <= 65535:
+        off = " (0: not served)" if zero_disables else ""
+        raise ConfigError(f"{name} must be a port from {lowest} to 65535{off}, got {raw!r}")
     return value
 
 
@@ -91,8 +139,8 @@ class WorkerSettings:
     store: str  # "rocksdb://" in production; "memory://" where restarts may rebuild from the changelog
     datadir: Path
     web_host: str
-    web_port: int
-    web_enabled: bool
+    web_port: int  # 0: not served, like AUTODEPLOY_WORKER_WEB=0
+    web_enabled: bool  # Faust's web server: /metrics, the lag export and what `autodeploy why` asks
     block_cache_bytes: int
     cache_commits: int  # commits whose states stay decoded in memory (the rest are read back from RocksDB)
     tick_interval_s: float
@@ -106,13 +154,14 @@ class WorkerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
         env = os.environ if env is None else env
+        web_port = _port(env, "AUTODEPLOY_WORKER_PORT", 6066, zero_disables=True)
         return cls(
             app_id=env.get("AUTODEPLOY_WORKER_ID", "autodeploy-readiness"),
             store=env.get("AUTODEPLOY_WORKER_STORE", "rocksdb://"),
-            datadir=Path(env.get("AUTODEPLOY_WORKER_DATADIR") or state_dir() / "worker"),
+            datadir=Path(env.get("AUTODEPLOY_WORKER_DATADIR") or LocalSettings.from_env(env).state_dir / "worker"),
             web_host=env.get("AUTODEPLOY_WORKER_HOST", "127.0.0.1"),
-            web_port=int(_float(env, "AUTODEPLOY_WORKER_PORT", 6066)),
-            web_enabled=env.get("AUTODEPLOY_WORKER_WEB", "1") != "0",
+            web_port=web_port,
+            web_enabled=env.get("AUTODEPLOY_WORKER_WEB", "1") != "0" and web_port != 0,
             # RocksDB's default is 2 GiB per partition; a worker owns several partitions.
             block_cache_bytes=int(_float(env, "AUTODEPLOY_WORKER_BLOCK_CACHE_BYTES", 16 * 1024 * 1024)),
             cache_commits=int(_float(env, "AUTODEPLOY_WORKER_CACHE_COMMITS", 50_000)),
@@ -146,7 +195,7 @@ class DeployAgentSettings:
             rollout_timeout_s=_float(env, "AUTODEPLOY_ROLLOUT_TIMEOUT_S", 600.0),
             request_timeout_s=_float(env, "AUTODEPLOY_K8S_REQUEST_TIMEOUT_S", 10.0),
             publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 10.0),
-            metrics_port=int(_float(env, "AUTODEPLOY_DEPLOY_METRICS_PORT", 9102)),
+            metrics_port=_port(env, "AUTODEPLOY_DEPLOY_METRICS_PORT", 9102, zero_disables=True),
             metrics_host=env.get("AUTODEPLOY_DEPLOY_METRICS_HOST") or "0.0.0.0",  # noqa: S104 - see above
         )
 
@@ -172,6 +221,33 @@ class LagSettings:
             interval_s=_float(env, "AUTODEPLOY_LAG_INTERVAL_S", 10.0),
             stall_after_s=_float(env, "AUTODEPLOY_LAG_STALL_S", 60.0),
             host=env.get("AUTODEPLOY_LAG_EXPORTER_HOST", "127.0.0.1"),
-            port=int(_float(env, "AUTODEPLOY_LAG_EXPORTER_PORT", 9103)),
+            port=_port(env, "AUTODEPLOY_LAG_EXPORTER_PORT", 9103, zero_disables=False),
             in_worker=env.get("AUTODEPLOY_WORKER_LAG", "1") != "0",
         )
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """`autodeploy demo`: the secrets it signs with when set (the first of each list), else the ones `up` stored."""
+
+    github_secret: bytes | None = field(repr=False)
+    circleci_secret: bytes | None = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DemoSettings:
+        env = os.environ if env is None else env
+        github = _secrets(env.get("GITHUB_WEBHOOK_SECRETS"))
+        circleci = _secrets(env.get("CIRCLECI_WEBHOOK_SECRETS"))
+        return cls(github_secret=github[0] if github else None, circleci_secret=circleci[0] if circleci else None)
+
+
+@dataclass(frozen=True)
+class WhySettings:
+    """`autodeploy why`: the running worker it asks."""
+
+    worker_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WhySettings:
+        env = os.environ if env is None else env
+        return cls(worker_url=env.get("AUTODEPLOY_WORKER_URL") or "http://127.0.0.1:6066")

@@ -20,9 +20,9 @@ log = logging.getLogger(__name__)
 # librdkafka's own messages (disconnects, retries) go through logging instead of raw stderr lines.
 _librdkafka_log = logging.getLogger(__name__ + ".librdkafka")
 
-# A short linger: a webhook waits for its acknowledgement, but one produce request per record costs the broker
-# ~180-270 us of CPU per webhook; 2 ms of linger gathers concurrent webhooks into one request (~45 us per webhook) and
-# raised webhook throughput 1.8x in bench/webhooks.py, on a machine where the broker shares the cores.
+# A short linger: a webhook waits for its acknowledgement, but one produce request per record costs the broker CPU
+# per webhook; 2 ms of linger gathers concurrent webhooks into one request, which matters where the broker shares
+# the cores (docs/performance.md has what bench/webhooks.py measured).
 PRODUCER_DEFAULTS: Mapping[str, Any] = {
     "acks": "all",
     "enable.idempotence": True,

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
 from typing import Any
 
 from streams import brokers, catalog
-from streams.config import Settings
+from streams.config import DemoSettings, Settings
 from streams.demo.deliveries import Secrets
 from streams.demo.play import Player, http_post
 from streams.demo.scenario import build
@@ -36,9 +35,10 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _secret(env_name: str, stored: dict[str, Any], key: str) -> bytes:
-    configured = [s.strip() for s in os.environ.get(env_name, "").split(",") if s.strip()]
-    value = configured[0] if configured else stored.get(key)
+def _secret(configured: bytes | None, env_name: str, stored: dict[str, Any], key: str) -> bytes:
+    if configured:
+        return configured
+    value = stored.get(key)
     if not value:
         raise ValueError(f"no webhook secret: set {env_name} or start the pipeline with `autodeploy up` (make run)")
     return str(value).encode()
@@ -47,9 +47,10 @@ def _secret(env_name: str, stored: dict[str, Any], key: str) -> bytes:
 def run(args: argparse.Namespace) -> int:
     stored: dict[str, Any] = json.loads(up_file().read_text()) if up_file().is_file() else {}
     url = args.url or stored.get("url") or "http://127.0.0.1:8080"
+    configured = DemoSettings.from_env()
     keys = Secrets(
-        _secret("GITHUB_WEBHOOK_SECRETS", stored, "github_secret"),
-        _secret("CIRCLECI_WEBHOOK_SECRETS", stored, "circleci_secret"),
+        _secret(configured.github_secret, "GITHUB_WEBHOOK_SECRETS", stored, "github_secret"),
+        _secret(configured.circleci_secret, "CIRCLECI_WEBHOOK_SECRETS", stored, "circleci_secret"),
     )
     settings = Settings.from_env()
     scenario = build(load_policies(settings.policy_path), keys, args.run_id or secrets.token_hex(4), args.repository)

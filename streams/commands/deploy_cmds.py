@@ -66,8 +66,7 @@ def run(args: argparse.Namespace) -> int:
         publish=publisher,
         deployments=DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s),
     )
-    server = agent.metrics.serve(agent_settings.metrics_port, agent_settings.metrics_host)
-    print(f"deploy agent metrics on http://{agent_settings.metrics_host}:{agent_settings.metrics_port}/metrics")
+    server = serve_metrics(agent.metrics, agent_settings)
     stop = threading.Event()
     # SIGTERM (a pod being stopped) ends the loop between records, or during a retry's back-off.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -76,9 +75,20 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stop.set()
     finally:
-        server.shutdown()
+        if server is not None:
+            server.shutdown()
         publisher.close()
     return 0
+
+
+def serve_metrics(metrics: Any, settings: DeployAgentSettings) -> Any | None:
+    """Serve the agent's /metrics where its settings say; port 0: not served (returns None)."""
+    if settings.metrics_port == 0:
+        print("deploy agent metrics not served (AUTODEPLOY_DEPLOY_METRICS_PORT=0)")
+        return None
+    server = metrics.serve(settings.metrics_port, settings.metrics_host)
+    print(f"deploy agent metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    return server
 
 
 def run_unblock(args: argparse.Namespace) -> int:

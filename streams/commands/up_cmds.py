@@ -20,7 +20,7 @@ from typing import Any
 from streams import catalog
 from streams.commands import topics_cmds
 from streams.commands.demo_cmds import up_file
-from streams.config import Settings
+from streams.config import Settings, WebhookSettings, child_environment
 from streams.domain.policy_file import load_policies
 from streams.local import cluster, kafka, processes
 from streams.local.cache import state_dir
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
     if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout) != 0:
         return 2
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AUTODEPLOY_WORKER_PORT": str(args.worker_port)}
+    env = child_environment({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AUTODEPLOY_WORKER_PORT": str(args.worker_port)})
     logs = state_dir() / "up"
     demo: dict[str, str] = {"url": f"http://127.0.0.1:{args.port}"}
-    if not env.get("GITHUB_WEBHOOK_SECRETS"):
+    if not WebhookSettings.from_env().github_secrets:
         # A demo secret, printed, rather than an unsigned endpoint: the server never runs open by accident.
         env["GITHUB_WEBHOOK_SECRETS"] = env["CIRCLECI_WEBHOOK_SECRETS"] = secrets.token_hex(16)
         print(f"webhook secret (GitHub and CircleCI): {env['GITHUB_WEBHOOK_SECRETS']}", flush=True)

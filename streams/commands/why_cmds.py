@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
+from streams.config import WhySettings
 from streams.domain.policy import normalise_repository
 from streams.worker.explain import fetch, render
 
@@ -17,7 +17,7 @@ def register(sub: Any) -> None:
     parser.add_argument("commit", help="the commit SHA")
     parser.add_argument(
         "--worker",
-        default=os.environ.get("AUTODEPLOY_WORKER_URL", "http://127.0.0.1:6066"),
+        default=None,
         help="the worker's web address (default $AUTODEPLOY_WORKER_URL or http://127.0.0.1:6066)",
     )
     parser.add_argument("--json", action="store_true", help="print the JSON document")
@@ -28,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     repository = normalise_repository(args.repository)
     if repository is None:
         raise ValueError(f"not a repository: {args.repository!r} (expected owner/repo)")
-    document = fetch(args.worker, repository, args.commit.lower())
+    document = fetch(args.worker or WhySettings.from_env().worker_url, repository, args.commit.lower())
     print(json.dumps(document, indent=2) if args.json else render(document))
     return 0

@@ -72,6 +72,8 @@ _SERVICE_OPTIONAL: Final = (
 )
 DEFAULT_MAX_FAILED_ROLLOUTS: Final = 3
 _KUBERNETES_KEYS: Final = ("namespace", "deployment", "container")
+_TOP_KEYS: Final = ("services",)
+_TOP_OPTIONAL: Final = ("freeze",)
 
 
 def parse_duration(text: object) -> timedelta:
@@ -219,7 +221,7 @@ def parse_policies(doc: Any, where: str) -> Policies:
     try:
         if doc is None:
             raise _Invalid("services", "is required (the file is empty)")
-        top = _mapping(doc, "", ("services",), ("freeze",))
+        top = _mapping(doc, "", _TOP_KEYS, _TOP_OPTIONAL)
         global_freeze = _freeze(top["freeze"], "freeze") if "freeze" in top else ()
         if not isinstance(top["services"], dict) or not top["services"]:
             raise _Invalid("services", "must map at least one service name to its policy")
@@ -240,7 +242,8 @@ def parse_policies(doc: Any, where: str) -> Policies:
     return Policies(services)
 
 
-# libyaml's parser where PyYAML was built with it: a policy file of thousands of services loads ~10x faster.
+# libyaml's parser where PyYAML was built with it: a policy file of thousands of services loads much
+# faster (docs/performance.md has the figures).
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 

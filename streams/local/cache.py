@@ -1,22 +1,17 @@
-"""Where downloaded artifacts, builds and the state of local services live."""
+"""Where downloaded artifacts, builds and the state of local services live (read by `streams.config`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from streams.config import LocalSettings
 
 
 def cache_dir() -> Path:
     """`$AUTODEPLOY_CACHE_DIR`, else `$XDG_CACHE_HOME/autodeploy`, else `~/.cache/autodeploy`."""
-    explicit = os.environ.get("AUTODEPLOY_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "autodeploy"
+    return LocalSettings.from_env().cache_dir
 
 
 def state_dir() -> Path:
     """Pid, address and data files of running local services; `$AUTODEPLOY_STATE_DIR` isolates tests."""
-    explicit = os.environ.get("AUTODEPLOY_STATE_DIR")
-    return Path(explicit) if explicit else cache_dir() / "state"
+    return LocalSettings.from_env().state_dir

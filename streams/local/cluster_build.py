@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from streams.config import child_environment
 from streams.local.cache import cache_dir
 from streams.local.kwok_stages import CUSTOM_STAGE, stages_yaml
 
@@ -250,8 +251,7 @@ def _go_source(name: str) -> str:
 
 
 def _go_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["CGO_ENABLED"] = "0"  # static binaries, and no C toolchain needed
+    env = child_environment({"CGO_ENABLED": "0"})  # static binaries, and no C toolchain needed
     env.setdefault("GOFLAGS", "-buildvcs=false")
     return env
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any, TextIO
 
 from confluent_kafka.admin import AdminClient
 
+from streams.config import LocalSettings
 from streams.local import processes
 from streams.local.cache import cache_dir, state_dir
 
@@ -115,8 +115,8 @@ def _state_file() -> Path:
 
 
 def _java() -> str:
-    home = os.environ.get("JAVA_HOME")
-    java = Path(home) / "bin" / "java" if home else shutil.which("java")
+    home = LocalSettings.from_env().java_home
+    java = home / "bin" / "java" if home else shutil.which("java")
     if java is None or not Path(java).exists():
         raise KafkaStartError("Java is not installed (no JAVA_HOME and no `java` on PATH); Kafka needs Java 17+")
     return str(java)

@@ -1,7 +1,7 @@
 """Request bodies as strict JSON, with Python objects built only for the fields the mapping reads.
 
 A webhook body is validated whole, but only a dozen of its fields are read (the repository, a ref, a time) and its
-bytes are published as they came. Parsing it into dicts made the server build and free every object of an 8.8 KB
+bytes are published as they came. Parsing it into dicts made the server build and free every object of a whole
 push, its largest single cost. A `Projection` decodes with msgspec into a structure holding just the paths the mapping
 declares (`webhook_mapping.github_paths`): msgspec checks the grammar of everything it skips, Python's UTF-8 decoder
 checks the bytes of the strings it skips, and whatever msgspec does not take (a field of another shape, a malformed

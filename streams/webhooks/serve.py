@@ -43,7 +43,7 @@ async def serve(
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
     # What exists now (modules, catalog, app) lives as long as the process: frozen, collections skip it. Requests
-    # leave little cyclic garbage, so the first generation is collected less often (+1-2% webhooks/s in the bench).
+    # leave little cyclic garbage, so the first generation is collected less often (docs/performance.md).
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     bound = runner.addresses[0]

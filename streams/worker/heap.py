@@ -11,9 +11,9 @@ log = logging.getLogger(__name__)
 
 def trim_heap() -> bool | None:
     """glibc keeps freed heap memory for reuse, so a recovery's transient buffers (changelog records, decoded states
-    read once) stay in the worker's RSS long after they are gone: `bench/rss.py` measured 435 MB after a fresh
-    recovery of 100k commits and 364 MB with this call after it. Returns whether memory was released; None where
-    the C library has no `malloc_trim` (musl, macOS)."""
+    read once) stay in the worker's RSS long after they are gone (docs/performance.md: what `bench/rss.py` measured
+    with and without this call). Returns whether memory was released; None where the C library has no
+    `malloc_trim` (musl, macOS)."""
     try:
         trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
     except (OSError, AttributeError):

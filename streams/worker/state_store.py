@@ -227,8 +227,8 @@ class StateStore:
         """Per repository in the table (after a table recovery): its partition, per service its waiting commits'
         first facts (`waiting_first_facts`), which is all the deadlines need, and its last batch's outbox (the worker
         publishes it again if that batch's offsets are not committed); no record is decoded and the cache
-        starts empty (states are read on use). Decoding every state here kept a restart at 1M tracked commits
-        busy for 56-79 s; reading first facts only, 7.5 s.
+        starts empty (states are read on use). Decoding every state here made a restart's time grow with every
+        tracked commit (docs/performance.md has the figures).
 
         One pass over the table's records, a repository at a time: its keys share its prefix, so in key order they
         come together. RocksDB iterates each partition in key order (`table_sorted`); other tables are sorted here
@@ -294,5 +294,5 @@ def _record_reader(part: Callable[[str, Any], Any]) -> Callable[[str], dict[str,
 
 def _dumps_kept(value: Any) -> bytes:
     """JSON bytes that stay in the cache: orjson hands back its whole growth buffer (4 KiB at least, however short
-    the JSON), so a part kept as it came cost ~3 KB per cached commit; a copy of the exact length does not."""
+    the JSON), so a part kept as it came would hold that buffer in the cache; a copy of the exact length does not."""
     return bytes(memoryview(orjson.dumps(value)))
