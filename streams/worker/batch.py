@@ -13,7 +13,7 @@ from faust.types import EventT
 
 from streams.adapters.kafka_producer import Record
 from streams.domain.readiness import Decision, RepositoryState
-from streams.worker.decoding import RawRecord
+from streams.events.decoding import RawRecord
 
 
 @contextlib.contextmanager

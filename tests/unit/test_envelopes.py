@@ -13,7 +13,8 @@ from cloudevents.core.v1.event import CloudEvent
 
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import EnvelopeAttributes, github_attributes
-from streams.webhooks.envelopes import PROVIDER_JSON, ProviderEvent, provider_event, structured_record
+from streams.events.encoding import STRUCTURED_JSON, structured_record
+from streams.webhooks.provider_events import ProviderEvent, provider_event
 from tests.support.webhooks import circleci_corpus, github_corpus
 
 RECEIVED = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -53,7 +54,7 @@ def test_the_light_check_still_refuses_an_empty_id() -> None:
 def test_the_record_is_what_the_sdks_kafka_binding_writes(event: str, path: Path) -> None:
     attributes, body = _github(event, path)
     cloud_event = provider_event(attributes, "delivery-1", body, RECEIVED)
-    message = kafka_binding.to_structured(cloud_event, PROVIDER_JSON)
+    message = kafka_binding.to_structured(cloud_event, STRUCTURED_JSON)
     record = structured_record(cloud_event, "github.events")
     assert record.key == message.key.encode()  # type: ignore[union-attr]
     assert record.value == message.value
@@ -64,12 +65,12 @@ def test_the_record_is_what_the_sdks_kafka_binding_writes(event: str, path: Path
 def test_an_event_without_a_partition_key_has_no_record_key() -> None:
     cloud_event = CloudEvent({"specversion": "1.0", "id": "x", "source": "/s", "type": "t"}, {"a": 1})
     assert structured_record(cloud_event, "t").key is None
-    assert kafka_binding.to_structured(cloud_event, PROVIDER_JSON).key is None
+    assert kafka_binding.to_structured(cloud_event, STRUCTURED_JSON).key is None
 
 
 @pytest.mark.parametrize("key", ["github.com/acme/shop", 42])
 def test_keys_of_any_type_are_encoded_as_the_sdk_maps_them(key: object) -> None:
     attributes = {"specversion": "1.0", "id": "x", "source": "/s", "type": "t", "partitionkey": key}
     cloud_event = CloudEvent(attributes, {"a": 1})
-    expected = kafka_binding.to_structured(cloud_event, PROVIDER_JSON).key
+    expected = kafka_binding.to_structured(cloud_event, STRUCTURED_JSON).key
     assert structured_record(cloud_event, "t").key == (expected.encode() if isinstance(expected, str) else expected)
