@@ -23,7 +23,7 @@ from typing import Any
 from quixstreams import Application, State, message_context
 
 from streams import catalog
-from streams.domain.policy_file import load_policies
+from streams.adapters.policy_file import load_policies
 from streams.domain.readiness import apply, empty_state, from_json, to_json
 from streams.events.decoding import RawRecord, Undecodable, decode
 from streams.worker.event_facts import facts_of

@@ -32,8 +32,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.common import ROOT, process, record
 from bench.join import Pipeline, lint_passed_run, pipeline, worker_env
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.policy_file import load_policies
 from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
-from streams.domain.policy_file import load_policies
 from streams.domain.readiness import apply
 from streams.domain.readiness_state import empty_state
 from streams.domain.webhook_mapping import github_attributes
