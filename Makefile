@@ -36,9 +36,10 @@ chaos: install ## the fault suite (tests/chaos; also part of `make test`): kills
 test-integration: install ## tests against a real Kafka broker (started from cached jars unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(BIN)/pytest tests/integration
 
-lint: install ## ruff check and format check
+lint: install ## ruff check and format check, and the import contracts (.importlinter)
 	$(BIN)/ruff check streams tests bench
 	$(BIN)/ruff format --check streams tests bench
+	$(BIN)/lint-imports --no-logo
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format streams tests bench
@@ -74,4 +75,4 @@ manifests: install ## render k8s/ with kustomize: OVERLAY=dev or prod (default),
 	$(BIN)/autodeploy manifests $(or $(OVERLAY),prod)
 
 clean: ## remove the virtualenv and test leftovers (the download cache in ~/.cache/autodeploy stays)
-	rm -rf $(VENV) .venv-quix .pytest-state .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf $(VENV) .venv-quix .pytest-state .pytest_cache .mypy_cache .ruff_cache site .import_linter_cache

@@ -29,11 +29,11 @@ from kubernetes import client, config, watch
 from bench.common import ROOT, broker, process, record
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.policy_file import load_policies
 from streams.catalog.plan import make_plan
 from streams.demo.deliveries import NULL_SHA, History, Secrets, sha
 from streams.demo.play import http_post
 from streams.domain.policy import ServicePolicy
-from streams.domain.policy_file import load_policies
 from streams.local import cluster, processes
 from streams.local.demo_deployments import ensure_demo_deployments
 

@@ -42,8 +42,9 @@ from streams.catalog.plan import make_plan
 from streams.demo.deliveries import Payloads
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
+from streams.events.encoding import structured_record
 from streams.local.processes import free_port
-from streams.webhooks.envelopes import provider_event, structured_record
+from streams.webhooks.provider_events import provider_event
 
 _ZERO = "0" * 40
 

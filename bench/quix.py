@@ -23,9 +23,10 @@ from typing import Any
 from quixstreams import Application, State, message_context
 
 from streams import catalog
-from streams.domain.policy_file import load_policies
+from streams.adapters.policy_file import load_policies
 from streams.domain.readiness import apply, empty_state, from_json, to_json
-from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
+from streams.events.decoding import RawRecord, Undecodable, decode
+from streams.worker.event_facts import facts_of
 from streams.worker.output import readiness_record
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -32,13 +32,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.common import process, record
 from bench.join import Pipeline, bench_repository, pipeline, worker_env
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.policy_file import load_policies
 from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind, EventRef, Outcome
-from streams.domain.policy_file import load_policies
 from streams.domain.readiness import apply
 from streams.domain.readiness_state import empty_state
 from streams.domain.webhook_mapping import github_attributes
+from streams.events.encoding import structured_record
 from streams.local.processes import free_port
-from streams.webhooks.envelopes import provider_event, structured_record
+from streams.webhooks.provider_events import provider_event
 from streams.worker.state_store import StateStore
 
 MB = 1024 * 1024

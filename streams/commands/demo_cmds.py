@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from streams import brokers, catalog
+from streams.adapters.policy_file import load_policies
 from streams.config import DemoSettings, Settings
 from streams.demo.deliveries import Secrets
 from streams.demo.play import Player, http_post
 from streams.demo.scenario import build
 from streams.demo.watch import Watcher
-from streams.domain.policy_file import load_policies
 from streams.local.cache import state_dir
 
 

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     from streams.adapters.kafka_producer import DurableProducer  # noqa: PLC0415 - same
     from streams.adapters.kubernetes_deployments import DeploymentsClient  # noqa: PLC0415 - same
+    from streams.adapters.policy_file import load_policies  # noqa: PLC0415 - same
     from streams.deploy.agent import DeployAgent, SyncPublisher  # noqa: PLC0415 - same
-    from streams.domain.policy_file import load_policies  # noqa: PLC0415 - same
 
     settings = Settings.from_env()
     agent_settings = DeployAgentSettings.from_env()
@@ -94,9 +94,9 @@ def serve_metrics(metrics: Any, settings: DeployAgentSettings) -> Any | None:
 def run_unblock(args: argparse.Namespace) -> int:
     from streams.adapters.kafka_producer import DurableProducer  # noqa: PLC0415 - slow imports, this command only
     from streams.adapters.kubernetes_deployments import DeploymentsClient  # noqa: PLC0415 - same
+    from streams.adapters.policy_file import load_policies  # noqa: PLC0415 - same
     from streams.deploy.agent import SyncPublisher  # noqa: PLC0415 - same
     from streams.deploy.unblock import unblock  # noqa: PLC0415 - same
-    from streams.domain.policy_file import load_policies  # noqa: PLC0415 - same
 
     settings = Settings.from_env()
     agent_settings = DeployAgentSettings.from_env()

@@ -16,7 +16,7 @@ from streams import brokers
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.adapters.prometheus_api import PrometheusAPI
 from streams.config import LagSettings, Settings
-from streams.domain.policy_file import parse_duration
+from streams.domain.policy_document import parse_duration
 from streams.lag.monitor import LagCollector, LagMonitor
 from streams.lag.table import render
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from streams import catalog
+from streams.adapters.policy_file import load_policies
 from streams.commands import topics_cmds
 from streams.commands.demo_cmds import up_file
 from streams.config import Settings, WebhookSettings, child_environment
-from streams.domain.policy_file import load_policies
 from streams.local import cluster, kafka, processes
 from streams.local.cache import state_dir
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from streams import brokers, catalog
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.policy_file import load_policies
 from streams.config import LagSettings, Settings, WorkerSettings
-from streams.domain.policy_file import load_policies
 from streams.lag.monitor import LagMonitor
 
 

@@ -46,7 +46,8 @@ from streams.deploy.pending import Pending
 from streams.deploy.rollouts import Rollouts
 from streams.domain.cdevents import rfc3339
 from streams.domain.policy import Policies
-from streams.worker.decoding import RawRecord, Undecodable, decode
+from streams.events.deadletters import deadletter_headers
+from streams.events.decoding import RawRecord, Undecodable, decode
 
 __all__ = ["DeployAgent", "Handled", "Publish", "Stopped", "SyncPublisher"]
 
@@ -232,14 +233,7 @@ class DeployAgent:
                 self.metrics.rollout_complete(job.pipeline_start, datetime.now(UTC))
 
     def _dead_letter(self, record: RawRecord, reason: str) -> Handled:
-        headers = (
-            *record.headers,
-            ("deadletter_reason", reason.encode()),
-            ("deadletter_topic", record.topic.encode()),
-            ("deadletter_partition", str(record.partition).encode()),
-            ("deadletter_offset", str(record.offset).encode()),
-            ("deadletter_time", datetime.now(UTC).isoformat().encode()),
-        )
+        headers = deadletter_headers(reason, "deploy-agent", record)
         self._publish(Record(self._deadletter, record.key, record.value or b"", headers))
         log.warning(
             "dead letter topic=%s partition=%d offset=%d reason=%s",

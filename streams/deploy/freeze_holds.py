@@ -20,7 +20,7 @@ from streams.deploy.jobs import Handled, Job, ReportOutcome, Retrying
 from streams.deploy.metrics import DeployMetrics
 from streams.deploy.waiting import from_annotation, to_annotation
 from streams.domain.policy import Policies
-from streams.worker.decoding import Undecodable
+from streams.events.decoding import Undecodable
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from streams.deploy.decisions import OutcomeKind, Ready
 from streams.deploy.outcomes import Outcome
 from streams.deploy.waiting import Waiting
 from streams.domain.policy import ServicePolicy
-from streams.worker.decoding import RawRecord
+from streams.events.decoding import RawRecord
 
 Publish = Callable[[Record], None]
 

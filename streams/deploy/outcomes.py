@@ -17,7 +17,7 @@ from cloudevents.core.v1.event import CloudEvent
 from streams.adapters.kafka_producer import Record
 from streams.deploy.decisions import OutcomeKind, Ready
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
-from streams.webhooks.envelopes import structured_record
+from streams.events.encoding import structured_record
 
 SOURCE: Final = "/autodeploy/deploy-agent"
 TYPES: Final[dict[OutcomeKind, str]] = {

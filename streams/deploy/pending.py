@@ -9,7 +9,7 @@ from typing import Any
 from cloudevents.core.base import BaseCloudEvent
 
 from streams.deploy.decisions import READY_TYPE
-from streams.worker.decoding import RawRecord, Undecodable
+from streams.events.decoding import RawRecord, Undecodable
 
 
 @dataclass(frozen=True)

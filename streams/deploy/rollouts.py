@@ -34,7 +34,7 @@ from streams.deploy.decisions import (
 )
 from streams.deploy.jobs import Handled, Job, ReportOutcome
 from streams.deploy.metrics import DeployMetrics
-from streams.worker.decoding import RawRecord
+from streams.events.decoding import RawRecord
 
 log = logging.getLogger(__name__)
 

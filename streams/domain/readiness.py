@@ -59,6 +59,7 @@ __all__ = [
     "Decision",
     "RepositoryState",
     "apply",
+    "earliest_expiry",
     "empty_state",
     "expire",
     "explain",

@@ -37,6 +37,7 @@ __all__ = [
     "to_json",
     "tombstones_from_json",
     "tombstones_to_json",
+    "waiting_first_facts",
 ]
 
 DecisionKind = Literal["ready", "superseded", "expired"]

@@ -8,14 +8,15 @@ from typing import Any
 
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http as http_binding
+from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from streams.catalog import Catalog, schemas
-from streams.webhooks.envelopes import JSON
 
 BATCH = "application/cloudevents-batch+json"
 STRUCTURED = "application/cloudevents+json"
 MAX_BATCH = 1000
+JSON = JSONFormat()
 
 
 class InvalidEvents(ValueError):

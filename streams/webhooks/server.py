@@ -22,9 +22,11 @@ from streams.config import WebhookSettings
 from streams.domain import signatures
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import UnmappableDelivery, github_attributes, github_paths
+from streams.events.deadletters import HttpDelivery, deadletter_headers
+from streams.events.encoding import structured_record
 from streams.webhooks import inbound, json_bodies
-from streams.webhooks.envelopes import deadletter_record, provider_event, structured_record
 from streams.webhooks.metrics import WebhookMetrics
+from streams.webhooks.provider_events import provider_event
 
 log = logging.getLogger(__name__)
 
@@ -156,14 +158,8 @@ class WebhookServer:
         if self.catalog.topic("ci.events").event_type(attributes.type) is None:
             # A CircleCI event type the contract does not know yet: kept, not published to consumers.
             reason = f"undeclared event type {attributes.type}"
-            record = deadletter_record(
-                self.deadletter_topic,
-                body,
-                attributes.partitionkey.encode(),
-                reason=reason,
-                origin="webhooks/circleci",
-                headers=request.headers,
-            )
+            headers = deadletter_headers(reason, "webhooks", HttpDelivery(request.path, request.headers))
+            record = Record(self.deadletter_topic, attributes.partitionkey.encode(), body, headers)
             await self._publish(record, "circleci", request)
             return _json({"stored": "deadletter", "reason": reason})
         cloud_event = provider_event(attributes, delivery, body, received)

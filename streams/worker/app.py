@@ -41,9 +41,11 @@ from streams.catalog import Catalog
 from streams.config import WorkerSettings
 from streams.domain.policy import Policies
 from streams.domain.readiness import RepositoryState, apply, earliest_expiry, expire, explain
+from streams.events.deadletters import deadletter_headers
+from streams.events.decoding import RawRecord, Undecodable, decode
 from streams.worker.batch import Batch, current, received
 from streams.worker.deadlines import Deadlines
-from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
+from streams.worker.event_facts import facts_of
 from streams.worker.explain import to_document
 from streams.worker.heap import trim_heap
 from streams.worker.metrics import WorkerMetrics
@@ -258,14 +260,7 @@ class ReadinessWorker:
             )
 
     async def _deadletter(self, record: RawRecord, reason: str) -> Awaitable[Any]:
-        headers = [
-            *record.headers,
-            ("deadletter_reason", reason.encode()),
-            ("deadletter_topic", record.topic.encode()),
-            ("deadletter_partition", str(record.partition).encode()),
-            ("deadletter_offset", str(record.offset).encode()),
-            ("deadletter_time", datetime.now(UTC).isoformat().encode()),
-        ]
+        headers = list(deadletter_headers(reason, "worker", record))
         return await self.deadletter_topic.send(key=record.key, value=record.value, headers=headers)
 
     async def _tick(self) -> None:

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+# Private: Faust offers no public way to make an event current (Stream._set_current_event is private too), only
+# `faust.current_event()` to read it. tests/unit/test_faust_current_event.py fails if the two part ways.
 from faust.streams import _current_event
 from faust.types import EventT
 
 from streams.adapters.kafka_producer import Record
 from streams.domain.readiness import Decision, RepositoryState
-from streams.worker.decoding import RawRecord
+from streams.events.decoding import RawRecord
 
 
 @contextlib.contextmanager

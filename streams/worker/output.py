@@ -12,7 +12,7 @@ from streams.adapters.kafka_producer import Record
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
 from streams.domain.facts import EventRef
 from streams.domain.readiness import Decision
-from streams.webhooks.envelopes import structured_record
+from streams.events.encoding import structured_record
 
 SOURCE = "/autodeploy/readiness"
 TYPES = {
@@ -84,6 +84,6 @@ def readiness_record(decision: Decision, environment: str, topic: str) -> Record
             "datacontenttype": "application/json",
             "partitionkey": decision.service,
         },
-        orjson.dumps(data),  # bytes: written into the envelope as they are (envelopes.ProviderPayloadFormat)
+        orjson.dumps(data),  # bytes: written into the envelope as they are (encoding.RawJsonDataFormat)
     )
     return structured_record(event, topic)

@@ -23,8 +23,8 @@ from kubernetes import client
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kubernetes_deployments import DeploymentsClient
+from streams.adapters.policy_file import load_policies
 from streams.deploy.decisions import READINESS_EVENT
-from streams.domain.policy_file import load_policies
 from streams.domain.readiness import Decision
 from streams.worker.output import readiness_record
 from tests.chaos.conftest import figures

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from streams.adapters.kafka_admin import TopicAdmin
-from streams.domain.policy_file import load_policies
+from streams.adapters.policy_file import load_policies
 from streams.local.processes import free_port
 from tests.chaos.conftest import figures
 from tests.integration.test_webhooks_kafka import apply_topics

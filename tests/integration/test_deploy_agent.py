@@ -312,8 +312,12 @@ def test_namespace_outside_the_grant_is_reported_once(
         assert "403" in event["data"]["subject"]["content"]["reason"]
         dead = consume(kafka_bootstrap, topics.topic("autodeploy.deadletter").name, 1, timeout=20)
         assert len(dead) == 1
-        reason = dict(dead[0].headers() or [])["deadletter_reason"]
+        headers = dict(dead[0].headers() or [])
+        reason = headers["deadletter_reason"]
         assert isinstance(reason, bytes) and b"403" in reason
+        assert headers["deadletter_origin"] == b"deploy-agent"
+        assert headers["deadletter_topic"] == topics.topic("deploy.readiness").name.encode()
+        assert {"deadletter_partition", "deadletter_offset", "deadletter_time"} <= headers.keys()
         assert DeploymentsClient(admin).get(shop, "shop", "app").image == V1
     finally:
         client.CoreV1Api(admin).delete_namespace(granted)

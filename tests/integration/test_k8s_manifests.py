@@ -18,8 +18,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from streams import catalog
+from streams.adapters.policy_file import load_policies
 from streams.config import REPO_ROOT
-from streams.domain.policy_file import load_policies
 from streams.local import k8s_tools
 from tests.cluster_fixture import ClusterHandle
 from tests.support.services import unavailable

@@ -25,10 +25,10 @@ from kubernetes import client
 
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kubernetes_deployments import DeploymentsClient
+from streams.adapters.policy_file import load_policies
 from streams.adapters.prometheus_api import PrometheusAPI, PrometheusQueryError
 from streams.catalog import Catalog
 from streams.config import REPO_ROOT
-from streams.domain.policy_file import load_policies
 from streams.lag import report
 from streams.local import processes
 from streams.local.demo_deployments import ensure_demo_deployments

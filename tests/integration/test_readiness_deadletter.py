@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from confluent_kafka import Producer
 
@@ -56,7 +57,12 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_good_ones_still_deci
     assert any("empty record value" in r for r in reasons)
     for message in letters:
         headers = dict(message.headers())
+        # The scheme every process writes (topics/catalog.yaml, autodeploy.deadletter), the record's own headers kept.
+        assert headers["content-type"] == b"application/cloudevents+json"
+        assert headers["deadletter_origin"] == b"worker"
         assert headers["deadletter_topic"].decode() in (github, ci)
+        assert 0 <= int(headers["deadletter_partition"]) < cat.topic("github.events").partitions
         assert int(headers["deadletter_offset"]) >= 0
+        assert datetime.fromisoformat(headers["deadletter_time"].decode()).tzinfo is not None
         assert message.key() == key
     assert b"\x00not json at all" in {m.value() for m in letters}, "the bytes are kept as read"

@@ -22,8 +22,10 @@ from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
 from streams.domain.webhook_mapping import github_attributes
-from streams.webhooks.envelopes import provider_event, structured_record
-from streams.worker.decoding import RawRecord, decode, facts_of
+from streams.events.decoding import RawRecord, decode
+from streams.events.encoding import structured_record
+from streams.webhooks.provider_events import provider_event
+from streams.worker.event_facts import facts_of
 
 ZERO = "0" * 40
 

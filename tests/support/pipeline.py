@@ -16,9 +16,9 @@ from pathlib import Path
 
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.policy_file import load_policies
 from streams.config import REPO_ROOT
 from streams.domain.policy import Policies
-from streams.domain.policy_file import load_policies
 from streams.local import processes
 from streams.local.demo_deployments import ensure_demo_deployments
 from tests.integration.test_webhooks_kafka import apply_topics

@@ -3,7 +3,7 @@
 Environment variables: the string constants that streams/config.py reads from its environment mapping
 (`env.get("X")`, `env["X"]`, or passed with the mapping to a helper such as `_float(env, "X", 5.0)`).
 Policy-file keys: the keys the parser of autodeploy.yaml accepts (what `_mapping(...)` is given in
-streams/domain/policy_file.py, the `*_KEYS` sets of streams/domain/policy_freeze.py) and the check kinds.
+streams/domain/policy_document.py, the `*_KEYS` sets of streams/domain/policy_freeze.py) and the check kinds.
 A row names its setting in backticks in its first cell: `AUTODEPLOY_X` for a variable, a dotted path such as
 `services.<service>.kubernetes.namespace` for a key (its last part is the key).
 """
@@ -115,7 +115,7 @@ def _read() -> tuple[set[str], set[str]]:
     domain = ROOT / "streams" / "domain"
     variables = environment_variables((ROOT / "streams" / "config.py").read_text(encoding="utf-8"))
     keys = policy_keys(
-        (domain / "policy_file.py").read_text(encoding="utf-8"),
+        (domain / "policy_document.py").read_text(encoding="utf-8"),
         (domain / "policy_freeze.py").read_text(encoding="utf-8"),
     )
     return variables, keys | {kind.value for kind in CheckKind}
@@ -160,7 +160,7 @@ def test_a_row_for_a_setting_not_read_is_reported() -> None:
 
 def test_a_new_policy_key_without_a_row_is_reported() -> None:
     domain = ROOT / "streams" / "domain"
-    source = (domain / "policy_file.py").read_text(encoding="utf-8")
+    source = (domain / "policy_document.py").read_text(encoding="utf-8")
     source = source.replace("_SERVICE_OPTIONAL: Final = (\n", '_SERVICE_OPTIONAL: Final = (\n    "canary",\n')
     keys = policy_keys(source, (domain / "policy_freeze.py").read_text(encoding="utf-8"))
     _, rows = documented(DOC.read_text(encoding="utf-8"))

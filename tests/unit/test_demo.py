@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from streams.adapters.policy_file import load_policies
 from streams.config import REPO_ROOT
 from streams.demo.deliveries import Delivery, Secrets
 from streams.demo.play import DeliveryRefused, Player
@@ -17,7 +18,6 @@ from streams.demo.watch import Observed, parse_outcome, parse_readiness
 from streams.deploy.decisions import Ready
 from streams.deploy.outcomes import Outcome, outcome_record
 from streams.domain.policy import Policies
-from streams.domain.policy_file import load_policies
 from streams.domain.readiness import Decision
 from streams.domain.signatures import circleci_signature_valid, github_signature_valid
 from streams.worker.output import readiness_record

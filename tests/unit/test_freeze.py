@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from streams.domain.freeze import AbsoluteWindow, Frozen, active, parse_weekly
-from streams.domain.policy_file import PolicyError, parse_policies
+from streams.domain.policy_document import PolicyError, parse_policies
 
 WEEKEND = parse_weekly("weekend", "Fri 18:00 - Mon 08:00")
 

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from streams import catalog
 from streams.domain.webhook_mapping import _GITHUB_RULES, github_attributes, github_paths
-from streams.webhooks.envelopes import provider_event, structured_record
+from streams.events.decoding import RawRecord, Undecodable, decode
+from streams.events.encoding import structured_record
 from streams.webhooks.json_bodies import MalformedJson, Projection, loads
-from streams.worker.decoding import RawRecord, Undecodable, decode
+from streams.webhooks.provider_events import provider_event
 from tests.support.fixtures import FIXTURES
 from tests.support.webhooks import github_corpus
 

@@ -1,4 +1,5 @@
-"""autodeploy.yaml: the demo file loads, and every kind of mistake is an error that names its field."""
+"""autodeploy.yaml: the file is read at the edge (adapters.policy_file), its document checked in the domain
+(domain.policy_document), and every kind of mistake is an error that names its field."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
+from streams.adapters.policy_file import load_policies
 from streams.config import REPO_ROOT, Settings
 from streams.domain.facts import CheckId, CheckKind
 from streams.domain.policy import KubernetesTarget, ServicePolicy, normalise_repository
-from streams.domain.policy_file import PolicyError, load_policies, parse_duration, parse_policies
+from streams.domain.policy_document import PolicyError, parse_duration, parse_policies
 
 DEMO = REPO_ROOT / "autodeploy.yaml"
 

@@ -159,7 +159,16 @@ def test_circleci_types_the_contract_does_not_know_are_kept_in_the_deadletter_to
     assert (status, answer["stored"]) == (200, "deadletter")
     [record] = publisher.records
     assert record.topic == "autodeploy.deadletter"
-    assert dict(record.headers)["deadletter_reason"] == b"undeclared event type com.circleci.pipeline-started"
+    assert record.key == b"github.com/circleci/webhook-service"
+    assert json.loads(record.value) == {**WORKFLOW, "type": "pipeline-started"}, "the body as received"
+    headers = dict(record.headers)
+    assert headers["deadletter_reason"] == b"undeclared event type com.circleci.pipeline-started"
+    assert headers["deadletter_origin"] == b"webhooks"
+    assert headers["deadletter_endpoint"] == b"/webhooks/circleci"
+    assert headers["http_content-type"] == b"application/json"
+    assert headers["http_circleci-event-type"] == b"pipeline-started"
+    assert "http_circleci-signature" not in headers, "only headers that describe the body are kept"
+    assert not {"deadletter_topic", "deadletter_partition", "deadletter_offset"} & headers.keys(), "not read from Kafka"
 
 
 def test_circleci_bad_signature_or_missing_id(client: AppClient, publisher: MemoryPublisher) -> None:

@@ -12,7 +12,7 @@ from streams.catalog import schemas
 from streams.config import REPO_ROOT
 from streams.domain.facts import EventRef
 from streams.domain.readiness import Decision
-from streams.worker.decoding import RawRecord, Undecodable, decode
+from streams.events.decoding import RawRecord, Undecodable, decode
 from streams.worker.output import TYPES, cdevent, readiness_record
 from tests.support.fixtures import FIXTURES
 

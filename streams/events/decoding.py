@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import orjson
 from cloudevents.core.base import BaseCloudEvent
@@ -14,8 +14,6 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from streams.catalog import TopicSpec, schemas
-from streams.domain.extract import facts_from_event
-from streams.domain.facts import Fact
 
 
 class _OrjsonFormat(JSONFormat):
@@ -79,19 +77,3 @@ def decode(record: RawRecord, topic: TopicSpec) -> BaseCloudEvent:
     if errors:
         raise Undecodable(f"{event.get_type()}: data does not match its schema: " + "; ".join(errors), "schema")
     return event
-
-
-def facts_of(event: BaseCloudEvent, record: RawRecord, received: datetime | None = None) -> list[Fact]:
-    """The domain facts a decoded event states, remembering where in Kafka it was (and when it was received)."""
-    return facts_from_event(
-        event.get_type(),
-        event.get_source(),
-        event.get_id(),
-        event.get_time() or received or datetime.now(UTC),
-        event.get_data(),
-        partitionkey=event.get_extension("partitionkey"),
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        received=received,
-    )

@@ -1,8 +1,10 @@
-"""`autodeploy.yaml`: the deploy policies, read and checked before anything is deployed by them.
+"""The deploy policies of `autodeploy.yaml`, checked before anything is deployed by them.
 
-The file is strict on purpose. A typo in a key, a check kind or a Kubernetes name would otherwise not fail but quietly
-deploy something else, or nothing: unknown keys, duplicate keys and malformed names are errors, and every error
-names the field (`services.shop.required_checks[0]`) so it can be fixed without reading this code.
+This is given the document as parsed (mappings, lists, strings; streams.adapters.policy_file reads and parses the
+file) and turns it into Policies, or says what is wrong. It is strict on purpose. A typo in a key, a check kind or a
+Kubernetes name would otherwise not fail but quietly deploy something else, or nothing: unknown keys and malformed
+names are errors (a key given twice too, which the file's reader refuses), and every error names the field
+(`services.shop.required_checks[0]`) so it can be fixed without reading this code.
 """
 
 from __future__ import annotations
@@ -10,19 +12,16 @@ from __future__ import annotations
 import difflib
 import re
 import string
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Final
-
-import yaml
 
 from streams.domain.facts import CheckId, CheckKind
 from streams.domain.freeze import FreezeWindow
 from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy, normalise_repository
 from streams.domain.policy_freeze import FreezeFieldError, parse_freeze
 
-__all__ = ["PolicyError", "load_policies", "parse_duration", "parse_policies"]
+__all__ = ["PolicyError", "parse_duration", "parse_policies"]
 
 
 class PolicyError(ValueError):
@@ -217,7 +216,8 @@ def _service(name: object, value: object, field: str, global_freeze: tuple[Freez
 
 
 def parse_policies(doc: Any, where: str) -> Policies:
-    """The policies in a parsed YAML document; `where` (the file, usually) starts every error message."""
+    """The policies in a parsed document (None for an empty file); `where` (the file, usually) starts every error
+    message."""
     try:
         if doc is None:
             raise _Invalid("services", "is required (the file is empty)")
@@ -240,42 +240,3 @@ def parse_policies(doc: Any, where: str) -> Policies:
     except _Invalid as e:
         raise PolicyError(where, e.field, e.problem) from None
     return Policies(services)
-
-
-# libyaml's parser where PyYAML was built with it: a policy file of thousands of services loads much
-# faster (docs/performance.md has the figures).
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _UniqueKeyLoader(_SafeLoader):  # type: ignore[valid-type,misc]  # chosen at import: mypy sees a variable
-    """SafeLoader that refuses a key given twice in one mapping, where PyYAML would silently keep the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark, f"found the key {key!r} twice", key_node.start_mark
-                )
-            seen.add(key)
-        mapping: dict[Hashable, Any] = super().construct_mapping(node, deep=deep)
-        return mapping
-
-
-def load_policies(path: Path) -> Policies:
-    """Read and check the policy file; PolicyError says what is wrong and where."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise PolicyError(str(path), "", f"cannot read the policy file: {e}") from e
-    loader = _UniqueKeyLoader(text)
-    try:
-        doc = loader.get_single_data()
-    except yaml.YAMLError as e:
-        raise PolicyError(str(path), "", f"is not valid YAML: {e}") from e
-    finally:
-        loader.dispose()
-    return parse_policies(doc, str(path))
