@@ -44,7 +44,7 @@ from streams.domain.readiness import RepositoryState, apply, earliest_expiry, ex
 from streams.worker.batch import Batch, current, received
 from streams.worker.deadlines import Deadlines
 from streams.worker.decoding import RawRecord, Undecodable, decode, facts_of
-from streams.worker.explain import to_document
+from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -372,6 +372,10 @@ class ReadinessWorker:
                 pass
             services = worker.policies.for_repository(repository)
             state = worker.store.load(repository, worker._partition_of(repository))
-            return view.json(to_document(repository, commit.lower(), explain(state, commit.lower(), services)))
+            try:
+                commit = resolve_commit(state, commit)
+            except AmbiguousCommit as e:
+                return view.json(ambiguous_document(e), status=AMBIGUOUS_STATUS)
+            return view.json(to_document(repository, commit, explain(state, commit, services)))
 
         return readiness

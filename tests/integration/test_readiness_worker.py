@@ -216,3 +216,14 @@ def test_why_answers_which_facts_a_commit_has_and_lacks(
         check=True,
     ).stdout
     assert "missing check circleci:build-test" in text
+    # The short SHA people copy (`git log --oneline`, the demo) is answered for the whole one, as git resolves it.
+    short = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "why", "acme/shop", waiting[:7], "--worker", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    document = json.loads(short)
+    assert document["commit"] == waiting
+    assert len(next(s for s in document["services"] if s["service"] == "shop")["present"]) == 2

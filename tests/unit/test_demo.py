@@ -128,6 +128,10 @@ def test_player_succeeds_when_every_outcome_arrives(policies: Policies) -> None:
     assert player.play().ok
     assert "result: every expected outcome arrived" in out.getvalue()
     assert "superseded C" in out.getvalue()
+    # Whole SHAs where a person copies them: the commit list at the start, and what rolled out last.
+    a, d = (build(policies, SECRETS, "r").commits[label] for label in "AD")
+    assert f"\n  A {a}\n" in out.getvalue()
+    assert f"rolled out last D {d}, " in out.getvalue()
 
 
 def test_player_fails_on_a_missing_or_unexpected_outcome(policies: Policies) -> None:
