@@ -126,7 +126,8 @@ class Player:
         )
         for service, image in self._scenario.final.items():
             last = [o for o in s.observed if o.service == service and o.kind in ("deployed", "upgraded")]
-            now = f"{self._full_name(last[-1].commit)}, {last[-1].detail}" if last else "nothing rolled out"
+            # The image tag is the whole SHA already.
+            now = f"{self._name(last[-1].commit)}, {last[-1].detail}" if last else "nothing rolled out"
             self._print(f"  {service}: rolled out last {now} (expected {image})")
         for expected in s.missing:
             what = f"{expected.topic} {expected.kind} of {self._full_name(expected.commit)} for {expected.service}"

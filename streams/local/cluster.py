@@ -143,9 +143,10 @@ def down(timeout: float = 30.0, progress: Progress | None = None) -> bool:
         if processes.alive(pid) and _cmdline_starts_with(pid, cmd):
             started = time.monotonic()
             how = processes.stop(pid, timeout)
-            if progress is not None:
+            if progress is not None:  # the caller says it (`autodeploy up` prints it): not twice
                 progress(f"{how} {name} (pid {pid}) in {time.monotonic() - started:.1f} s")
-            log.info("component stopped component=%s pid=%d how=%s", name, pid, how)
+            else:
+                log.info("component stopped component=%s pid=%d how=%s", name, pid, how)
     lay.state.unlink(missing_ok=True)
     return True
 

@@ -380,7 +380,8 @@ class ReadinessWorker:
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """(sender, revoked TPs): partition numbers are shared by the co-partitioned inputs and the table."""
         revoked: set[TP] = args[0]
-        log.info("partitions revoked count=%d %s", len(revoked), _by_topic(revoked))
+        if revoked:  # a first rebalance revokes nothing
+            log.info("partitions revoked count=%d %s", len(revoked), _by_topic(revoked))
         partitions = {tp.partition for tp in revoked}
         self.store.forget(partitions)
         self.unfinished.forget(partitions)
