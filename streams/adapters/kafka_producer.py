@@ -43,7 +43,12 @@ class PublishUnavailable(PublishError):
 
 
 class PublishRejected(PublishError):
-    """Permanent: the broker will never take this record (too large, unknown topic)."""
+    """Permanent: the broker will never take this record (too large, unknown topic). `too_large` is set from the
+    Kafka error code, so callers can answer "too large" (HTTP 413) without reading the message."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.too_large = too_large
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,12 @@ class Acknowledged:
     offset: int
 
 
+_TOO_LARGE = {
+    KafkaError.MSG_SIZE_TOO_LARGE,  # the record exceeds message.max.bytes (librdkafka's, or the broker's/topic's)
+    KafkaError.RECORD_LIST_TOO_LARGE,  # the batch holding it exceeds the broker's limit
+}
 _PERMANENT = {
-    KafkaError.MSG_SIZE_TOO_LARGE,
-    KafkaError.RECORD_LIST_TOO_LARGE,
+    *_TOO_LARGE,
     KafkaError.INVALID_RECORD,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._UNKNOWN_TOPIC,
@@ -73,8 +81,10 @@ _PERMANENT = {
 
 
 def _error(err: KafkaError) -> PublishError:
-    kind = PublishRejected if err.code() in _PERMANENT else PublishUnavailable
-    return kind(f"{err.name()}: {err.str()}")
+    message = f"{err.name()}: {err.str()}"
+    if err.code() in _PERMANENT:
+        return PublishRejected(message, too_large=err.code() in _TOO_LARGE)
+    return PublishUnavailable(message)
 
 
 class DurableProducer:

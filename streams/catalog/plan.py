@@ -97,6 +97,17 @@ def make_plan(catalog: Catalog, actual: Mapping[str, ActualTopic], brokers: int)
     return Plan(tuple(changes), tuple(notes))
 
 
+def effective_replication(spec: TopicSpec, brokers: int, actual: ActualTopic | None) -> tuple[int, str]:
+    """The replication factor `spec`'s topic has on a cluster of `brokers` (what it was created with, or what apply
+    would create it with), and a note saying why it differs from the catalog's ('' when it does not)."""
+    if actual is not None:
+        rf = actual.replication_factor
+        return rf, "" if rf == spec.replication_factor else f"as created; the catalog says {spec.replication_factor}"
+    rf, _, lowered = _fit(spec, brokers)
+    why = f"; the catalog says {spec.replication_factor}, the cluster has {brokers} broker{'s' * (brokers != 1)}"
+    return rf, "not created yet" + (why if lowered else "")
+
+
 def _fit(spec: TopicSpec, brokers: int) -> tuple[int, dict[str, str], str]:
     """Production replication on a smaller (development) cluster: lower it to what the cluster can hold."""
     rf = min(spec.replication_factor, max(brokers, 1))

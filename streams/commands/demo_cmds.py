@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
         brokers.bootstrap_servers(settings), cat.topic("deploy.readiness").name, cat.topic("deploy.events").name
     )
     services = ", ".join(s.name for s in scenario.services)
-    print(f"demo: {scenario.repository} ({services}) through {url}; commits", end="")
-    print("".join(f" {label}={commit[:7]}" for label, commit in scenario.commits.items()), flush=True)
+    print(f"demo: {scenario.repository} ({services}) through {url}", flush=True)  # the player lists the commits
     try:
         summary = Player(scenario, http_post(url), watcher, sys.stdout, args.step_timeout).play()
     finally:

@@ -7,9 +7,11 @@ import sys
 from typing import Any, TextIO
 
 from streams import brokers, catalog
-from streams.adapters.kafka_admin import TopicAdmin
-from streams.catalog.plan import Plan, PlanRefused, make_plan
+from streams.adapters.kafka_admin import KafkaAdminError, TopicAdmin
+from streams.catalog.plan import ActualTopic, Plan, PlanRefused, effective_replication, make_plan
 from streams.config import Settings
+
+LIST_TIMEOUT_S = 5.0  # `list` works without a cluster: an unreachable broker only costs it this long
 
 
 def register(sub: Any) -> None:
@@ -27,15 +29,43 @@ def _catalog(args: argparse.Namespace) -> catalog.Catalog:
     return catalog.load(settings.topics_catalog).with_prefix(prefix)
 
 
+Cluster = tuple[int, dict[str, ActualTopic]]  # broker count, the catalog's topics that exist
+
+
 def run_list(args: argparse.Namespace) -> int:
     cat = _catalog(args)
+    list_catalog(cat, _cluster(cat), sys.stdout)
+    return 0
+
+
+def _cluster(cat: catalog.Catalog) -> Cluster | str:
+    """The cluster the topics live on (configured, or the local broker), or why it could not be asked."""
+    try:
+        bootstrap = brokers.bootstrap_servers(Settings.from_env())
+    except brokers.BrokerNotFound:
+        return "no broker to check it against"
+    try:
+        admin = TopicAdmin(bootstrap, timeout=LIST_TIMEOUT_S)
+        return admin.broker_count(), admin.describe(t.name for t in cat.topics)
+    except KafkaAdminError:
+        return f"the broker at {bootstrap} did not answer"
+
+
+def list_catalog(cat: catalog.Catalog, cluster: Cluster | str, out: TextIO) -> None:
+    """The catalog's topics, each with the replication factor that applies on `cluster`: a single local broker holds
+    one replica whatever the catalog (written for production) says. Without a cluster, the catalog's, marked so."""
     for topic in cat.topics:
-        print(f"{topic.name}  partitions={topic.partitions} replication={topic.replication_factor}  key: {topic.key}")
-        print(f"    {topic.description}")
+        if isinstance(cluster, str):
+            rf, note = topic.replication_factor, f"the catalog's; {cluster}"
+        else:
+            count, actual = cluster
+            rf, note = effective_replication(topic, count, actual.get(topic.name))
+        replication = f"replication={rf}" + (f" ({note})" if note else "")
+        print(f"{topic.name}  partitions={topic.partitions} {replication}  key: {topic.key}", file=out)
+        print(f"    {topic.description}", file=out)
         for event in topic.events:
             where = event.schema_path.relative_to(cat.path.parent) if event.schema_path else event.reference
-            print(f"    - {event.type}  ({where})")
-    return 0
+            print(f"    - {event.type}  ({where})", file=out)
 
 
 def plan_for(bootstrap: str, cat: catalog.Catalog) -> tuple[TopicAdmin, Plan]:

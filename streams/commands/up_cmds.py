@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from streams import catalog
 from streams.adapters.policy_file import load_policies
@@ -43,27 +45,47 @@ def register(sub: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+@dataclass
+class _Started:
+    """What this command started, so that a Ctrl-C at any point (the control plane takes minutes to come up the
+    first time) stops exactly that."""
+
+    broker: bool = False
+    cluster: bool = False
+    children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    started_broker = kafka.status() is None and not settings.kafka_bootstrap_servers
+    started = _Started(broker=kafka.status() is None and not settings.kafka_bootstrap_servers)
+    try:
+        return _start_and_watch(args, settings, started)
+    except KeyboardInterrupt:
+        print("\nstopping what this command started", flush=True)
+        return 0
+    finally:
+        up_file().unlink(missing_ok=True)
+        stop_all(started.children, started_cluster=started.cluster, started_broker=started.broker, out=sys.stdout)
+
+
+def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Started) -> int:
     bootstrap = settings.kafka_bootstrap_servers or kafka.up().bootstrap_servers
-    print(f"kafka        {bootstrap}" + (" (started)" if started_broker else " (already running)"), flush=True)
+    print(f"kafka        {bootstrap}" + (" (started)" if started.broker else " (already running)"), flush=True)
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
     if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout) != 0:
         return 2
     env = child_environment({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AUTODEPLOY_WORKER_PORT": str(args.worker_port)})
     logs = state_dir() / "up"
     demo: dict[str, str] = {"url": f"http://127.0.0.1:{args.port}"}
-    if not WebhookSettings.from_env().github_secrets:
-        # A demo secret, printed, rather than an unsigned endpoint: the server never runs open by accident.
-        env["GITHUB_WEBHOOK_SECRETS"] = env["CIRCLECI_WEBHOOK_SECRETS"] = secrets.token_hex(16)
-        print(f"webhook secret (GitHub and CircleCI): {env['GITHUB_WEBHOOK_SECRETS']}", flush=True)
-        demo["github_secret"] = demo["circleci_secret"] = env["GITHUB_WEBHOOK_SECRETS"]
-    _write_private(up_file(), json.dumps(demo))  # for `autodeploy demo`; only the secret generated here is stored
-    started_cluster = False
+    generated = local_secrets(env)
+    env.update(generated)
+    for line in secret_lines(generated):
+        print(line, flush=True)
+    demo.update({STORED[variable]: value for variable, value in generated.items()})
+    _write_private(up_file(), json.dumps(demo))  # for `autodeploy demo`; only the secrets generated here are stored
     agent_env: dict[str, str] | None = None
     if not args.no_deploy:
-        started_cluster = cluster.status().running is False
+        started.cluster = cluster.status().running is False
         info = cluster.up(progress=lambda line: print(f"cluster      {line}", flush=True))
         from streams.local.demo_deployments import ensure_demo_deployments  # noqa: PLC0415 - kubernetes is slow to import
 
@@ -75,36 +97,122 @@ def run(args: argparse.Namespace) -> int:
             "AUTODEPLOY_DEPLOY_METRICS_PORT": str(args.agent_port),
             "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
         }
-    children = {
-        "webhooks": processes.start(
-            [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(args.port)], logs / "webhooks.log", env
-        ),
-        "worker": processes.start(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"], logs / "worker.log", env
-        ),
-    }
+    children = started.children
+    children["webhooks"] = processes.start(
+        [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(args.port)], logs / "webhooks.log", env
+    )
+    children["worker"] = processes.start(
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"], logs / "worker.log", env
+    )
     if agent_env is not None:
         agent_argv = [sys.executable, "-m", "streams.cli", "deploy-agent", *(["--dry-run"] if args.dry_run else [])]
         children["deploy-agent"] = processes.start(agent_argv, logs / "deploy-agent.log", agent_env)
-    print(f"webhooks     http://127.0.0.1:{args.port}/webhooks/github  /webhooks/circleci  /events  (log {logs})")
+    print(f"webhooks     {endpoints_line(WebhookSettings.from_env(env), args.port)}  (log {logs})")
     print(f"worker       http://127.0.0.1:{args.worker_port}/readiness/<owner>/<repo>/<sha>")
     if agent_env is not None:
         mode = " (dry run)" if args.dry_run else ""
         print(f"deploy agent http://127.0.0.1:{args.agent_port}/metrics{mode}; admin identity of the local plane")
     print("`autodeploy demo` plays a scenario through it. Ctrl-C stops everything this command started.", flush=True)
-    try:
-        _watch(children, logs)
-    except KeyboardInterrupt:
-        print("\nstopping", flush=True)
-    finally:
-        up_file().unlink(missing_ok=True)
-        for proc in children.values():
-            processes.stop(proc.pid)
-        if started_cluster:
-            cluster.down()
-        if started_broker:
-            kafka.down()
+    _watch(children, logs)
     return 0
+
+
+def stop_all(
+    children: Mapping[str, subprocess.Popen[bytes]], *, started_cluster: bool, started_broker: bool, out: TextIO
+) -> None:
+    """Stop the processes, then the control plane and the broker if this command started them, saying each as it
+    goes: a stop can take seconds (a worker commits its offsets, the broker writes its logs), and a person at the
+    terminal should see which one it is waiting for, and what is left running."""
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    for name, proc in children.items():
+        exited = proc.poll()
+        say(f"{name:<12} stopping (pid {proc.pid})" if exited is None else f"{name:<12} had exited with {exited}")
+        if exited is None:
+            started = time.monotonic()
+            how = processes.stop(proc.pid)
+            say(f"{name:<12} {how} in {time.monotonic() - started:.1f} s")
+    if started_cluster:
+        say("cluster      stopping the control plane")
+        cluster.down(progress=lambda line: say(f"cluster      {line}"))
+    elif cluster.status().running:
+        say("cluster      left running (it was running before `autodeploy up`; `autodeploy cluster down` stops it)")
+    if started_broker:
+        say("kafka        stopping the broker")
+        started = time.monotonic()
+        kafka.down()
+        say(f"kafka        stopped in {time.monotonic() - started:.1f} s")
+    elif kafka.status() is not None:
+        say("kafka        left running (it was running before `autodeploy up`; `autodeploy kafka down` stops it)")
+
+
+SECRET_VARIABLES = {
+    "github": "GITHUB_WEBHOOK_SECRETS",
+    "circleci": "CIRCLECI_WEBHOOK_SECRETS",
+    "events": "AUTODEPLOY_EVENTS_TOKENS",
+}
+PATHS = {"github": "/webhooks/github", "circleci": "/webhooks/circleci", "events": "/events"}
+STORED = {  # the keys of up_file() that `autodeploy demo` (and a person) read the generated secrets from
+    "GITHUB_WEBHOOK_SECRETS": "github_secret",
+    "CIRCLECI_WEBHOOK_SECRETS": "circleci_secret",
+    "AUTODEPLOY_EVENTS_TOKENS": "events_token",
+}
+
+
+def local_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """A secret for each endpoint that has none and is not explicitly unsigned, so the local pipeline serves every
+    endpoint, and none open by accident. GitHub and CircleCI share one (the demo signs with it); /events gets a bearer
+    token of its own. Returns {variable: value} of the generated ones only: a configured secret is never replaced."""
+    settings = WebhookSettings.from_env(env)
+    configured = {
+        "github": settings.github_secrets,
+        "circleci": settings.circleci_secrets,
+        "events": settings.events_tokens,
+    }
+    missing = [
+        v
+        for endpoint, v in SECRET_VARIABLES.items()
+        if not configured[endpoint] and endpoint not in settings.allow_unsigned
+    ]
+    webhook_secret = secrets.token_hex(16)
+    return {v: secrets.token_hex(16) if v == "AUTODEPLOY_EVENTS_TOKENS" else webhook_secret for v in missing}
+
+
+def secret_lines(generated: Mapping[str, str]) -> list[str]:
+    """What a person needs to send to the endpoints `local_secrets` generated secrets for."""
+    lines = []
+    webhooks = [
+        name
+        for name, v in (("GitHub", "GITHUB_WEBHOOK_SECRETS"), ("CircleCI", "CIRCLECI_WEBHOOK_SECRETS"))
+        if v in generated
+    ]
+    if webhooks:
+        secret = generated.get("GITHUB_WEBHOOK_SECRETS") or generated["CIRCLECI_WEBHOOK_SECRETS"]
+        lines.append(f"webhook secret ({' and '.join(webhooks)}): {secret}")
+    if "AUTODEPLOY_EVENTS_TOKENS" in generated:
+        token = generated["AUTODEPLOY_EVENTS_TOKENS"]
+        lines.append(f"events token (POST /events with the header 'Authorization: Bearer <token>'): {token}")
+    return lines
+
+
+def endpoints_line(settings: WebhookSettings, port: int) -> str:
+    """The webhook server's endpoints, each as it is served: signed, unsigned, or disabled (and how to enable it)."""
+    secrets_of = {
+        "github": settings.github_secrets,
+        "circleci": settings.circleci_secrets,
+        "events": settings.events_tokens,
+    }
+    shown = []
+    for endpoint, path in PATHS.items():
+        if secrets_of[endpoint]:
+            shown.append(path)
+        elif endpoint in settings.allow_unsigned:
+            shown.append(f"{path} (UNSIGNED: anyone can post)")
+        else:
+            shown.append(f"{path} (disabled: no {SECRET_VARIABLES[endpoint]})")
+    return f"http://127.0.0.1:{port}  " + "  ".join(shown)
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -14,15 +14,21 @@ from streams.lag.monitor import LagMonitor
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("worker", help="join github.events and ci.events into readiness decisions (Faust)")
-    parser.add_argument("--loglevel", default="info", help="Faust log level (default info)")
+    parser.add_argument(
+        "--loglevel", default="info", help="the level of Faust's and its libraries' logs (default info)"
+    )
+    parser.add_argument(
+        "--app-loglevel",
+        default="info",
+        help="the level of autodeploy's own logs: start-up, partitions, recovery, decisions (default info)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from faust.worker import Worker  # noqa: PLC0415 - Faust is slow to import; only this command needs it
-
-    from streams.worker.app import ReadinessWorker  # noqa: PLC0415 - same
+    from streams.worker.app import ReadinessWorker  # noqa: PLC0415 - Faust is slow to import; only this command needs it
     from streams.worker.observability import export_lag  # noqa: PLC0415 - same
+    from streams.worker.process import WorkerProcess  # noqa: PLC0415 - same
 
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
@@ -39,9 +45,5 @@ def run(args: argparse.Namespace) -> int:
             lag.interval_s,
         )
     TopicAdmin(bootstrap).ensure(worker.ticks_topic.get_topic_name(), worker.partitions, {"retention.ms": "3600000"})
-    faust_worker = Worker(worker.app, loglevel=args.loglevel, quiet=True)
-    # Faust's terminal spinner lowers the root logger to DEBUG at --loglevel warning and above, so every debug call
-    # of aiokafka and faust.topics builds a record only to drop it (docs/performance.md).
-    faust_worker.spinner = None
-    faust_worker.execute_from_commandline()
+    WorkerProcess(worker, loglevel=args.loglevel, app_loglevel=args.app_loglevel).execute_from_commandline()
     return 0

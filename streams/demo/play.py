@@ -66,8 +66,14 @@ class Player:
         print(line, file=self._out, flush=True)
 
     def _name(self, commit: str) -> str:
+        """Label and short SHA, for the aligned outcome lines (`autodeploy why` takes the short SHA too)."""
         label = self._scenario.label(commit)
         return f"{label} ({commit[:7]})" if label else commit[:7]
+
+    def _full_name(self, commit: str) -> str:
+        """Label and whole SHA, where a person copies it (into `git show`, a browser, `autodeploy why`)."""
+        label = self._scenario.label(commit)
+        return f"{label} {commit}" if label else commit
 
     def _line(self, seen: Observed) -> str:
         detail = seen.detail
@@ -79,6 +85,9 @@ class Player:
     def play(self) -> Summary:
         started = time.monotonic()
         commits = set(self._scenario.commits.values())
+        self._print(f"commits of {self._scenario.repository}:")
+        for commit in self._scenario.commits.values():
+            self._print(f"  {self._full_name(commit)}")
         for number, step in enumerate(self._scenario.steps, 1):
             self._print(f"\n{number}. {step.title}")
             for delivery in step.deliveries:
@@ -117,11 +126,14 @@ class Player:
         )
         for service, image in self._scenario.final.items():
             last = [o for o in s.observed if o.service == service and o.kind in ("deployed", "upgraded")]
+            # The image tag is the whole SHA already.
             now = f"{self._name(last[-1].commit)}, {last[-1].detail}" if last else "nothing rolled out"
             self._print(f"  {service}: rolled out last {now} (expected {image})")
         for expected in s.missing:
-            what = f"{expected.topic} {expected.kind} of {self._name(expected.commit)} for {expected.service}"
+            what = f"{expected.topic} {expected.kind} of {self._full_name(expected.commit)} for {expected.service}"
             self._print(f"  MISSING (not within {self._timeout:.0f} s): {what}")
         for seen in s.unexpected:
             self._print(f"  UNEXPECTED: {self._line(seen).strip()}")
         self._print("  result: " + ("every expected outcome arrived" if s.ok else "FAILED"))
+        owner_repo = self._scenario.repository.removeprefix("github.com/")
+        self._print(f"why a commit is (not) ready: autodeploy why {owner_repo} <sha or a prefix of it>")

@@ -129,8 +129,9 @@ def up(
     )
 
 
-def down(timeout: float = 30.0) -> bool:
-    """Stop the recorded processes (checking each pid still runs our binary); False when nothing was recorded."""
+def down(timeout: float = 30.0, progress: Progress | None = None) -> bool:
+    """Stop the recorded processes (checking each pid still runs our binary); False when nothing was recorded.
+    `progress` is told of each process as it is stopped."""
     lay = layout()
     state = processes.read_state(lay.state)
     if state is None:
@@ -140,8 +141,12 @@ def down(timeout: float = 30.0) -> bool:
         entry = components[name]
         pid, cmd = int(str(entry["pid"])), [str(part) for part in entry["cmd"]]  # type: ignore[attr-defined]
         if processes.alive(pid) and _cmdline_starts_with(pid, cmd):
-            log.info("stopping %s (pid %d)", name, pid)
-            processes.stop(pid, timeout)
+            started = time.monotonic()
+            how = processes.stop(pid, timeout)
+            if progress is not None:  # the caller says it (`autodeploy up` prints it): not twice
+                progress(f"{how} {name} (pid {pid}) in {time.monotonic() - started:.1f} s")
+            else:
+                log.info("component stopped component=%s pid=%d how=%s", name, pid, how)
     lay.state.unlink(missing_ok=True)
     return True
 

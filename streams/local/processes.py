@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 class ServiceStartError(RuntimeError):
@@ -54,21 +54,39 @@ def alive(pid: int) -> bool:
         return True
 
 
-def stop(pid: int, timeout: float = 30.0) -> None:
-    """SIGTERM the process group, then SIGKILL whatever is left after `timeout`."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            _reap(pid)
-            if not alive(pid):
-                return
-            time.sleep(0.1)
+Stopped = Literal["stopped", "killed", "gone"]  # SIGTERM ended it, SIGKILL did, it had exited before
+
+
+def stop(pid: int, timeout: float = 30.0) -> Stopped:
+    """SIGTERM the process group, then SIGKILL whatever is left after `timeout`. Says which ended it."""
+    if not _signal_group(pid, signal.SIGTERM):
+        return "gone"
+    if _ended_within(pid, timeout):
+        return "stopped"
+    if _signal_group(pid, signal.SIGKILL):
+        _ended_within(pid, 5.0)
+    return "killed"
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> bool:
+    """False when the group is gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        os.kill(pid, sig)
+    return True
+
+
+def _ended_within(pid: int, wait: float) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def _reap(pid: int) -> None:

@@ -245,9 +245,10 @@ class WebhookServer:
             log.warning("publish failed endpoint=%s topic=%s error=%s", endpoint, record.topic, e)
             raise Rejection(503, "unavailable", f"not stored, retry later: {e}") from e
         except PublishRejected as e:
-            too_large = "LARGE" in str(e)
             log.error("publish refused endpoint=%s topic=%s error=%s", endpoint, record.topic, e)
-            raise Rejection(413 if too_large else 503, "too_large" if too_large else "refused", str(e)) from e
+            if e.too_large:
+                raise Rejection(413, "too_large", str(e)) from e
+            raise Rejection(503, "refused", str(e)) from e
         self.metrics.observe_durable_write(record.topic, time.monotonic() - request[STARTED])
         log.debug("stored endpoint=%s topic=%s partition=%s offset=%s", endpoint, ack.topic, ack.partition, ack.offset)
         return ack

@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,7 @@ from streams.events.decoding import RawRecord, Undecodable, decode
 from streams.worker.batch import Batch, current, received
 from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import facts_of
-from streams.worker.explain import to_document
+from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -67,6 +68,7 @@ class ReadinessWorker:
 
     def __init__(self, settings: WorkerSettings, catalog: Catalog, policies: Policies, bootstrap_servers: str) -> None:
         self.settings = settings
+        self.bootstrap_servers = bootstrap_servers
         self.catalog = catalog
         self.policies = policies
         self.deadlines = Deadlines()
@@ -125,6 +127,7 @@ class ReadinessWorker:
         # A batch writes one changelog record per repository it changed, all at once; Faust pauses every stream
         # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.
         self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
+        self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.offsets = KafkaOffsets(bootstrap_servers)
         self.source_topics = {*self.inputs, self.ticks_topic.get_topic_name()}
@@ -216,7 +219,7 @@ class ReadinessWorker:
             if not services:
                 continue
             state, decisions = apply(self._load(batch, fact.repository, record.partition), fact, services, now)
-            batch.fold(fact.repository, state, event, decisions)
+            batch.fold(fact.repository, state, event, decisions, event_id=fact.ref.id)
 
     def _expire_due(self, batch: Batch, event: EventT[Any]) -> None:
         partition = event.message.partition
@@ -242,13 +245,17 @@ class ReadinessWorker:
         await asyncio.gather(*sent)
         for repository, records in batch.republish.items():
             log.info("published again after a crash repository=%s records=%d", repository, len(records))
-        for decision in batch.decisions:
+        for decision, cause in zip(batch.decisions, batch.causes, strict=True):
             log.info(
-                "decision kind=%s service=%s commit=%s id=%s",
+                "decision kind=%s service=%s commit=%s id=%s event=%s topic=%s partition=%d offset=%d",
                 decision.kind,
                 decision.service,
                 decision.commit,
                 decision.decision_id,
+                cause.event_id or "-",  # a clock tick (expiry) is no CloudEvent
+                cause.topic,
+                cause.partition,
+                cause.offset,
             )
         for record, reason in batch.deadletters:
             log.warning(
@@ -287,14 +294,29 @@ class ReadinessWorker:
             os._exit(70)  # EX_SOFTWARE; Faust's shutdown would wait on the recovery this is part of
 
     async def _find_deadlines_and_unfinished(self) -> None:
+        started = time.monotonic()
         committed = await self._committed_offsets()
         topic = self.readiness_topic.get_topic_name()
         self.deadlines.clear()
         self.unfinished.clear()
+        repositories = deadlines = 0
+        partitions: set[int] = set()
         for found in self.store.recover(self._partition_of):
             deadline = earliest_expiry(found.first_facts, self.policies.for_repository(found.repository))
             self.deadlines.set(found.partition, found.repository, deadline)
             self.unfinished.note(found, committed, topic)
+            repositories += 1
+            deadlines += deadline is not None
+            partitions.add(found.partition)
+        log.info(
+            "table recovered repositories=%d partitions=%s deadlines=%d unfinished=%d offsets=%s elapsed_s=%.2f",
+            repositories,
+            _ranges(partitions),
+            deadlines,
+            len(self.unfinished),
+            "unknown" if committed is None else "read",
+            time.monotonic() - started,
+        )
         if self.unfinished:
             log.info(
                 "unfinished batches partitions=%s repositories=%d", self.unfinished.partitions(), len(self.unfinished)
@@ -339,15 +361,22 @@ class ReadinessWorker:
             return
         fresh = [tp for tp in inputs if done.get((tp.topic, tp.partition), 0) <= 0]
         if fresh:
-            log.info("never committed, reading from the beginning partitions=%s", sorted(map(tuple, fresh)))
+            log.info("never committed, reading from the beginning count=%d %s", len(fresh), _by_topic(fresh))
             # In aiokafka's thread: Faust's `seek` moves the position from this one while the fetcher runs there,
             # and the fetcher crashed on it (KeyError in fetched_records), stopping the worker. Offset 0: below the
             # log start (retention), the consumer resets to the earliest.
             await consumer.seek_wait({tp: 0 for tp in fresh})
 
+    def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """(sender, assigned TPs): the whole assignment after a rebalance, table changelogs included."""
+        assigned: set[TP] = args[0]
+        log.info("partitions assigned count=%d %s", len(assigned), _by_topic(assigned))
+
     def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """(sender, revoked TPs): partition numbers are shared by the co-partitioned inputs and the table."""
         revoked: set[TP] = args[0]
+        if revoked:  # a first rebalance revokes nothing
+            log.info("partitions revoked count=%d %s", len(revoked), _by_topic(revoked))
         partitions = {tp.partition for tp in revoked}
         self.store.forget(partitions)
         self.unfinished.forget(partitions)
@@ -367,6 +396,34 @@ class ReadinessWorker:
                 pass
             services = worker.policies.for_repository(repository)
             state = worker.store.load(repository, worker._partition_of(repository))
-            return view.json(to_document(repository, commit.lower(), explain(state, commit.lower(), services)))
+            try:
+                commit = resolve_commit(state, commit)
+            except AmbiguousCommit as e:
+                return view.json(ambiguous_document(e), status=AMBIGUOUS_STATUS)
+            return view.json(to_document(repository, commit, explain(state, commit, services)))
 
         return readiness
+
+
+def _by_topic(tps: Iterable[TP]) -> str:
+    """`topic=0-2,5 other=1`: one key=value per topic, its partitions as ranges."""
+    partitions: dict[str, set[int]] = {}
+    for tp in tps:
+        partitions.setdefault(tp.topic, set()).add(tp.partition)
+    return " ".join(f"{topic}={_ranges(numbers)}" for topic, numbers in sorted(partitions.items())) or "none"
+
+
+def _ranges(numbers: Iterable[int]) -> str:
+    """0,1,2,5 -> "0-2,5" (no spaces: a key=value log value); "none" for none."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(numbers):
+        if run and n == run[-1] + 1:
+            run.append(n)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [n]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out) or "none"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +35,16 @@ def received(message: Any) -> datetime | None:
     return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
 
 
+@dataclass(frozen=True)
+class Cause:
+    """The record a decision was made on, for the decision's log line."""
+
+    event_id: str | None  # the CloudEvent's id; None for a clock tick (an expiry)
+    topic: str
+    partition: int
+    offset: int
+
+
 class Batch:
     """What a batch of events folded: the latest state of each repository it changed, with an event of that
     repository's partition (to write it under), and the decisions and dead letters to send, in order."""
@@ -43,14 +54,24 @@ class Batch:
         self.events: dict[str, EventT[Any]] = {}
         self.read: dict[str, dict[str, int]] = {}  # repository -> source topic -> highest offset folded into it
         self.decisions: list[Decision] = []
+        self.causes: list[Cause] = []  # of each decision, in the same order
         self.republish: dict[str, tuple[Record, ...]] = {}  # a crashed batch's outbox, published again first
         self.deadletters: list[tuple[RawRecord, str]] = []
         self.deadletter_reasons: list[tuple[str, str]] = []  # (topic, reason code) for metrics
 
-    def fold(self, repository: str, state: RepositoryState, event: EventT[Any], decisions: list[Decision]) -> None:
+    def fold(
+        self,
+        repository: str,
+        state: RepositoryState,
+        event: EventT[Any],
+        decisions: list[Decision],
+        event_id: str | None = None,
+    ) -> None:
         self.states[repository] = state
         self.events[repository] = event
         message = event.message
         read = self.read.setdefault(repository, {})
         read[message.topic] = max(read.get(message.topic, -1), message.offset)
         self.decisions.extend(decisions)
+        cause = Cause(event_id, message.topic, message.partition, message.offset)
+        self.causes.extend(cause for _ in decisions)

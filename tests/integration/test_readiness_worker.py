@@ -58,6 +58,33 @@ def test_a_small_history_gives_exactly_the_expected_decisions(
     assert len({d["id"] for d in found}) == len(found), "no decision twice without a crash"
 
 
+def test_at_loglevel_warning_the_log_has_start_up_partitions_recovery_and_each_decision_and_no_faust_info(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+) -> None:
+    cat, worker, client = worker_pipeline
+    assert worker.loglevel == "warning"  # as `autodeploy up` runs it
+    worker.start()
+    send(client, scenario())
+    decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)
+    github = cat.topic("github.events").name
+    deadline = time.monotonic() + 10  # the decisions' lines follow their acks
+    while worker.log.read_text().count(" decision kind=") < 2 * len(EXPECTED) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = worker.log.read_text().splitlines()
+    assert any(" INFO streams.worker.process worker starting app_id=" in line for line in lines), lines
+    assert any(" INFO streams.worker.process worker ready " in line for line in lines), lines
+    assert any(" partitions assigned count=" in line and f" {github}=0-5" in line for line in lines), lines
+    assert any(" table recovered repositories=0 " in line for line in lines), lines
+    decided = [line for line in lines if " decision kind=" in line]
+    assert len(decided) == 2 * len(EXPECTED), decided
+    ready_a = next(line for line in decided if f"kind=ready service=shop commit={A} " in line)
+    fields = dict(part.split("=", 1) for part in ready_a.split(" decision ", 1)[1].split())
+    assert fields["topic"] in (github, cat.topic("ci.events").name)
+    assert int(fields["partition"]) >= 0 and int(fields["offset"]) >= 0 and fields["event"] not in ("", "-")
+    noise = [line for line in lines if " INFO " in line and " INFO streams." not in line]
+    assert noise == [], noise[:20]
+
+
 def test_kill_9_mid_stream_still_gives_every_decision_and_no_wrong_one(
     kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
@@ -216,3 +243,14 @@ def test_why_answers_which_facts_a_commit_has_and_lacks(
         check=True,
     ).stdout
     assert "missing check circleci:build-test" in text
+    # The short SHA people copy (`git log --oneline`, the demo) is answered for the whole one, as git resolves it.
+    short = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "why", "acme/shop", waiting[:7], "--worker", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    document = json.loads(short)
+    assert document["commit"] == waiting
+    assert len(next(s for s in document["services"] if s["service"] == "shop")["present"]) == 2

@@ -118,6 +118,20 @@ def test_the_cli_applies_idempotently_and_refuses_with_a_nonzero_exit(
     assert "different partition counts" in split.stderr
 
 
+def test_list_shows_the_replication_that_applies_on_the_single_local_broker(
+    kafka_bootstrap: str, prefixed: catalog.Catalog
+) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+    name = prefixed.topic("github.events").name
+    before = _cli("topics", "--prefix", prefixed.prefix, "list", env=env)
+    assert f"{name}  partitions=6 replication=1 (not created yet; the catalog says 3, the cluster has 1 broker)" in (
+        before.stdout
+    ), before.stdout
+    assert _cli("topics", "--prefix", prefixed.prefix, "apply", env=env).returncode == 0
+    after = _cli("topics", "--prefix", prefixed.prefix, "list", env=env)
+    assert f"{name}  partitions=6 replication=1 (as created; the catalog says 3)" in after.stdout, after.stdout
+
+
 def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["AUTODEPLOY_STATE_DIR"] = str(tmp_path)

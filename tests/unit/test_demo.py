@@ -128,6 +128,9 @@ def test_player_succeeds_when_every_outcome_arrives(policies: Policies) -> None:
     assert player.play().ok
     assert "result: every expected outcome arrived" in out.getvalue()
     assert "superseded C" in out.getvalue()
+    # Whole SHAs where a person copies them: the commit list at the start.
+    a = build(policies, SECRETS, "r").commits["A"]
+    assert f"\n  A {a}\n" in out.getvalue()
 
 
 def test_player_fails_on_a_missing_or_unexpected_outcome(policies: Policies) -> None:
@@ -135,6 +138,7 @@ def test_player_fails_on_a_missing_or_unexpected_outcome(policies: Policies) -> 
     summary = player.play()
     assert not summary.ok and len(summary.missing) == 1 and "MISSING" in out.getvalue()
     scenario = build(policies, SECRETS, "r")
+    assert f"{scenario.label(summary.missing[0].commit)} {summary.missing[0].commit} for " in out.getvalue()
     failed = Observed("rollout", "shop", "failed", scenario.commits["A"], "403", 0)
     player, out = _answers(policies, extra=failed)
     summary = player.play()
