@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.config import LagSettings
@@ -97,3 +100,12 @@ def test_lag_settings_name_autodeploys_own_groups_and_configured_ones() -> None:
     )
     assert settings.groups == ("w", "autodeploy-deploy-agent", "other", "third")
     assert settings.stall_after_s == 5 and settings.port == 9103
+
+
+def test_the_report_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from streams.lag import report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an image without the report extra has
+    with pytest.raises(report.ReportUnavailable, match=r"autodeploy\[report\]"):
+        report.render({"messages": [], "seconds": []}, tmp_path / "lag.png", "title")
+    assert not (tmp_path / "lag.png").exists()
