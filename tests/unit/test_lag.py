@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.config import LagSettings
 from streams.domain.lag import PartitionKey, Position, StallTracker
+from streams.lag import report
 from streams.lag.monitor import LagCollector, LagMonitor
 from streams.lag.table import render
 
@@ -103,8 +104,6 @@ def test_lag_settings_name_autodeploys_own_groups_and_configured_ones() -> None:
 
 
 def test_the_report_without_its_extra_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from streams.lag import report
-
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an image without the report extra has
     with pytest.raises(report.ReportUnavailable, match=r"autodeploy\[report\]"):
         report.render({"messages": [], "seconds": []}, tmp_path / "lag.png", "title")
