@@ -81,7 +81,7 @@ def test_directory_rules() -> None:
     with pytest.raises(ValueError, match="twice"):
         KeyDirectory([_entry(NEW), _entry(NEW)])
     with pytest.raises(ValueError, match="timezone"):
-        _entry(NEW, not_before=datetime(2026, 12, 1))  # noqa: DTZ001  # the naive time under test
+        _entry(NEW, not_before=datetime(2026, 12, 1))  # the naive time under test
     with pytest.raises(ValueError, match="later"):
         _entry(NEW, not_before=T0, not_after=T0)
 
