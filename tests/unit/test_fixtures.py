@@ -48,7 +48,7 @@ def test_every_license_a_fixture_names_is_shipped() -> None:
     row = r"^\| `[^`]+` \| [^|]+ \| [^|]+ \| [^|]+ \| (MIT|Apache-2\.0|CC-BY-4\.0) \|"
     licenses = set(re.findall(row, sources, re.MULTILINE))
     assert licenses == {"MIT", "Apache-2.0", "CC-BY-4.0"}
-    assert len(fixtures("LICENSES", "*.txt")) == 7
+    assert len(fixtures("LICENSES", "*.txt")) == 8
 
 
 def test_a_missing_fixture_is_an_error_not_an_empty_set() -> None:

@@ -1,0 +1,172 @@
+"""A CloudEvent as it travels, for signing and verifying: its attributes and the exact bytes of its data.
+
+Which bytes are the data (and so digested):
+
+- **binary mode** (Kafka binding): the record's value, verbatim; attributes are the `ce_` headers and `content-type`.
+- **structured mode, JSON format**: `data_base64` decoded; otherwise the `data` member's value exactly as it
+  appears in the record, from its first to its last byte, when `datacontenttype` is absent or JSON (`{"a": 1}` is
+  digested with its spaces, never re-serialized); for any other content type a JSON string member is the text, and
+  its UTF-8 bytes (unescaped) are digested. Those are the bytes a binary-mode record of the same event carries, so a
+  signature survives a change of mode. No `data` member: the empty sequence.
+
+The structured record is read member by member with the standard library's decoder, so a member given twice (a
+second `data` or `dssematerial` an intermediary appended) is refused instead of one copy silently winning.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.formats.json import JSONFormat
+
+from streams.events.verification_errors import MalformedEvent
+from streams.events.verification_material import MATERIAL_ATTRIBUTE
+
+__all__ = [
+    "MalformedEvent",
+    "WireEvent",
+    "binary_header",
+    "from_binary",
+    "from_sdk",
+    "from_structured",
+    "with_material_structured",
+]
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+_CE_PREFIX = "ce_"
+_CONTENT_TYPE = "content-type"
+
+
+@dataclass(frozen=True)
+class WireEvent:
+    attributes: Mapping[str, object]
+    data: bytes
+
+    @property
+    def material(self) -> object:
+        return self.attributes.get(MATERIAL_ATTRIBUTE)
+
+
+def _json_media(content_type: object) -> bool:
+    return content_type is None or (
+        isinstance(content_type, str) and JSONFormat.JSON_CONTENT_TYPE_PATTERN.match(content_type) is not None
+    )
+
+
+def _members(text: str) -> list[tuple[str, Any, tuple[int, int]]]:
+    """The top-level members of a JSON object: (name, value, (start, end) of the value in `text`)."""
+    index = _WHITESPACE.match(text, 0).end()  # type: ignore[union-attr]  # the pattern matches the empty string
+    if text[index : index + 1] != "{":
+        raise MalformedEvent("a structured CloudEvent is a JSON object")
+    index = _WHITESPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+    members: list[tuple[str, Any, tuple[int, int]]] = []
+    if text[index : index + 1] == "}":
+        index += 1
+    else:
+        while True:
+            name, index = _DECODER.raw_decode(text, index)
+            if not isinstance(name, str):
+                raise MalformedEvent("a member name must be a string")
+            index = _WHITESPACE.match(text, index).end()  # type: ignore[union-attr]
+            if text[index : index + 1] != ":":
+                raise MalformedEvent(f"expected ':' after member {name!r}")
+            start = _WHITESPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+            value, end = _DECODER.raw_decode(text, start)
+            members.append((name, value, (start, end)))
+            index = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+            separator = text[index : index + 1]
+            index = _WHITESPACE.match(text, index + 1).end()  # type: ignore[union-attr]
+            if separator == "}":
+                break
+            if separator != ",":
+                raise MalformedEvent("expected ',' or '}' between members")
+    if text[index:].strip(" \t\n\r"):
+        raise MalformedEvent("bytes after the JSON object")
+    return members
+
+
+def from_structured(value: bytes) -> WireEvent:
+    """A structured-mode JSON record value (see the module's docstring for the data bytes)."""
+    try:
+        text = value.decode("utf-8")
+        members = _members(text)
+    except UnicodeDecodeError as e:
+        raise MalformedEvent(f"not UTF-8: {e}") from None
+    except json.JSONDecodeError as e:
+        raise MalformedEvent(f"not JSON: {e}") from None
+    names = [name for name, _, _ in members]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise MalformedEvent(f"members given twice: {repeated}")
+    attributes = {name: value for name, value, _ in members if name not in ("data", "data_base64")}
+    data = b""
+    for name, member, (start, end) in members:
+        if name == "data_base64":
+            if not isinstance(member, str):
+                raise MalformedEvent("data_base64 must be a string")
+            try:
+                data = base64.b64decode(member, validate=True)
+            except binascii.Error:
+                raise MalformedEvent("data_base64 is not Base64") from None
+        elif name == "data":
+            if not _json_media(attributes.get("datacontenttype")) and isinstance(member, str):
+                data = member.encode("utf-8")
+            else:
+                data = text[start:end].encode("utf-8")  # valid UTF-8 re-encodes to the very bytes it came from
+    if "data" in names and "data_base64" in names:
+        raise MalformedEvent("both data and data_base64")
+    return WireEvent(attributes, data)
+
+
+def from_binary(headers: Sequence[tuple[str, bytes | None]], value: bytes | None) -> WireEvent:
+    """A binary-mode Kafka record: `ce_<name>` headers (UTF-8) and `content-type` as `datacontenttype`."""
+    attributes: dict[str, object] = {}
+    for header, raw in headers:
+        lowered = header.lower()
+        if lowered == _CONTENT_TYPE:
+            name = "datacontenttype"
+        elif lowered.startswith(_CE_PREFIX):
+            name = lowered[len(_CE_PREFIX) :]
+        else:
+            continue
+        if name in attributes:
+            raise MalformedEvent(f"attribute {name!r} given twice")
+        try:
+            attributes[name] = (raw or b"").decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedEvent(f"header {header!r} is not UTF-8") from None
+    return WireEvent(attributes, value or b"")
+
+
+def from_sdk(event: BaseCloudEvent) -> WireEvent:
+    """An SDK event whose data is the bytes that will travel (as autodeploy's producers build them) or None. Data
+    given as a dict or str has no bytes yet, so it cannot be signed: the serializer would choose them later."""
+    data = event.get_data()
+    if data is not None and not isinstance(data, bytes | bytearray):
+        raise MalformedEvent("sign the event's data as the bytes that travel, not a parsed value")
+    return WireEvent(dict(event.get_attributes()), bytes(data or b""))
+
+
+def with_material_structured(value: bytes, material: str) -> bytes:
+    """The structured record with `dssematerial` added as its last member; the other bytes, the data's among them,
+    stay as they were, so the digest just computed still holds."""
+    event = from_structured(value)
+    if MATERIAL_ATTRIBUTE in event.attributes:
+        raise MalformedEvent("the event already carries dssematerial")
+    head = value.rstrip(b" \t\n\r")
+    empty = head[:-1].rstrip(b" \t\n\r").endswith(b"{")
+    member = b'"' + MATERIAL_ATTRIBUTE.encode() + b'":' + json.dumps(material).encode()
+    return head[:-1] + (member if empty else b"," + member) + b"}"
+
+
+def binary_header(material: str) -> tuple[str, bytes]:
+    """The header that carries `dssematerial` in binary mode."""
+    return (_CE_PREFIX + MATERIAL_ATTRIBUTE, material.encode("ascii"))
