@@ -47,17 +47,20 @@ def run(args: argparse.Namespace) -> int:
     agent_settings = DeployAgentSettings.from_env()
     if args.dry_run:
         agent_settings = dataclasses.replace(agent_settings, dry_run=True)
-    bootstrap = brokers.bootstrap_servers(settings)
+    broker = brokers.connection(settings, "deploy-agent")
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            "bootstrap.servers": broker.bootstrap_servers,
+            **broker.security.librdkafka(),
             "group.id": agent_settings.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
     )
-    publisher = SyncPublisher(DurableProducer(bootstrap), agent_settings.publish_timeout_s)
+    publisher = SyncPublisher(
+        DurableProducer(broker.bootstrap_servers, security=broker.security), agent_settings.publish_timeout_s
+    )
     agent = DeployAgent(
         agent_settings,
         load_policies(settings.policy_path),
@@ -103,7 +106,10 @@ def run_unblock(args: argparse.Namespace) -> int:
     policy = load_policies(settings.policy_path).service(args.service)
     topic = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix).topic("deploy.events").name
     deployments = DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s)
-    publisher = SyncPublisher(DurableProducer(brokers.bootstrap_servers(settings)), agent_settings.publish_timeout_s)
+    broker = brokers.connection(settings, "deploy-agent")
+    publisher = SyncPublisher(
+        DurableProducer(broker.bootstrap_servers, security=broker.security), agent_settings.publish_timeout_s
+    )
     try:
         cleared = unblock(policy, deployments, publisher, topic)
     finally:
