@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from streams.adapters.kafka_producer import DurableProducer  # noqa: PLC0415 - same
     from streams.adapters.kubernetes_deployments import DeploymentsClient  # noqa: PLC0415 - same
     from streams.adapters.policy_file import load_policies  # noqa: PLC0415 - same
-    from streams.deploy.agent import DeployAgent, SyncPublisher  # noqa: PLC0415 - same
+    from streams.deploy.agent import ConsumeForbidden, DeployAgent, SyncPublisher  # noqa: PLC0415 - same
 
     settings = Settings.from_env()
     agent_settings = DeployAgentSettings.from_env()
@@ -77,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         agent.run(stop)
     except KeyboardInterrupt:
         stop.set()
+    except ConsumeForbidden as e:
+        print(f"autodeploy: {broker.security.principal} {e} (group {agent_settings.group_id})", file=sys.stderr)
+        return 2
     finally:
         if server is not None:
             server.shutdown()
