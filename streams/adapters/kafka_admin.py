@@ -138,6 +138,8 @@ class TopicAdmin:
 
     def acls(self, principals: Iterable[str]) -> set[acl_model.AclBinding]:
         """Every ACL of `principals` on the broker; AuthorizerDisabled when it keeps none."""
+        if not self._has_authorizer():
+            raise AuthorizerDisabled("the broker has no authorizer (authorizer.class.name is empty): it keeps no ACLs")
         found: set[acl_model.AclBinding] = set()
         for principal in principals:
             wanted = AclBindingFilter(
@@ -161,6 +163,18 @@ class TopicAdmin:
                 raise KafkaAdminError(f"could not describe the ACLs of {principal}: no answer") from e
             found.update(_ours(b) for b in bindings)
         return found
+
+    def _has_authorizer(self) -> bool:
+        """Kafka 4 answers DescribeAcls without an authorizer with an empty list, not SECURITY_DISABLED: its broker
+        config tells."""
+        brokers = self._metadata().brokers
+        if not brokers:
+            raise KafkaAdminError("the cluster's metadata lists no broker")
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+        future = self._admin.describe_configs([resource], request_timeout=self._timeout)[resource]
+        configs = self._wait(future, "describe the broker's configs")
+        entry = configs.get("authorizer.class.name")
+        return bool(entry is not None and entry.value)
 
     def apply_acls(self, plan: acl_model.AclPlan) -> None:
         """Create the plan's ACLs, then delete the ones it removes (exactly those: each filter matches one)."""
