@@ -25,6 +25,8 @@ class LocalSettings:
     cache_dir: Path  # $AUTODEPLOY_CACHE_DIR, else $XDG_CACHE_HOME/autodeploy, else ~/.cache/autodeploy
     state_dir: Path  # pid, address and data files of running local services; $AUTODEPLOY_STATE_DIR isolates tests
     java_home: Path | None  # None: `java` on PATH
+    # `autodeploy kafka up` (and `up`, and the tests' broker) starts the local broker with SASL/SCRAM and ACLs.
+    kafka_secure: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
@@ -39,6 +41,7 @@ class LocalSettings:
             cache_dir=cache,
             state_dir=Path(explicit_state) if explicit_state else cache / "state",
             java_home=Path(java_home) if java_home else None,
+            kafka_secure=env.get("AUTODEPLOY_KAFKA_SECURE", "").lower() in ("1", "true", "yes"),
         )
 
 
@@ -48,18 +51,104 @@ def child_environment(overrides: Mapping[str, str] | None = None) -> dict[str, s
     return {**os.environ, **(overrides or {})}
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How every Kafka client of this process authenticates: librdkafka (producers, consumers, admin) and aiokafka
+    (under Faust) are both configured from this, so a process has one identity (its principal) on the broker.
+
+    PLAINTEXT with no user is what an unsecured broker needs (the default). The password comes from
+    KAFKA_SASL_PASSWORD or, better, from the file KAFKA_SASL_PASSWORD_FILE names (a mounted Secret); it is never
+    part of repr, so it cannot reach a log line through a settings dump."""
+
+    protocol: str = "PLAINTEXT"
+    mechanism: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_location: Path | None = None  # CA bundle for SSL/SASL_SSL; None: the system's
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def principal(self) -> str:
+        """The broker's name for this identity, as ACLs and errors say it."""
+        return f"User:{self.username}" if self.username else "User:ANONYMOUS"
+
+    def librdkafka(self) -> dict[str, str]:
+        """The entries of a confluent-kafka (librdkafka) client configuration."""
+        config = {"security.protocol": self.protocol}
+        if self.sasl:
+            config["sasl.mechanism"] = self.mechanism or ""
+            config["sasl.username"] = self.username or ""
+            config["sasl.password"] = self.password or ""
+        if self.ca_location is not None:
+            config["ssl.ca.location"] = str(self.ca_location)
+        return config
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KafkaSecurity:
+        env = os.environ if env is None else env
+        protocol = (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)}, got {protocol!r}"
+            )
+        username = env.get("KAFKA_SASL_USERNAME") or None
+        password = env.get("KAFKA_SASL_PASSWORD") or None
+        password_file = env.get("KAFKA_SASL_PASSWORD_FILE") or None
+        ca = env.get("KAFKA_SSL_CA_LOCATION") or None
+        mechanism = (env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper()
+        if not protocol.startswith("SASL_"):
+            if username or password or password_file:
+                raise ConfigError(
+                    f"KAFKA_SASL_USERNAME or a password is set but KAFKA_SECURITY_PROTOCOL is {protocol}; "
+                    "set it to SASL_PLAINTEXT or SASL_SSL"
+                )
+            return cls(protocol=protocol, ca_location=Path(ca) if ca else None)
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, got {mechanism!r}")
+        if password is not None and password_file is not None:
+            raise ConfigError("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+        if password_file is not None:
+            try:
+                password = Path(password_file).read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE {password_file}: {e.strerror}") from e
+        if not username or not password:
+            raise ConfigError(
+                f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
+                "(or KAFKA_SASL_PASSWORD_FILE)"
+            )
+        return cls(protocol, mechanism, username, password, Path(ca) if ca else None)
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str | None
     topics_catalog: Path
     topic_prefix: str
     policy_path: Path
+    # The security this process's environment configures: PLAINTEXT when nothing is set (see brokers.py for the
+    # local secured broker, whose credentials are used when none are configured).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    kafka_security_configured: bool = False  # KAFKA_SECURITY_PROTOCOL is set: the environment decides
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_security=KafkaSecurity.from_env(env),
+            kafka_security_configured=bool(env.get("KAFKA_SECURITY_PROTOCOL")),
             topics_catalog=Path(env.get("AUTODEPLOY_TOPICS_CATALOG") or REPO_ROOT / "topics" / "catalog.yaml"),
             topic_prefix=env.get("AUTODEPLOY_TOPIC_PREFIX", ""),
             policy_path=Path(env.get("AUTODEPLOY_CONFIG") or REPO_ROOT / "autodeploy.yaml"),

@@ -8,17 +8,25 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
     AdminClient,
     AlterConfigOpType,
     ConfigEntry,
     ConfigResource,
     NewPartitions,
     NewTopic,
+    ResourcePatternType,
+    ResourceType,
 )
 
+from streams.catalog import acls as acl_model
 from streams.catalog.plan import ActualTopic, Change, Plan
+from streams.config import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +35,21 @@ class KafkaAdminError(RuntimeError):
     """The broker refused or did not answer an admin request."""
 
 
+class AuthorizerDisabled(KafkaAdminError):
+    """The broker has no authorizer (SECURITY_DISABLED): it keeps no ACLs, and anyone may do anything."""
+
+
 class TopicAdmin:
-    def __init__(self, bootstrap_servers: str, timeout: float = 30.0) -> None:
+    def __init__(self, bootstrap_servers: str, timeout: float = 30.0, security: KafkaSecurity | None = None) -> None:
         self._timeout = timeout
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)})
+        self._security = security or KafkaSecurity()
+        self._admin = AdminClient(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "socket.timeout.ms": int(timeout * 1000),
+                **self._security.librdkafka(),
+            }
+        )
 
     def broker_count(self) -> int:
         return len(self._metadata().brokers)
@@ -117,6 +136,73 @@ class TopicAdmin:
         if names:
             self._all(self._admin.delete_topics(names, operation_timeout=self._timeout), "delete topic")
 
+    def acls(self, principals: Iterable[str]) -> set[acl_model.AclBinding]:
+        """Every ACL of `principals` on the broker; AuthorizerDisabled when it keeps none."""
+        if not self._has_authorizer():
+            raise AuthorizerDisabled("the broker has no authorizer (authorizer.class.name is empty): it keeps no ACLs")
+        found: set[acl_model.AclBinding] = set()
+        for principal in principals:
+            wanted = AclBindingFilter(
+                ResourceType.ANY,
+                None,  # type: ignore[arg-type]  # None matches any name (the stubs say str)
+                ResourcePatternType.ANY,
+                principal,
+                None,  # type: ignore[arg-type]  # any host
+                AclOperation.ANY,
+                AclPermissionType.ANY,
+            )
+            future = self._admin.describe_acls(wanted, request_timeout=self._timeout)
+            try:
+                bindings = future.result(timeout=self._timeout)
+            except KafkaException as e:
+                error = e.args[0] if e.args else None
+                if isinstance(error, KafkaError) and error.code() == KafkaError.SECURITY_DISABLED:
+                    raise AuthorizerDisabled("the broker has no authorizer: it keeps no ACLs") from e
+                raise KafkaAdminError(f"could not describe the ACLs of {principal}: {_reason(e)}") from e
+            except TimeoutError as e:
+                raise KafkaAdminError(f"could not describe the ACLs of {principal}: no answer") from e
+            found.update(_ours(b) for b in bindings)
+        return found
+
+    def _has_authorizer(self) -> bool:
+        """Kafka 4 answers DescribeAcls without an authorizer with an empty list, not SECURITY_DISABLED: its broker
+        config tells."""
+        brokers = self._metadata().brokers
+        if not brokers:
+            raise KafkaAdminError("the cluster's metadata lists no broker")
+        resource = ConfigResource(ConfigResource.Type.BROKER, str(min(brokers)))
+        future = self._admin.describe_configs([resource], request_timeout=self._timeout)[resource]
+        configs = self._wait(future, "describe the broker's configs")
+        entry = configs.get("authorizer.class.name")
+        return bool(entry is not None and entry.value)
+
+    def apply_acls(self, plan: acl_model.AclPlan) -> None:
+        """Create the plan's ACLs, then delete the ones it removes (exactly those: each filter matches one)."""
+        if plan.create:
+            futures = self._admin.create_acls([_theirs(b) for b in plan.create], request_timeout=self._timeout)
+            self._all({_ours(b).description: f for b, f in futures.items()}, "create the ACL")
+        if plan.delete:
+            deleted = self._admin.delete_acls([_filter(b) for b in plan.delete], request_timeout=self._timeout)
+            self._all({_ours(b).description: f for b, f in deleted.items()}, "delete the ACL")
+        self._await_acls(plan)
+        for binding in plan.create:
+            log.debug("acl created acl=%r", binding.description)
+        for binding in plan.delete:
+            log.debug("acl deleted acl=%r", binding.description)
+
+    def _await_acls(self, plan: acl_model.AclPlan) -> None:
+        """Return once the broker enforces the plan: a controller applies ACLs and the broker's authorizer learns them
+        from the metadata log a moment later (a client let in before that would be refused)."""
+        principals = {b.principal for b in (*plan.create, *plan.delete)}
+        deadline = time.monotonic() + self._timeout
+        while True:
+            found = self.acls(principals)
+            if set(plan.create) <= found and not set(plan.delete) & found:
+                return
+            if time.monotonic() > deadline:
+                raise KafkaAdminError(f"ACL changes not visible after {self._timeout:.0f}s")
+            time.sleep(0.1)
+
     def _metadata(self) -> Any:
         try:
             return self._admin.list_topics(timeout=self._timeout)
@@ -141,6 +227,50 @@ class TopicAdmin:
             raise KafkaAdminError(f"could not {what}: {e.args[0].str() if e.args else e}") from e
         except TimeoutError as e:
             raise KafkaAdminError(f"could not {what}: no answer within {self._timeout:.0f}s") from e
+
+
+def _reason(e: KafkaException) -> str:
+    error = e.args[0] if e.args else None
+    return error.str() if isinstance(error, KafkaError) else str(e)
+
+
+def _ours(binding: AclBinding) -> acl_model.AclBinding:
+    return acl_model.AclBinding(
+        binding.principal,
+        _enum_name(binding.restype),
+        _enum_name(binding.resource_pattern_type),
+        binding.name,
+        _enum_name(binding.operation),
+        _enum_name(binding.permission_type),
+        binding.host,
+    )
+
+
+def _enum_name(value: object) -> str:
+    return str(getattr(value, "name", value))  # the stubs allow the str and int forms too; answers carry enums
+
+
+def _theirs(binding: acl_model.AclBinding) -> AclBinding:
+    return AclBinding(*_fields(binding))
+
+
+def _filter(binding: acl_model.AclBinding) -> AclBindingFilter:
+    """A filter that matches exactly `binding` (every field given)."""
+    return AclBindingFilter(*_fields(binding))
+
+
+def _fields(
+    binding: acl_model.AclBinding,
+) -> tuple[ResourceType, str, ResourcePatternType, str, str, AclOperation, AclPermissionType]:
+    return (
+        ResourceType[binding.resource_type],
+        binding.name,
+        ResourcePatternType[binding.pattern_type],
+        binding.principal,
+        binding.host,
+        AclOperation[binding.operation],
+        AclPermissionType[binding.permission],
+    )
 
 
 def _visible(change: Change, actual: ActualTopic | None) -> bool:

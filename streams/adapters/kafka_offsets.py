@@ -18,6 +18,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from streams.config import KafkaSecurity
 from streams.domain.lag import PartitionKey, Position
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,13 @@ class OffsetsUnavailable(RuntimeError):
 
 
 class KafkaOffsets:
-    def __init__(self, bootstrap_servers: str, timeout: float = 10.0) -> None:
+    def __init__(self, bootstrap_servers: str, timeout: float = 10.0, security: KafkaSecurity | None = None) -> None:
         self._bootstrap = bootstrap_servers
         self._timeout = timeout
-        self._admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000)})
+        self._security = (security or KafkaSecurity()).librdkafka()
+        self._admin = AdminClient(
+            {"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": int(timeout * 1000), **self._security}
+        )
         self._reader: Consumer | None = None
         self._group_readers: dict[str, Consumer] = {}
         self._group_readers_lock = threading.Lock()  # the worker asks from its lag thread and its event loop's threads
@@ -86,6 +90,7 @@ class KafkaOffsets:
                         "group.id": group,  # only to ask its coordinator: never subscribed, so it never joins
                         "enable.auto.commit": False,
                         "socket.timeout.ms": int(self._timeout * 1000),
+                        **self._security,
                     }
                 )
             return reader
@@ -170,6 +175,7 @@ class KafkaOffsets:
                 "fetch.max.bytes": 1024 * 1024,
                 "max.partition.fetch.bytes": 64 * 1024,
                 "socket.timeout.ms": int(self._timeout * 1000),
+                **self._security,
             }
         )
         return self._reader

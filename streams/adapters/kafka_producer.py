@@ -16,6 +16,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from streams.config import KafkaSecurity
+
 log = logging.getLogger(__name__)
 # librdkafka's own messages (disconnects, retries) go through logging instead of raw stderr lines.
 _librdkafka_log = logging.getLogger(__name__ + ".librdkafka")
@@ -51,6 +53,16 @@ class PublishRejected(PublishError):
         self.too_large = too_large
 
 
+class PublishForbidden(PublishRejected):
+    """Permanent: the broker's ACLs do not allow this principal the operation (a missing ACL, see topics/acls.yaml)."""
+
+    def __init__(self, message: str, *, principal: str, operation: str, resource: str) -> None:
+        super().__init__(message)
+        self.principal = principal
+        self.operation = operation
+        self.resource = resource
+
+
 @dataclass(frozen=True)
 class Record:
     topic: str
@@ -80,8 +92,23 @@ _PERMANENT = {
 }
 
 
-def _error(err: KafkaError) -> PublishError:
+def _error(err: KafkaError, topic: str = "", principal: str = "") -> PublishError:
     message = f"{err.name()}: {err.str()}"
+    if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        return PublishForbidden(
+            f"{principal} may not WRITE to topic {topic}: no ACL allows it ({err.name()})",
+            principal=principal,
+            operation="WRITE",
+            resource=f"topic {topic}",
+        )
+    if err.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:  # InitProducerId: idempotence needs IDEMPOTENT_WRITE
+        return PublishForbidden(
+            f"{principal} may not IDEMPOTENT_WRITE on the cluster (needed by an idempotent producer) to write to "
+            f"topic {topic}: no ACL allows it ({err.name()})",
+            principal=principal,
+            operation="IDEMPOTENT_WRITE",
+            resource="cluster",
+        )
     if err.code() in _PERMANENT:
         return PublishRejected(message, too_large=err.code() in _TOO_LARGE)
     return PublishUnavailable(message)
@@ -103,13 +130,17 @@ class DurableProducer:
         overrides: Mapping[str, Any] | None = None,
         *,
         delivery_timeout_s: float = DEFAULT_DELIVERY_TIMEOUT_S,
+        security: KafkaSecurity | None = None,
     ) -> None:
         self.delivery_timeout_s = delivery_timeout_s
+        security = security or KafkaSecurity()
+        self.principal = security.principal
         config = {
             **PRODUCER_DEFAULTS,
             "message.timeout.ms": max(1, round(delivery_timeout_s * 1000)),
             "bootstrap.servers": bootstrap_servers,
             "logger": _librdkafka_log,
+            **security.librdkafka(),
             **(overrides or {}),
         }
         self._producer = Producer(config)
@@ -125,7 +156,7 @@ class DurableProducer:
             if done.done():  # answered "unavailable" already; the record may still have landed
                 _log_late_outcome(err, msg)
             elif err is not None:
-                done.set_exception(_error(err))
+                done.set_exception(_error(err, record.topic, self.principal))
             else:
                 done.set_result(Acknowledged(msg.topic() or record.topic, msg.partition() or 0, msg.offset() or 0))
 
@@ -136,7 +167,7 @@ class DurableProducer:
         except BufferError as e:
             raise PublishUnavailable("the local produce queue is full: the broker is not keeping up") from e
         except KafkaException as e:
-            raise _error(e.args[0]) from e
+            raise _error(e.args[0], record.topic, self.principal) from e
         self._in_flight += 1
         if self._poller is None or self._poller.done():
             self._poller = loop.create_task(self._poll_while_in_flight())

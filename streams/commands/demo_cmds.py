@@ -55,8 +55,12 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     scenario = build(load_policies(settings.policy_path), keys, args.run_id or secrets.token_hex(4), args.repository)
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
+    broker = brokers.connection(settings, "admin")  # it watches both outputs, as a person would
     watcher = Watcher(
-        brokers.bootstrap_servers(settings), cat.topic("deploy.readiness").name, cat.topic("deploy.events").name
+        broker.bootstrap_servers,
+        cat.topic("deploy.readiness").name,
+        cat.topic("deploy.events").name,
+        broker.security.librdkafka(),
     )
     services = ", ".join(s.name for s in scenario.services)
     print(f"demo: {scenario.repository} ({services}) through {url}", flush=True)  # the player lists the commits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -41,23 +42,26 @@ def run(args: argparse.Namespace) -> int:
     from streams.adapters.kafka_producer import DurableProducer  # noqa: PLC0415 - same
     from streams.adapters.kubernetes_deployments import DeploymentsClient  # noqa: PLC0415 - same
     from streams.adapters.policy_file import load_policies  # noqa: PLC0415 - same
-    from streams.deploy.agent import DeployAgent, SyncPublisher  # noqa: PLC0415 - same
+    from streams.deploy.agent import ConsumeForbidden, DeployAgent, SyncPublisher  # noqa: PLC0415 - same
 
     settings = Settings.from_env()
     agent_settings = DeployAgentSettings.from_env()
     if args.dry_run:
         agent_settings = dataclasses.replace(agent_settings, dry_run=True)
-    bootstrap = brokers.bootstrap_servers(settings)
+    broker = brokers.connection(settings, "deploy-agent")
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            "bootstrap.servers": broker.bootstrap_servers,
+            **broker.security.librdkafka(),
             "group.id": agent_settings.group_id,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
         }
     )
-    publisher = SyncPublisher(DurableProducer(bootstrap), agent_settings.publish_timeout_s)
+    publisher = SyncPublisher(
+        DurableProducer(broker.bootstrap_servers, security=broker.security), agent_settings.publish_timeout_s
+    )
     agent = DeployAgent(
         agent_settings,
         load_policies(settings.policy_path),
@@ -74,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         agent.run(stop)
     except KeyboardInterrupt:
         stop.set()
+    except ConsumeForbidden as e:
+        print(f"autodeploy: {broker.security.principal} {e} (group {agent_settings.group_id})", file=sys.stderr)
+        return 2
     finally:
         if server is not None:
             server.shutdown()
@@ -103,7 +110,10 @@ def run_unblock(args: argparse.Namespace) -> int:
     policy = load_policies(settings.policy_path).service(args.service)
     topic = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix).topic("deploy.events").name
     deployments = DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s)
-    publisher = SyncPublisher(DurableProducer(brokers.bootstrap_servers(settings)), agent_settings.publish_timeout_s)
+    broker = brokers.connection(settings, "deploy-agent")
+    publisher = SyncPublisher(
+        DurableProducer(broker.bootstrap_servers, security=broker.security), agent_settings.publish_timeout_s
+    )
     try:
         cleared = unblock(policy, deployments, publisher, topic)
     finally:

@@ -13,6 +13,12 @@ def register(sub: Any) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     start = actions.add_parser("up", help="download the jars once, start the broker, wait until it answers")
     start.add_argument("--port", type=int, default=None, help="listener port (default: a free one)")
+    start.add_argument(
+        "--secure",
+        action="store_true",
+        default=None,
+        help="SASL/SCRAM, one principal per process and deny-by-default ACLs (default: AUTODEPLOY_KAFKA_SECURE)",
+    )
     start.set_defaults(handler=run_kafka_up)
     actions.add_parser("fetch", help="only download the jars into the cache").set_defaults(handler=run_kafka_fetch)
     actions.add_parser("down", help="stop the broker `up` started").set_defaults(handler=run_kafka_down)
@@ -20,9 +26,13 @@ def register(sub: Any) -> None:
 
 
 def run_kafka_up(args: argparse.Namespace) -> int:
-    info = kafka.up(port=args.port)
+    info = kafka.up(port=args.port, secure=args.secure)
     print(f"kafka {info.version} up: bootstrap {info.bootstrap_servers} (pid {info.pid}, log {info.log_path})")
     print(f"export KAFKA_BOOTSTRAP_SERVERS={info.bootstrap_servers}")
+    if info.secure:
+        # Never the passwords themselves: where they are, for a person who wants to be one of the principals.
+        print(f"secured: SASL {kafka.MECHANISM}; principals {', '.join(kafka.username(r) for r in kafka.ROLES)}")
+        print(f"passwords (mode 0600) in {kafka.password_file('admin').parent}; `autodeploy topics apply` sets ACLs")
     return 0
 
 
@@ -41,5 +51,6 @@ def run_kafka_status(args: argparse.Namespace) -> int:
     if info is None:
         print("kafka: down")
         return 3
-    print(f"kafka {info.version}: up at {info.bootstrap_servers} (pid {info.pid})")
+    secured = " secured (SASL/SCRAM, ACLs)" if info.secure else ""
+    print(f"kafka {info.version}: up at {info.bootstrap_servers} (pid {info.pid}){secured}")
     return 0

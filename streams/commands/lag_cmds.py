@@ -41,7 +41,8 @@ def register(sub: Any) -> None:
 
 
 def _monitor(settings: LagSettings, extra: list[str]) -> LagMonitor:
-    offsets = KafkaOffsets(brokers.bootstrap_servers(Settings.from_env()))
+    broker = brokers.connection(Settings.from_env(), "lag-exporter")
+    offsets = KafkaOffsets(broker.bootstrap_servers, security=broker.security)
     return LagMonitor(offsets, (*settings.groups, *extra), settings.stall_after_s)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from streams import catalog
+from streams import brokers, catalog
 from streams.adapters.policy_file import load_policies
 from streams.commands import topics_cmds
 from streams.commands.demo_cmds import up_file
@@ -42,6 +42,12 @@ def register(sub: Any) -> None:
         help="deploy agent in dry-run mode (server-side dry runs; the local control plane still runs: it validates)",
     )
     parser.add_argument("--no-deploy", action="store_true", help="no control plane and no deploy agent")
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        default=None,
+        help="start the local broker with SASL and ACLs, each process as its own principal (AUTODEPLOY_KAFKA_SECURE)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -69,10 +75,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Started) -> int:
-    bootstrap = settings.kafka_bootstrap_servers or kafka.up().bootstrap_servers
-    print(f"kafka        {bootstrap}" + (" (started)" if started.broker else " (already running)"), flush=True)
+    if settings.kafka_bootstrap_servers:
+        broker = brokers.connection(settings, "admin")
+    else:
+        local = kafka.up(secure=args.secure)
+        own = kafka.credentials("admin") if local.secure and not settings.kafka_security_configured else None
+        broker = brokers.Connection(local.bootstrap_servers, own or settings.kafka_security)
+    bootstrap = broker.bootstrap_servers
+    secured = " secured: one SASL principal per process, ACLs of topics/acls.yaml" if broker.security.sasl else ""
+    print(f"kafka        {bootstrap}" + (" (started)" if started.broker else " (already running)") + secured)
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
-    if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout) != 0:
+    if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout, security=broker.security) != 0:
         return 2
     env = child_environment({"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "AUTODEPLOY_WORKER_PORT": str(args.worker_port)})
     logs = state_dir() / "up"
@@ -93,16 +106,21 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
         print(f"cluster      {info.server} (kubeconfig {info.kubeconfig}); demo: {', '.join(created) or 'exists'}")
         agent_env = {
             **env,
+            **identity(settings, "deploy-agent"),
             "KUBECONFIG": str(info.kubeconfig),
             "AUTODEPLOY_DEPLOY_METRICS_PORT": str(args.agent_port),
             "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
         }
     children = started.children
     children["webhooks"] = processes.start(
-        [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(args.port)], logs / "webhooks.log", env
+        [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(args.port)],
+        logs / "webhooks.log",
+        {**env, **identity(settings, "webhooks")},
     )
     children["worker"] = processes.start(
-        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"], logs / "worker.log", env
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
+        logs / "worker.log",
+        {**env, **identity(settings, "worker")},
     )
     if agent_env is not None:
         agent_argv = [sys.executable, "-m", "streams.cli", "deploy-agent", *(["--dry-run"] if args.dry_run else [])]
@@ -115,6 +133,14 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
     print("`autodeploy demo` plays a scenario through it. Ctrl-C stops everything this command started.", flush=True)
     _watch(children, logs)
     return 0
+
+
+def identity(settings: Settings, role: str) -> dict[str, str]:
+    """The environment that makes a child `role` on the secured local broker (its own principal, the password by
+    file); nothing where the environment configures Kafka's security itself or the broker is not secured."""
+    if settings.kafka_security_configured or settings.kafka_bootstrap_servers:
+        return {}
+    return kafka.client_environment(role)
 
 
 def stop_all(

@@ -21,6 +21,15 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
-    bootstrap = brokers.bootstrap_servers(settings)
-    asyncio.run(serve(WebhookSettings.from_env(), cat, bootstrap, host=args.host, port=args.port))
+    broker = brokers.connection(settings, "webhooks")
+    asyncio.run(
+        serve(
+            WebhookSettings.from_env(),
+            cat,
+            broker.bootstrap_servers,
+            host=args.host,
+            port=args.port,
+            security=broker.security,
+        )
+    )
     return 0

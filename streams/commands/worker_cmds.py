@@ -32,8 +32,10 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
-    bootstrap = brokers.bootstrap_servers(settings)
-    worker = ReadinessWorker(WorkerSettings.from_env(), cat, load_policies(settings.policy_path), bootstrap)
+    broker = brokers.connection(settings, "worker")
+    worker = ReadinessWorker(
+        WorkerSettings.from_env(), cat, load_policies(settings.policy_path), broker.bootstrap_servers, broker.security
+    )
     # Faust declares only topics an agent reads directly; the ticks topic is read through the combined source, and
     # brokers here do not auto-create topics, so it is made before the worker subscribes.
     lag = LagSettings.from_env()
@@ -44,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
             worker.metrics.registry,
             lag.interval_s,
         )
-    TopicAdmin(bootstrap).ensure(worker.ticks_topic.get_topic_name(), worker.partitions, {"retention.ms": "3600000"})
+    TopicAdmin(broker.bootstrap_servers, security=broker.security).ensure(
+        worker.ticks_topic.get_topic_name(), worker.partitions, {"retention.ms": "3600000"}
+    )
     WorkerProcess(worker, loglevel=args.loglevel, app_loglevel=args.app_loglevel).execute_from_commandline()
     return 0

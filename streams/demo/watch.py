@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +65,14 @@ def parse_outcome(value: dict[str, Any], timestamp_ms: int = 0) -> Observed | No
 class Watcher:
     """Reads both topics from where they end when it starts: only what the demo causes (and anything concurrent)."""
 
-    def __init__(self, bootstrap: str, readiness_topic: str, events_topic: str) -> None:
+    def __init__(
+        self, bootstrap: str, readiness_topic: str, events_topic: str, security: Mapping[str, str] | None = None
+    ) -> None:
         self._topics = {readiness_topic: parse_readiness, events_topic: parse_outcome}
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
+                **(security or {}),
                 "group.id": f"autodeploy-demo-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

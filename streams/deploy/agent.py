@@ -245,11 +245,23 @@ class DeployAgent:
         return Handled(f"dead letter: {reason}", dead_letter=True)
 
 
+class ConsumeForbidden(RuntimeError):
+    """Permanent: the broker's ACLs do not let the agent's principal read its topic or use its group."""
+
+
+_FORBIDDEN = {"TOPIC_AUTHORIZATION_FAILED": "topic", "GROUP_AUTHORIZATION_FAILED": "group"}
+
+
 def _usable(message: Any) -> bool:
-    if message.error() is not None:
-        log.warning("consumer error error=%s", message.error())
-        return False
-    return True
+    error = message.error()
+    if error is None:
+        return True
+    resource = _FORBIDDEN.get(error.name())
+    if resource is not None:  # no retry helps: stop, saying what is missing
+        name = message.topic() if resource == "topic" else "of the agent"
+        raise ConsumeForbidden(f"may not READ the {resource} {name}: no ACL allows it ({error.name()})")
+    log.warning("consumer error error=%s", error)
+    return False
 
 
 def _raw(message: Any) -> RawRecord:

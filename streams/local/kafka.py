@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -22,7 +24,7 @@ from typing import Any, TextIO
 
 from confluent_kafka.admin import AdminClient
 
-from streams.config import LocalSettings
+from streams.config import KafkaSecurity, LocalSettings
 from streams.local import processes
 from streams.local.cache import cache_dir, state_dir
 
@@ -47,6 +49,21 @@ _quiet = logging.getLogger(__name__ + ".probe")
 _quiet.setLevel(logging.CRITICAL)
 
 
+# The secured broker's identities. One SCRAM user per autodeploy process (each gets its own principal, and the ACLs of
+# topics/acls.yaml name them), an admin for `topics apply`, and the broker's own inter-broker user.
+ROLES = ("admin", "webhooks", "worker", "deploy-agent", "lag-exporter")
+BROKER_USER = "autodeploy-broker"
+CONTROLLER_USER = "controller"  # the controller listener's SASL/PLAIN user (see security.properties)
+MECHANISM = "SCRAM-SHA-512"
+
+
+def username(role: str) -> str:
+    return f"autodeploy-{role}"
+
+
+SUPER_USERS = (f"User:{username('admin')}", f"User:{BROKER_USER}", f"User:{CONTROLLER_USER}")
+
+
 class KafkaStartError(processes.ServiceStartError):
     """The broker could not be resolved, formatted or started."""
 
@@ -58,6 +75,7 @@ class BrokerInfo:
     version: str
     log_path: Path
     data_dir: Path
+    secure: bool = False  # SASL/SCRAM and ACLs: clients need credentials(role)
 
 
 def libs_dir(version: str = KAFKA_VERSION) -> Path:
@@ -133,7 +151,7 @@ def _jvm(libs: Path, work: Path) -> list[str]:
     ]
 
 
-def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
+def metadata_ok(bootstrap: str, timeout: float = 2.0, security: KafkaSecurity | None = None) -> bool:
     """A broker is up when it answers a metadata request, not when its port is open."""
     host, _, port = bootstrap.split(",", 1)[0].rpartition(":")
     try:
@@ -144,6 +162,7 @@ def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": int(timeout * 1000),
         "logger": _quiet,
+        **(security or KafkaSecurity()).librdkafka(),
     }
     admin = AdminClient(config)
     try:
@@ -164,32 +183,136 @@ def status() -> BrokerInfo | None:
         version=state["version"],
         log_path=Path(state["log_path"]),
         data_dir=Path(state["data_dir"]),
+        secure=bool(state.get("secure", False)),
     )
 
 
-def up(port: int | None = None, version: str = KAFKA_VERSION, out: TextIO = sys.stderr) -> BrokerInfo:
-    """Start the broker (or return the one already running) and wait until it answers metadata requests."""
+def _secrets_dir() -> Path:
+    return _state_file().parent / "secrets"
+
+
+def password_file(role: str) -> Path:
+    """The file holding `role`'s password on the secured local broker (mode 0600): KAFKA_SASL_PASSWORD_FILE."""
+    return _secrets_dir() / f"{role}.password"
+
+
+def credentials(role: str) -> KafkaSecurity:
+    """`role`'s identity on the running secured local broker (PLAINTEXT when the local broker is not secured)."""
+    running = status()
+    if running is None or not running.secure:
+        return KafkaSecurity()
+    return KafkaSecurity("SASL_PLAINTEXT", MECHANISM, username(role), _read_password(role))
+
+
+def client_environment(role: str) -> dict[str, str]:
+    """The environment a child process needs to be `role` on the secured local broker: the password by file, so it is
+    in no process's environment or argv."""
+    if not (status() or _no_broker()).secure:
+        return {}
+    return {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": MECHANISM,
+        "KAFKA_SASL_USERNAME": username(role),
+        "KAFKA_SASL_PASSWORD_FILE": str(password_file(role)),
+    }
+
+
+def _no_broker() -> BrokerInfo:
+    raise KafkaStartError("no local broker runs: `autodeploy kafka up` first")
+
+
+def _read_password(role: str) -> str:
+    try:
+        return password_file(role).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise KafkaStartError(f"the secured local broker has no password for {role} ({password_file(role)})") from e
+
+
+def _passwords() -> dict[str, str]:
+    """The secured broker's passwords, generated once per state directory (its SCRAM users are formatted into the
+    metadata with them), each in a file of mode 0600 in a directory of mode 0700."""
+    folder = _secrets_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    found = {}
+    for role in (*ROLES, "broker", "controller"):
+        path = password_file(role)
+        if not path.exists():
+            _write_private(path, secrets.token_urlsafe(24))
+        found[role] = path.read_text(encoding="utf-8").strip()
+    return found
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    path.chmod(0o600)
+
+
+def _security_block(passwords: dict[str, str]) -> str:
+    template = (_files() / "security.properties").read_text(encoding="utf-8")
+    return template.format(
+        broker_user=BROKER_USER,
+        broker_password=passwords["broker"],
+        controller_user=CONTROLLER_USER,
+        controller_password=passwords["controller"],
+        super_users=";".join(SUPER_USERS),
+    )
+
+
+def up(
+    port: int | None = None, version: str = KAFKA_VERSION, out: TextIO = sys.stderr, secure: bool | None = None
+) -> BrokerInfo:
+    """Start the broker (or return the one already running) and wait until it answers metadata requests.
+
+    `secure` (default: AUTODEPLOY_KAFKA_SECURE): SASL/SCRAM on the client listener, SASL/PLAIN on the controller's,
+    and the StandardAuthorizer denying what no ACL allows; credentials(role) are the clients' identities."""
+    secure = LocalSettings.from_env().kafka_secure if secure is None else secure
     running = status()
     if running is not None:
+        if running.secure != secure:
+            mode = "with SASL and ACLs" if running.secure else "without SASL"
+            raise KafkaStartError(f"the local broker runs {mode}; `autodeploy kafka down` first to switch")
         return running
     libs = ensure_jars(version, out)
     work = _state_file().parent
     data = work / "data"
     previous = processes.read_state(_state_file()) or {}
+    if (data / "meta.properties").exists() and bool(previous.get("secure", False)) != secure:
+        # SCRAM users are written at format time: a broker switching modes starts from fresh storage.
+        print(
+            f"autodeploy: the local broker's data was formatted {'with' if previous.get('secure') else 'without'} "
+            f"SASL; formatting it anew {'with' if secure else 'without'} (its topics are recreated by `topics apply`)",
+            file=out,
+            flush=True,
+        )
+        shutil.rmtree(data)
     # A restart keeps the data; a new port each time would only confuse clients that remembered the old one.
     port = port or _reuse(previous.get("port")) or processes.free_port()
     controller_port = _reuse(previous.get("controller_port")) or processes.free_port()
     work.mkdir(parents=True, exist_ok=True)
     props = work / "server.properties"
     template = (_files() / "server.properties").read_text(encoding="utf-8")
-    props.write_text(template.format(port=port, controller_port=controller_port, data_dir=data), encoding="utf-8")
+    passwords = _passwords() if secure else {}
+    _write_private(
+        props,
+        template.format(
+            port=port,
+            controller_port=controller_port,
+            data_dir=data,
+            client_listener="SASL_PLAINTEXT" if secure else "PLAINTEXT",
+            controller_protocol="SASL_PLAINTEXT" if secure else "PLAINTEXT",
+            security=_security_block(passwords) if secure else "",
+        ),
+    )
     if not (data / "meta.properties").exists():
-        _format(libs, work, props)
+        _format(libs, work, props, passwords)
     log_path = work / "broker.log"
     log_path.write_bytes(b"")
     proc = processes.start([*_jvm(libs, work), "kafka.Kafka", str(props)], log_path)
     bootstrap = f"127.0.0.1:{port}"
-    info = BrokerInfo(bootstrap, proc.pid, version, log_path, data)
+    info = BrokerInfo(bootstrap, proc.pid, version, log_path, data, secure)
     processes.write_state(
         _state_file(),
         {
@@ -200,9 +323,10 @@ def up(port: int | None = None, version: str = KAFKA_VERSION, out: TextIO = sys.
             "version": version,
             "log_path": str(log_path),
             "data_dir": str(data),
+            "secure": secure,
         },
     )
-    _wait_ready(proc, info)
+    _wait_ready(proc, info, credentials("admin") if secure else None)
     return info
 
 
@@ -219,16 +343,35 @@ def _reuse(port: object) -> int | None:
     return port
 
 
-def _format(libs: Path, work: Path, props: Path) -> None:
+def _format(libs: Path, work: Path, props: Path, passwords: dict[str, str]) -> None:
+    """Format the KRaft storage; with `passwords` (secured), with a SCRAM user per role and the broker's own.
+
+    The passwords are on the tool's argv for the second it runs (KRaft takes SCRAM users at format time only from
+    there); its output is shown on failure with them blanked out."""
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    users = {username(role): passwords[role] for role in ROLES if role in passwords}
+    if passwords:
+        users[BROKER_USER] = passwords["broker"]
+    scram = [f"--add-scram={MECHANISM}=[name={name},password={password}]" for name, password in users.items()]
     # `--cluster-id=` form: a base64url id may start with "-", which the tool would read as an option.
-    argv = [*_jvm(libs, work), "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(props)]
+    argv = [
+        *_jvm(libs, work),
+        "kafka.tools.StorageTool",
+        "format",
+        f"--cluster-id={cluster_id}",
+        "-c",
+        str(props),
+        *scram,
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if result.returncode != 0:
-        raise KafkaStartError(f"formatting KRaft storage failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        shown = (result.stdout + result.stderr)[-4000:]
+        for password in passwords.values():
+            shown = shown.replace(password, "<password>")
+        raise KafkaStartError(f"formatting KRaft storage failed:\n{shown}")
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], info: BrokerInfo) -> None:
+def _wait_ready(proc: subprocess.Popen[bytes], info: BrokerInfo, security: KafkaSecurity | None) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -237,8 +380,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], info: BrokerInfo) -> None:
                 f"Kafka broker exited with code {proc.returncode} during start; last lines of {info.log_path}:\n"
                 + processes.tail(info.log_path)
             )
-        if metadata_ok(info.bootstrap_servers):
-            log.info("kafka broker up bootstrap=%s pid=%s", info.bootstrap_servers, info.pid)
+        if metadata_ok(info.bootstrap_servers, security=security):
+            log.info("kafka broker up bootstrap=%s pid=%s secure=%s", info.bootstrap_servers, info.pid, info.secure)
             return
         time.sleep(0.3)
     processes.stop(proc.pid)

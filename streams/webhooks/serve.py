@@ -13,7 +13,7 @@ from aiohttp import web
 
 from streams.adapters.kafka_producer import DurableProducer
 from streams.catalog import Catalog
-from streams.config import ConfigError, WebhookSettings
+from streams.config import ConfigError, KafkaSecurity, WebhookSettings
 from streams.webhooks.server import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ async def serve(
     host: str,
     port: int,
     out: TextIO = sys.stdout,
+    security: KafkaSecurity | None = None,
 ) -> None:
-    producer = DurableProducer(bootstrap_servers, delivery_timeout_s=settings.publish_timeout_s)
+    producer = DurableProducer(bootstrap_servers, delivery_timeout_s=settings.publish_timeout_s, security=security)
     server = WebhookServer(settings, catalog, producer)
     if not any(server.enabled(e) for e in settings.ENDPOINTS):
         producer.close(0)

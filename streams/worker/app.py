@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -39,7 +40,7 @@ from faust.types import TP, EventT
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.adapters.kafka_producer import Record
 from streams.catalog import Catalog
-from streams.config import WorkerSettings
+from streams.config import KafkaSecurity, WorkerSettings
 from streams.domain.policy import Policies
 from streams.domain.readiness import RepositoryState, apply, earliest_expiry, expire, explain
 from streams.events.deadletters import deadletter_headers
@@ -63,11 +64,35 @@ PRODUCER_BUFFER_MESSAGES = 10 * BATCH_SIZE
 STATE_DEFER_BYTES = 32 * 1024  # state parts carried in the meta record until they outgrow this (see state_store)
 
 
+def faust_credentials(security: KafkaSecurity) -> dict[str, Any]:
+    """Faust's (aiokafka's) settings for the process's Kafka identity: the same one its librdkafka clients use."""
+    context = ssl.create_default_context(cafile=str(security.ca_location) if security.ca_location else None)
+    if security.sasl:
+        credentials = faust.SASLCredentials(
+            username=security.username,
+            password=security.password,
+            mechanism=security.mechanism,
+            ssl_context=context if security.tls else None,
+        )
+        return {"broker_credentials": credentials}
+    if security.tls:
+        return {"broker_credentials": faust.SSLCredentials(context)}
+    return {}
+
+
 class ReadinessWorker:
     """Builds the Faust app and holds what its agent needs; `app` is what `faust worker` runs."""
 
-    def __init__(self, settings: WorkerSettings, catalog: Catalog, policies: Policies, bootstrap_servers: str) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        catalog: Catalog,
+        policies: Policies,
+        bootstrap_servers: str,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self.settings = settings
+        self.security = security = security or KafkaSecurity()
         self.bootstrap_servers = bootstrap_servers
         self.catalog = catalog
         self.policies = policies
@@ -89,6 +114,7 @@ class ReadinessWorker:
             web_enabled=settings.web_enabled,
             topic_allow_declare=True,
             consumer_group_instance_id=settings.instance_id,
+            **faust_credentials(security),
         )
         raw: dict[str, Any] = {
             "key_type": bytes,
@@ -129,7 +155,7 @@ class ReadinessWorker:
         self.app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
-        self.offsets = KafkaOffsets(bootstrap_servers)
+        self.offsets = KafkaOffsets(bootstrap_servers, security=security)
         self.source_topics = {*self.inputs, self.ticks_topic.get_topic_name()}
         self.app.on_rebalance_complete.connect(self._rewind_never_committed)
         self.app.agent(source, name="readiness")(self._fold)

@@ -82,3 +82,17 @@ def test_every_pod_is_locked_down() -> None:
             assert context["capabilities"] == {"drop": ["ALL"]}
             assert "memory" in container["resources"]["limits"]
             assert container.get("readinessProbe") and container.get("livenessProbe"), container["name"]
+
+
+def test_each_process_is_its_own_principal_on_the_broker() -> None:
+    """One Secret per process, as topics/acls.yaml has one principal per process; the protocol for all in the
+    ConfigMap."""
+    secrets = {}
+    for container in containers():
+        env = [e for e in container.get("env", []) if e["name"].startswith("KAFKA_SASL_")]
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in env}
+        assert set(refs) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}, container["name"]
+        assert len(set(refs.values())) == 1, container["name"]
+        secrets[container["args"][0]] = next(iter(refs.values()))
+    assert secrets == {c: f"autodeploy-kafka-{c}" for c in ("webhooks", "worker", "deploy-agent", "lag-exporter")}
+    assert {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"} <= settings_named()

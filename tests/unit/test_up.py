@@ -115,14 +115,14 @@ def test_a_ctrl_c_while_the_control_plane_starts_stops_the_broker_it_started(
 ) -> None:
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     services = Services(monkeypatch, cluster_running=False, broker_running=False)
-    monkeypatch.setattr(kafka, "up", lambda: kafka.BrokerInfo("127.0.0.1:1", 1, "v", Path("log"), Path("data")))
+    monkeypatch.setattr(kafka, "up", lambda **_: kafka.BrokerInfo("127.0.0.1:1", 1, "v", Path("log"), Path("data")))
     monkeypatch.setattr(up_cmds.topics_cmds, "apply_catalog", lambda *a, **k: 0)
 
     def interrupted(progress: Any) -> None:
         raise KeyboardInterrupt  # the first start builds the control plane: minutes, a Ctrl-C is likely
 
     monkeypatch.setattr(cluster, "up", interrupted)
-    args = argparse.Namespace(port=1, worker_port=2, agent_port=3, dry_run=False, no_deploy=False)
+    args = argparse.Namespace(port=1, worker_port=2, agent_port=3, dry_run=False, no_deploy=False, secure=None)
     assert up_cmds.run(args) == 0
     out = capsys.readouterr().out
     assert "stopping what this command started" in out and "kafka        stopped in " in out
