@@ -56,36 +56,36 @@ def test_an_unchanged_copy_keeps_them_too(copy: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_domain_importing_kafka_breaks_the_domain_contract(copy: Path) -> None:
-    (copy / "streams" / "domain" / "leaks_kafka.py").write_text("import confluent_kafka\n")
-    result = lint_imports(copy)
-    assert result.returncode != 0
-    assert f"{contract_name('domain-pure')} BROKEN" in result.stdout
-    # Only the copy has this module: the copy was checked, not the installed package.
-    assert "streams.domain.leaks_kafka -> confluent_kafka" in result.stdout
+BREACHES = {
+    # name: (the module added to the copy, its text, the contract it breaks, the import the report must name)
+    "domain imports kafka": (
+        "domain/leaks_kafka.py",
+        "import confluent_kafka\n",
+        "domain-pure",
+        "streams.domain.leaks_kafka -> confluent_kafka",
+    ),
+    "domain reads yaml": ("domain/reads_yaml.py", "import yaml\n", "domain-pure", "streams.domain.reads_yaml -> yaml"),
+    "a process imports another inside a function": (
+        "deploy/reaches_over.py",
+        "def reach_over() -> object:\n    from streams.worker import helper\n    return helper\n",
+        "processes-independent",
+        "streams.deploy.reaches_over -> streams.worker.helper",
+    ),
+    "a process imports the edge": (
+        "webhooks/reaches_up.py",
+        "from streams.commands import worker_cmds\n",
+        "edge-on-top",
+        "streams.webhooks.reaches_up -> streams.commands.worker_cmds",
+    ),
+}
 
 
-def test_the_domain_reading_yaml_breaks_the_domain_contract(copy: Path) -> None:
-    (copy / "streams" / "domain" / "reads_yaml.py").write_text("import yaml\n")
-    result = lint_imports(copy)
-    assert result.returncode != 0
-    assert f"{contract_name('domain-pure')} BROKEN" in result.stdout
-    assert "streams.domain.reads_yaml -> yaml" in result.stdout
-
-
-def test_a_process_importing_another_inside_a_function_breaks_their_independence(copy: Path) -> None:
-    leak = "def reach_over() -> object:\n    from streams.worker import helper\n    return helper\n"
+@pytest.mark.parametrize(("module", "text", "contract", "named"), BREACHES.values(), ids=BREACHES.keys())
+def test_a_forbidden_import_breaks_its_contract(copy: Path, module: str, text: str, contract: str, named: str) -> None:
     (copy / "streams" / "worker" / "helper.py").write_text('"""A worker module."""\n')
-    (copy / "streams" / "deploy" / "reaches_over.py").write_text(leak)
+    (copy / "streams" / module).write_text(text)
     result = lint_imports(copy)
     assert result.returncode != 0
-    assert f"{contract_name('processes-independent')} BROKEN" in result.stdout
-    assert "streams.deploy.reaches_over -> streams.worker.helper" in result.stdout
-
-
-def test_a_process_importing_the_edge_breaks_the_layers(copy: Path) -> None:
-    (copy / "streams" / "webhooks" / "reaches_up.py").write_text("from streams.commands import worker_cmds\n")
-    result = lint_imports(copy)
-    assert result.returncode != 0
-    assert f"{contract_name('edge-on-top')} BROKEN" in result.stdout
-    assert "streams.webhooks.reaches_up -> streams.commands.worker_cmds" in result.stdout
+    assert f"{contract_name(contract)} BROKEN" in result.stdout
+    # Only the copy has this module: the copy was checked, not the installed package.
+    assert named in result.stdout
