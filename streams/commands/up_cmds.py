@@ -1,6 +1,6 @@
 """`autodeploy up` (what `make run` runs): the local pipeline in the foreground until Ctrl-C.
 
-With the deploy agent (unless --no-deploy): the local control plane (built on first use, ~11 min cold) and the demo
+With the deploy agent (unless --no-deploy): the local control plane (built from source on first use) and the demo
 Deployments of the policy file. `--dry-run` still needs the plane: a server-side dry run is the API server's.
 """
 
