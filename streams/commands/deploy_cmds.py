@@ -9,7 +9,8 @@ import threading
 from typing import Any
 
 from streams import brokers, catalog
-from streams.config import DeployAgentSettings, Settings
+from streams.commands.keys_cmds import keys_of
+from streams.config import DeployAgentSettings, KeySettings, Settings
 
 
 def register(sub: Any) -> None:
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
             "isolation.level": "read_committed",
         }
     )
+    signer, verifier = keys_of(KeySettings.from_env())
     publisher = SyncPublisher(DurableProducer(bootstrap), agent_settings.publish_timeout_s)
     agent = DeployAgent(
         agent_settings,
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         consumer=consumer,
         publish=publisher,
         deployments=DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s),
+        verifier=verifier,
+        signer=signer,
     )
     server = serve_metrics(agent.metrics, agent_settings)
     stop = threading.Event()

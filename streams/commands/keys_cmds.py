@@ -7,6 +7,7 @@ shows the directory; `revoke` and `expire` end a key's validity, for a rotation 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,11 @@ import yaml
 from streams.adapters.key_directory_file import load_key_directory, read_key_document, write_key_document
 from streams.config import KeySettings
 from streams.domain.key_document import KeyDirectoryError
+from streams.events.dsse_keys import SigningKey
 from streams.events.key_files import generate_key_file, load_signing_key, public_pem
+from streams.events.signing import DirectoryVerifier
+
+log = logging.getLogger(__name__)
 
 # What each of autodeploy's signing processes publishes: the directory entry `autodeploy up` writes for it.
 PROCESS_RIGHTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -154,3 +159,18 @@ def local_keys(directory_of_keys: Path, processes: tuple[str, ...]) -> tuple[Pat
     directory = directory_of_keys / "directory.yaml"
     write_key_document(directory, {"keys": entries})
     return directory, files
+
+
+def keys_of(keys: KeySettings) -> tuple[SigningKey | None, DirectoryVerifier | None]:
+    """The signing key and the verifier of a process that signs and verifies (the worker, the deploy agent);
+    ConfigError without them unless AUTODEPLOY_INSECURE_NO_SIGNATURES is set (logged as an error)."""
+    keys.check(signs=True, verifies=True)
+    signer = load_signing_key(keys.signing_key, keys.signing_key_id) if keys.signing_key else None
+    if signer is None:
+        log.error("PUBLISHING UNSIGNED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set")
+    else:
+        log.info("signing events key_id=%s", signer.key_id)
+    if keys.directory is None:
+        log.error("ACCEPTING UNVERIFIED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set and no key directory")
+        return signer, None
+    return signer, DirectoryVerifier(keys.directory, reload_interval_s=keys.reload_interval_s)
