@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.local import kafka, processes
+from tests.support.signing import configure_session
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -23,7 +24,9 @@ RESULTS = ROOT / "bench" / "results.json"
 
 @contextlib.contextmanager
 def broker(work: Path) -> Iterator[str]:
-    """`KAFKA_BOOTSTRAP_SERVERS`, else a local broker of the benchmark's own."""
+    """`KAFKA_BOOTSTRAP_SERVERS`, else a local broker of the benchmark's own. The processes a benchmark starts sign
+    and verify with the tests' key, as production processes do with theirs."""
+    configure_session(work)
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return

@@ -42,9 +42,10 @@ from streams.catalog.plan import make_plan
 from streams.demo.deliveries import Payloads
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
-from streams.events.encoding import structured_record
+from streams.events.signing import signed_record
 from streams.local.processes import free_port
 from streams.webhooks.provider_events import provider_event
+from tests.support.signing import TEST_KEY
 
 _ZERO = "0" * 40
 
@@ -105,7 +106,7 @@ def events(repositories: int, commits: int, checks: int, start: datetime | None 
                 commit, "success", moment, name="build-test", delivery=f"{r}-{i}", workflow=f"w{r}-{i}"
             )
             body = orjson.dumps(c)
-            yield structured_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events")
+            yield signed_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events", TEST_KEY)
             moment += timedelta(milliseconds=1)
 
 
@@ -117,9 +118,8 @@ def bench_repository(r: int) -> Payloads:
 def _github(event: str, payload: dict[str, Any], received: datetime) -> Record:
     body = orjson.dumps(payload)
     delivery = hashlib.sha1(body, usedforsecurity=False).hexdigest()
-    return structured_record(
-        provider_event(github_attributes(event, payload), delivery, body, received), "github.events"
-    )
+    cloud_event = provider_event(github_attributes(event, payload), delivery, body, received)
+    return signed_record(cloud_event, "github.events", TEST_KEY)
 
 
 def produce(p: Pipeline, records: Iterator[Record]) -> int:

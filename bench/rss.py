@@ -37,10 +37,11 @@ from streams.domain.facts import BranchPushed, CheckFinished, CheckId, CheckKind
 from streams.domain.readiness import apply
 from streams.domain.readiness_state import empty_state
 from streams.domain.webhook_mapping import github_attributes
-from streams.events.encoding import structured_record
+from streams.events.signing import signed_record
 from streams.local.processes import free_port
 from streams.webhooks.provider_events import provider_event
 from streams.worker.state_store import StateStore
+from tests.support.signing import TEST_KEY
 
 MB = 1024 * 1024
 
@@ -109,7 +110,7 @@ def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
     payload = bench_repository(repository).workflow_run(commit, "success", datetime.now(UTC), name="lint")
     body = orjson.dumps(payload)
     event = provider_event(github_attributes("workflow_run", payload), f"lint-{commit}", body, datetime.now(UTC))
-    out = structured_record(event, "github.events")
+    out = signed_record(event, "github.events", TEST_KEY)
     return out.topic, out.key or b"", out.value
 
 

@@ -12,6 +12,7 @@ from streams.commands import (
     demo_cmds,
     deploy_cmds,
     kafka_cmds,
+    keys_cmds,
     lag_cmds,
     manifests_cmds,
     topics_cmds,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     why_cmds.register(sub)
     lag_cmds.register(sub)
     manifests_cmds.register(sub)
+    keys_cmds.register(sub)
     return parser
 
 

@@ -340,3 +340,51 @@ class WhySettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WhySettings:
         env = os.environ if env is None else env
         return cls(worker_url=env.get("AUTODEPLOY_WORKER_URL") or "http://127.0.0.1:6066")
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    """Who signs and whom a process trusts (docs/security.md#signed-events): this process's signing key (a PEM
+    private key file, never its contents here) and the key directory file its verifiers reload when it changes.
+
+    Without a directory a verifier has nothing to check against, and without a key a producer publishes events no
+    verifier accepts: the processes refuse to start either way, unless AUTODEPLOY_INSECURE_NO_SIGNATURES=1 says the
+    pipeline runs without signatures on purpose (logged as an error).
+    """
+
+    signing_key: Path | None  # PEM (PKCS#8) private key: Ed25519 (or ECDSA P-256)
+    signing_key_id: str  # the DSSE keyid its signatures carry; default: the file's name without its suffix
+    directory: Path | None
+    insecure_no_signatures: bool = False
+    reload_interval_s: float = 1.0  # how often a verifier looks at the directory file's mtime
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> KeySettings:
+        env = os.environ if env is None else env
+        key = env.get("AUTODEPLOY_SIGNING_KEY") or None
+        directory = env.get("AUTODEPLOY_KEY_DIRECTORY") or None
+        key_id = env.get("AUTODEPLOY_SIGNING_KEY_ID") or (Path(key).stem if key else "")
+        insecure = env.get("AUTODEPLOY_INSECURE_NO_SIGNATURES", "").lower() in ("1", "true", "yes")
+        return cls(
+            signing_key=Path(key) if key else None,
+            signing_key_id=key_id,
+            directory=Path(directory) if directory else None,
+            insecure_no_signatures=insecure,
+            reload_interval_s=_float(env, "AUTODEPLOY_KEY_DIRECTORY_RELOAD_S", 1.0),
+        )
+
+    def check(self, *, signs: bool, verifies: bool) -> None:
+        """ConfigError unless a process that `signs` has a key and one that `verifies` has a directory (or the
+        pipeline runs without signatures on purpose)."""
+        if self.insecure_no_signatures:
+            return
+        if signs and self.signing_key is None:
+            raise ConfigError(
+                "no signing key: set AUTODEPLOY_SIGNING_KEY to a private key file (`autodeploy keys generate`), "
+                "or AUTODEPLOY_INSECURE_NO_SIGNATURES=1 to publish unsigned events"
+            )
+        if verifies and self.directory is None:
+            raise ConfigError(
+                "no key directory: set AUTODEPLOY_KEY_DIRECTORY to the key directory file, "
+                "or AUTODEPLOY_INSECURE_NO_SIGNATURES=1 to accept unsigned events"
+            )

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.brokers import SelectedBroker, select_broker
 from tests.support.services import unavailable
+from tests.support.signing import configure_session
 
 pytest_plugins = ["tests.cluster_fixture", "tests.support.worker"]
 
@@ -24,6 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state = Path(config.rootpath) / ".pytest-state" / f"run-{os.getpid()}"
         os.environ["AUTODEPLOY_STATE_DIR"] = str(state)
         config.stash[_OWN_STATE] = state
+    # The processes tests start sign and verify with the tests' key (docs/security.md#signed-events).
+    configure_session(Path(os.environ["AUTODEPLOY_STATE_DIR"]))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

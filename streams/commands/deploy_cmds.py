@@ -10,7 +10,8 @@ import threading
 from typing import Any
 
 from streams import brokers, catalog
-from streams.config import DeployAgentSettings, Settings
+from streams.commands.keys_cmds import keys_of
+from streams.config import DeployAgentSettings, KeySettings, Settings
 
 
 def register(sub: Any) -> None:
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             "isolation.level": "read_committed",
         }
     )
+    signer, verifier = keys_of(KeySettings.from_env())
     publisher = SyncPublisher(
         DurableProducer(broker.bootstrap_servers, security=broker.security), agent_settings.publish_timeout_s
     )
@@ -69,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         consumer=consumer,
         publish=publisher,
         deployments=DeploymentsClient(kubernetes_api(agent_settings), request_timeout=agent_settings.request_timeout_s),
+        verifier=verifier,
+        signer=signer,
     )
     server = serve_metrics(agent.metrics, agent_settings)
     stop = threading.Event()

@@ -21,9 +21,9 @@ from typing import Any, TextIO
 
 from streams import brokers, catalog
 from streams.adapters.policy_file import load_policies
-from streams.commands import topics_cmds
+from streams.commands import keys_cmds, topics_cmds
 from streams.commands.demo_cmds import up_file
-from streams.config import Settings, WebhookSettings, child_environment
+from streams.config import KeySettings, Settings, WebhookSettings, child_environment
 from streams.local import cluster, kafka, processes
 from streams.local.cache import state_dir
 
@@ -96,6 +96,8 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
         print(line, flush=True)
     demo.update({STORED[variable]: value for variable, value in generated.items()})
     _write_private(up_file(), json.dumps(demo))  # for `autodeploy demo`; only the secrets generated here are stored
+    keys = signing_environments(env, logs / "keys")
+    env.update(keys.pop("", {}))
     agent_env: dict[str, str] | None = None
     if not args.no_deploy:
         started.cluster = cluster.status().running is False
@@ -115,15 +117,16 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
     children["webhooks"] = processes.start(
         [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(args.port)],
         logs / "webhooks.log",
-        {**env, **identity(settings, "webhooks")},
+        {**env, **identity(settings, "webhooks"), **keys.get("webhooks", {})},
     )
     children["worker"] = processes.start(
         [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"],
         logs / "worker.log",
-        {**env, **identity(settings, "worker")},
+        {**env, **identity(settings, "worker"), **keys.get("worker", {})},
     )
     if agent_env is not None:
         agent_argv = [sys.executable, "-m", "streams.cli", "deploy-agent", *(["--dry-run"] if args.dry_run else [])]
+        agent_env.update(keys.get("deploy-agent", {}))
         children["deploy-agent"] = processes.start(agent_argv, logs / "deploy-agent.log", agent_env)
     print(f"webhooks     {endpoints_line(WebhookSettings.from_env(env), args.port)}  (log {logs})")
     print(f"worker       http://127.0.0.1:{args.worker_port}/readiness/<owner>/<repo>/<sha>")
@@ -239,6 +242,26 @@ def endpoints_line(settings: WebhookSettings, port: int) -> str:
         else:
             shown.append(f"{path} (disabled: no {SECRET_VARIABLES[endpoint]})")
     return f"http://127.0.0.1:{port}  " + "  ".join(shown)
+
+
+SIGNING_PROCESSES = ("webhooks", "worker", "deploy-agent")
+
+
+def signing_environments(env: Mapping[str, str], keys_dir: Path) -> dict[str, dict[str, str]]:
+    """The key settings of each signing process ("" for every process: the key directory). Keys configured in the
+    environment (AUTODEPLOY_KEY_DIRECTORY) are used as they are; otherwise one key per process is generated into
+    `keys_dir` (kept across runs, 0600) with a directory file naming them, so the local pipeline signs and verifies
+    as production does."""
+    settings = KeySettings.from_env(env)
+    if settings.directory is not None or settings.insecure_no_signatures:
+        print(f"keys         configured: directory {settings.directory or '(none: unsigned)'}", flush=True)
+        return {}
+    directory, files = keys_cmds.local_keys(keys_dir, SIGNING_PROCESSES)
+    print(f"keys         {', '.join(f'local-{p}' for p in files)} (directory {directory})", flush=True)
+    out = {"": {"AUTODEPLOY_KEY_DIRECTORY": str(directory)}}
+    for process, path in files.items():
+        out[process] = {"AUTODEPLOY_SIGNING_KEY": str(path), "AUTODEPLOY_SIGNING_KEY_ID": f"local-{process}"}
+    return out
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 from streams import brokers, catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.policy_file import load_policies
-from streams.config import LagSettings, Settings, WorkerSettings
+from streams.commands.keys_cmds import keys_of
+from streams.config import KeySettings, LagSettings, Settings, WorkerSettings
 from streams.lag.monitor import LagMonitor
 
 
@@ -33,8 +34,15 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
     broker = brokers.connection(settings, "worker")
+    signer, verifier = keys_of(KeySettings.from_env())
     worker = ReadinessWorker(
-        WorkerSettings.from_env(), cat, load_policies(settings.policy_path), broker.bootstrap_servers, broker.security
+        WorkerSettings.from_env(),
+        cat,
+        load_policies(settings.policy_path),
+        broker.bootstrap_servers,
+        broker.security,
+        verifier=verifier,
+        signer=signer,
     )
     # Faust declares only topics an agent reads directly; the ticks topic is read through the combined source, and
     # brokers here do not auto-create topics, so it is made before the worker subscribes.

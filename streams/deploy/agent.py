@@ -48,6 +48,9 @@ from streams.domain.cdevents import rfc3339
 from streams.domain.policy import Policies
 from streams.events.deadletters import deadletter_headers
 from streams.events.decoding import RawRecord, Undecodable, decode
+from streams.events.dsse_keys import SigningKey
+from streams.events.signing import DirectoryVerifier
+from streams.events.verification_errors import VerificationFailed
 
 __all__ = ["DeployAgent", "Handled", "Publish", "Stopped", "SyncPublisher"]
 
@@ -56,6 +59,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S: Final = 30.0
 FIRST_BACKOFF_S: Final = 0.5
 BATCH: Final = 100
+TIMESTAMP_NOT_AVAILABLE: Final = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE, without importing the client here
 MAX_QUEUED: Final = 1000  # records fetched ahead at most; beyond it the consumer's own buffer holds them
 
 
@@ -73,8 +77,13 @@ class DeployAgent:
         metrics: DeployMetrics | None = None,
         batch: int = BATCH,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        verifier: DirectoryVerifier | None = None,
+        signer: SigningKey | None = None,
     ) -> None:
         self._settings, self._policies, self._consumer = settings, policies, consumer
+        # Each decision is verified before it can touch the cluster (None: AUTODEPLOY_INSECURE_NO_SIGNATURES), and
+        # each outcome is signed with the agent's key.
+        self._verifier, self._signer = verifier, signer
         self._publish, self._k8s, self._observer = publish, deployments, observer
         self.metrics = metrics or DeployMetrics()
         self._batch, self._clock = batch, clock
@@ -141,16 +150,25 @@ class DeployAgent:
             self._observer(handled)
 
     def _decode(self, record: RawRecord) -> BaseCloudEvent | Undecodable:
+        """The decision, checked against the catalog and its signature; an unverified one is `Unverified`, so that
+        it can neither be deployed nor make a verified decision queued with it look superseded."""
         try:
-            return decode(record, self._readiness)
+            event = decode(record, self._readiness)
         except Undecodable as e:
             return e
+        if self._verifier is None:
+            return event
+        try:
+            self._verifier.verify_record(record, record.timestamp or self._clock())
+        except VerificationFailed as e:
+            return Unverified(f"signature: {e.reason}: {e}", event)
+        return event
 
     def _dispatch(
         self, record: RawRecord, event: BaseCloudEvent | Undecodable, stop: threading.Event, *, newer: str | None
     ) -> Handled:
         if isinstance(event, Undecodable):
-            return self._retrying(stop, "dead letter", lambda: self._dead_letter(record, str(event)))
+            return self._unusable(record, event, stop)
         context = f"event_id={event.get_id()} type={event.get_type()} key={record.key!r}"
         if event.get_type() != READY_TYPE:
             log.info("ignored: not a ready decision %s", context)
@@ -172,6 +190,25 @@ class DeployAgent:
             reason = f"freeze window {frozen.window} until {rfc3339(frozen.until)}"
             return self._retrying(stop, ready.event_id, lambda: self._holds.hold(job, reason))
         return self._retrying(stop, ready.event_id, lambda: self._rollouts.deploy(job))
+
+    def _unusable(self, record: RawRecord, unusable: Undecodable, stop: threading.Event) -> Handled:
+        """Dead-lettered. A decision whose signature does not verify, if it is a ready decision of a known service,
+        gets a `blocked` outcome that says why too; the cluster is neither read nor touched."""
+        reason = str(unusable)
+        letter = self._retrying(stop, "dead letter", lambda: self._dead_letter(record, reason))
+        if not isinstance(unusable, Unverified):
+            return letter
+        event = unusable.event
+        try:
+            ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
+            policy = self._policies.service(ready.service)
+        except (NotReady, KeyError):
+            return letter
+        job = Job(ready, policy, record, event.get_time(), None, {})
+        why = f"{reason}; decision refused, nothing deployed"
+        return self._retrying(
+            stop, ready.event_id, lambda: self._outcome(job, "blocked", ready.image, why, variant="signature")
+        )
 
     def _retrying(self, stop: threading.Event, what: str, attempt: Callable[[], Handled]) -> Handled:
         """`attempt` until it does not fail temporarily. Attempts are idempotent: each re-reads the Deployment."""
@@ -200,7 +237,7 @@ class DeployAgent:
             self._settings.dry_run,
             variant,
         )
-        self._publish(outcome_record(outcome, self._events))
+        self._publish(outcome_record(outcome, self._events, signer=self._signer))
         log.info(
             "published outcome=%s %s outcome_id=%s reason=%s dry_run=%s",
             kind,
@@ -252,6 +289,14 @@ class ConsumeForbidden(RuntimeError):
 _FORBIDDEN = {"TOPIC_AUTHORIZATION_FAILED": "topic", "GROUP_AUTHORIZATION_FAILED": "group"}
 
 
+class Unverified(Undecodable):
+    """A decision that decoded but whose signature did not verify; `event` is what it claims (never acted on)."""
+
+    def __init__(self, message: str, event: BaseCloudEvent) -> None:
+        super().__init__(message, "signature")
+        self.event = event
+
+
 def _usable(message: Any) -> bool:
     error = message.error()
     if error is None:
@@ -265,6 +310,14 @@ def _usable(message: Any) -> bool:
 
 
 def _raw(message: Any) -> RawRecord:
+    kind, millis = message.timestamp()
+    appended = datetime.fromtimestamp(millis / 1000, UTC) if kind != TIMESTAMP_NOT_AVAILABLE else None
     return RawRecord(
-        message.topic(), message.partition(), message.offset(), message.key(), message.value(), message.headers() or []
+        message.topic(),
+        message.partition(),
+        message.offset(),
+        message.key(),
+        message.value(),
+        message.headers() or [],
+        appended,
     )

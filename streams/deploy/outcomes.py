@@ -12,12 +12,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
+import orjson
 from cloudevents.core.v1.event import CloudEvent
 
 from streams.adapters.kafka_producer import Record
 from streams.deploy.decisions import OutcomeKind, Ready
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
+from streams.events.dsse_keys import SigningKey
 from streams.events.encoding import structured_record
+from streams.events.signing import signed_record
 
 SOURCE: Final = "/autodeploy/deploy-agent"
 TYPES: Final[dict[OutcomeKind, str]] = {
@@ -130,11 +133,15 @@ def cloud_event(outcome: Outcome, now: datetime | None = None) -> CloudEvent:
     }
     if outcome.dry_run:
         attributes[DRY_RUN_EXTENSION] = "true"
-    return CloudEvent(attributes, cdevent(outcome, moment))
+    # bytes: what travels is what is signed (encoding.RawJsonDataFormat writes them as they are)
+    return CloudEvent(attributes, orjson.dumps(cdevent(outcome, moment)))
 
 
-def outcome_record(outcome: Outcome, topic: str, now: datetime | None = None) -> Record:
-    return structured_record(cloud_event(outcome, now), topic)
+def outcome_record(
+    outcome: Outcome, topic: str, now: datetime | None = None, signer: SigningKey | None = None
+) -> Record:
+    """The outcome's record, signed by the deploy agent's key when it has one."""
+    return signed_record(cloud_event(outcome, now), topic, signer)
 
 
 @dataclass(frozen=True)

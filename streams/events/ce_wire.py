@@ -37,6 +37,7 @@ __all__ = [
     "from_sdk",
     "from_structured",
     "with_material_structured",
+    "with_member_structured",
 ]
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -161,10 +162,15 @@ def with_material_structured(value: bytes, material: str) -> bytes:
     event = from_structured(value)
     if MATERIAL_ATTRIBUTE in event.attributes:
         raise MalformedEvent("the event already carries dssematerial")
+    return with_member_structured(value, MATERIAL_ATTRIBUTE, material)
+
+
+def with_member_structured(value: bytes, name: str, member: str) -> bytes:
+    """A structured record (a JSON object, already read) with a string member appended; the other bytes kept."""
     head = value.rstrip(b" \t\n\r")
     empty = head[:-1].rstrip(b" \t\n\r").endswith(b"{")
-    member = b'"' + MATERIAL_ATTRIBUTE.encode() + b'":' + json.dumps(material).encode()
-    return head[:-1] + (member if empty else b"," + member) + b"}"
+    added = json.dumps(name).encode() + b":" + json.dumps(member).encode()
+    return head[:-1] + (added if empty else b"," + added) + b"}"
 
 
 def binary_header(material: str) -> tuple[str, bytes]:

@@ -56,6 +56,7 @@ class RawRecord:
     key: bytes | None
     value: bytes | None
     headers: Sequence[tuple[str, bytes]]
+    timestamp: datetime | None = None  # when the record entered the log (LogAppendTime topics): verification's time
 
 
 def decode(record: RawRecord, topic: TopicSpec) -> BaseCloudEvent:

@@ -32,7 +32,7 @@ def _json_media(content_type: str | None) -> bool:
 
 
 STRUCTURED_JSON = RawJsonDataFormat()
-_STRUCTURED_HEADERS = ((CONTENT_TYPE_HEADER, STRUCTURED_JSON.get_content_type().encode()),)
+STRUCTURED_HEADERS = ((CONTENT_TYPE_HEADER, STRUCTURED_JSON.get_content_type().encode()),)
 
 
 def structured_record(event: BaseCloudEvent, topic: str) -> Record:
@@ -41,4 +41,4 @@ def structured_record(event: BaseCloudEvent, topic: str) -> Record:
     key = event.get_extension(kafka_binding.PARTITIONKEY_ATTR)
     if key is not None and not isinstance(key, bytes):
         key = str(key).encode()
-    return Record(topic, key, STRUCTURED_JSON.write(event), _STRUCTURED_HEADERS)
+    return Record(topic, key, STRUCTURED_JSON.write(event), STRUCTURED_HEADERS)

@@ -22,8 +22,12 @@ from streams.config import WebhookSettings
 from streams.domain import signatures
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import UnmappableDelivery, github_attributes, github_paths
+from streams.events.ce_wire import MalformedEvent, from_structured, with_member_structured
 from streams.events.deadletters import HttpDelivery, deadletter_headers
-from streams.events.encoding import structured_record
+from streams.events.dsse_keys import SigningKey
+from streams.events.encoding import STRUCTURED_HEADERS, structured_record
+from streams.events.signing import signed_record, signed_structured
+from streams.events.verification_material import MATERIAL_ATTRIBUTE
 from streams.webhooks import inbound, json_bodies
 from streams.webhooks.metrics import WebhookMetrics
 from streams.webhooks.provider_events import provider_event
@@ -54,9 +58,17 @@ class Rejection(Exception):
 
 class WebhookServer:
     def __init__(
-        self, settings: WebhookSettings, catalog: Catalog, publisher: Publisher, metrics: WebhookMetrics | None = None
+        self,
+        settings: WebhookSettings,
+        catalog: Catalog,
+        publisher: Publisher,
+        metrics: WebhookMetrics | None = None,
+        *,
+        signer: SigningKey | None = None,
     ) -> None:
         self.settings = settings
+        # Signs every event it publishes once the delivery's signature or token checked out; None: unsigned.
+        self.signer = signer
         self.publisher = publisher
         self.metrics = metrics or WebhookMetrics()
         self.catalog = catalog
@@ -180,9 +192,12 @@ class WebhookServer:
         try:
             parsed = await _maybe_offloaded(len(body), inbound.parse, headers, body)
             events = [inbound.checked(e, self.catalog, "ci.events") for e in parsed]
+            batch = request.content_type == inbound.BATCH
+            records = [_as_sent(e, self.ci_topic, headers, body, binary=binary, batch=batch) for e in events]
         except inbound.InvalidEvents as e:
             raise Rejection(400, "malformed", str(e)) from e
-        return await self._store(events, self.ci_topic, "events", request)
+        kept = [r or self._record(e, self.ci_topic) for e, r in zip(events, records, strict=True)]
+        return await self._store(events, self.ci_topic, "events", request, kept)
 
     async def _disabled(self, request: web.Request) -> web.Response:
         endpoint = request.match_info.route.name
@@ -210,19 +225,20 @@ class WebhookServer:
 
     # ------------------------------------------------------------------------------------------------ internals
 
-    async def _store_one(self, event: BaseCloudEvent, topic: str, endpoint: str, request: web.Request) -> web.Response:
+    async def _store_one(
+        self, event: BaseCloudEvent, topic: str, endpoint: str, request: web.Request, record: Record | None = None
+    ) -> web.Response:
         """A webhook's one event: the hot path, without the lists and tasks of a batch."""
-        ack = await self._publish(structured_record(event, topic), endpoint, request)
+        ack = await self._publish(record or self._record(event, topic), endpoint, request)
         self.metrics.count_received(endpoint, event.get_type())
         stored = {"id": event.get_id(), "topic": ack.topic, "partition": ack.partition, "offset": ack.offset}
         return _json({"stored": [stored]})
 
     async def _store(
-        self, events: list[BaseCloudEvent], topic: str, endpoint: str, request: web.Request
+        self, events: list[BaseCloudEvent], topic: str, endpoint: str, request: web.Request, records: list[Record]
     ) -> web.Response:
         if len(events) == 1:
-            return await self._store_one(events[0], topic, endpoint, request)
-        records = [structured_record(e, topic) for e in events]
+            return await self._store_one(events[0], topic, endpoint, request, records[0])
         acks: list[Acknowledged | BaseException] = await asyncio.gather(
             *(self._publish(r, endpoint, request) for r in records), return_exceptions=True
         )
@@ -237,6 +253,16 @@ class WebhookServer:
             if isinstance(a, Acknowledged)
         ]
         return _json({"stored": stored})
+
+    def _record(self, event: BaseCloudEvent, topic: str) -> Record:
+        """The event's record, signed by this server unless its producer signed it (kept as it was sent: signing
+        over it would vouch for what this server cannot check). The data bytes are never changed by signing."""
+        if self.signer is None or event.get_extension(MATERIAL_ATTRIBUTE) is not None:
+            return structured_record(event, topic)
+        if isinstance(event.get_data(), bytes | bytearray):  # webhooks: the provider's bytes, as received
+            return signed_record(event, topic, self.signer)
+        record = structured_record(event, topic)  # /events: data the SDK parsed, signed as it is now written
+        return Record(record.topic, record.key, signed_structured(record.value, self.signer), record.headers)
 
     async def _publish(self, record: Record, endpoint: str, request: web.Request) -> Acknowledged:
         try:
@@ -270,6 +296,40 @@ class WebhookServer:
                 return _json({"error": f"body larger than {limit} bytes"}, status=413)
 
         return answer
+
+
+def _as_sent(
+    event: BaseCloudEvent, topic: str, headers: Mapping[str, str], body: bytes, *, binary: bool, batch: bool
+) -> Record | None:
+    """The record of a producer-signed event: the request's own bytes (the SDK parsed them and would write them
+    anew, with a `time` it adds when there is none), its `partitionkey` added when missing (an unsigned extension).
+    None for an unsigned event: this server signs it."""
+    if event.get_extension(MATERIAL_ATTRIBUTE) is None:
+        return None
+    if batch:
+        raise inbound.InvalidEvents(
+            f"event {event.get_id()}: send signed events one per request (structured or binary mode): "
+            "a batch's members are re-encoded"
+        )
+    key = inbound.partition_key(event) or ""
+    if binary:
+        kafka_headers = [
+            (f"ce_{name[3:].lower()}", value.encode())
+            for name, value in headers.items()
+            if name.lower().startswith("ce-")
+        ]
+        if not any(name == "ce_partitionkey" for name, _ in kafka_headers):
+            kafka_headers.append(("ce_partitionkey", key.encode()))
+        content_type = headers.get("Content-Type")
+        if content_type:
+            kafka_headers.append(("content-type", content_type.encode()))
+        return Record(topic, key.encode(), body, tuple(kafka_headers))
+    try:
+        sent = from_structured(body)
+    except MalformedEvent as e:
+        raise inbound.InvalidEvents(f"event {event.get_id()}: {e}") from e
+    value = body if "partitionkey" in sent.attributes else with_member_structured(body, "partitionkey", key)
+    return Record(topic, key.encode(), value, STRUCTURED_HEADERS)
 
 
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

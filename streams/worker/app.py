@@ -45,6 +45,9 @@ from streams.domain.policy import Policies
 from streams.domain.readiness import RepositoryState, apply, earliest_expiry, expire, explain
 from streams.events.deadletters import deadletter_headers
 from streams.events.decoding import RawRecord, Undecodable, decode
+from streams.events.dsse_keys import SigningKey
+from streams.events.signing import DirectoryVerifier
+from streams.events.verification_errors import VerificationFailed
 from streams.worker.batch import Batch, current, received
 from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import facts_of
@@ -90,9 +93,16 @@ class ReadinessWorker:
         policies: Policies,
         bootstrap_servers: str,
         security: KafkaSecurity | None = None,
+        *,
+        verifier: DirectoryVerifier | None = None,
+        signer: SigningKey | None = None,
     ) -> None:
         self.settings = settings
         self.security = security = security or KafkaSecurity()
+        # Every input event is verified before it becomes a fact (None: unverified, AUTODEPLOY_INSECURE_...), and
+        # every decision is signed with this worker's key.
+        self.verifier = verifier
+        self.signer = signer
         self.bootstrap_servers = bootstrap_servers
         self.catalog = catalog
         self.policies = policies
@@ -230,7 +240,8 @@ class ReadinessWorker:
         topic = self.readiness_topic.get_topic_name()
         for decision in batch.decisions:
             environment = self.policies.service(decision.service).environment
-            out.setdefault(decision.repository, []).append(readiness_record(decision, environment, topic))
+            record = readiness_record(decision, environment, topic, self.signer)
+            out.setdefault(decision.repository, []).append(record)
         return {r: tuple(records) for r, records in out.items()}
 
     def _load(self, batch: Batch, repository: str, partition: int) -> RepositoryState:
@@ -238,7 +249,10 @@ class ReadinessWorker:
         return state if state is not None else self.store.load(repository, partition)
 
     def _apply(self, batch: Batch, event: EventT[Any], record: RawRecord) -> None:
-        facts = facts_of(decode(record, self.inputs[record.topic]), record, received(event.message))
+        at = received(event.message)
+        decoded = decode(record, self.inputs[record.topic])
+        self._verify(record, at)
+        facts = facts_of(decoded, record, at)
         now = datetime.now(UTC)
         for fact in facts:
             services = self.policies.for_repository(fact.repository)
@@ -246,6 +260,16 @@ class ReadinessWorker:
                 continue
             state, decisions = apply(self._load(batch, fact.repository, record.partition), fact, services, now)
             batch.fold(fact.repository, state, event, decisions, event_id=fact.ref.id)
+
+    def _verify(self, record: RawRecord, at: datetime | None) -> None:
+        """Undecodable (reason `signature`) unless the record's signature verifies against the key directory at
+        the time the record entered the log (docs/verifiability.md: never the event's own `time`)."""
+        if self.verifier is None:
+            return
+        try:
+            self.verifier.verify_record(record, at or datetime.now(UTC))
+        except VerificationFailed as e:
+            raise Undecodable(f"signature: {e.reason}: {e}", "signature") from e
 
     def _expire_due(self, batch: Batch, event: EventT[Any]) -> None:
         partition = event.message.partition

@@ -12,7 +12,8 @@ from streams.adapters.kafka_producer import Record
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
 from streams.domain.facts import EventRef
 from streams.domain.readiness import Decision
-from streams.events.encoding import structured_record
+from streams.events.dsse_keys import SigningKey
+from streams.events.signing import signed_record
 
 SOURCE = "/autodeploy/readiness"
 TYPES = {
@@ -71,7 +72,7 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
     }
 
 
-def readiness_record(decision: Decision, environment: str, topic: str) -> Record:
+def readiness_record(decision: Decision, environment: str, topic: str, signer: SigningKey | None = None) -> Record:
     data = cdevent(decision, environment)
     event = CloudEvent(
         {
@@ -86,4 +87,4 @@ def readiness_record(decision: Decision, environment: str, topic: str) -> Record
         },
         orjson.dumps(data),  # bytes: written into the envelope as they are (encoding.RawJsonDataFormat)
     )
-    return structured_record(event, topic)
+    return signed_record(event, topic, signer)

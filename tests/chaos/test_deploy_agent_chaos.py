@@ -34,6 +34,7 @@ from tests.support import chaos
 from tests.support.agent_process import AgentProcess, DeploymentChanges, api_server_killed
 from tests.support.kafka_io import GroupProgress, read_to_end
 from tests.support.kube import eventually
+from tests.support.signing import TEST_KEY
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -87,7 +88,7 @@ def agent_env(kafka_bootstrap: str, cat: catalog.Catalog, policy: Path, kubeconf
 def produce_decisions(bootstrap: str, cat: catalog.Catalog, decisions: list[tuple[Decision, str]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True})
     for decision, environment in decisions:
-        record = readiness_record(decision, environment, cat.topic("deploy.readiness").name)
+        record = readiness_record(decision, environment, cat.topic("deploy.readiness").name, TEST_KEY)
         producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
     assert producer.flush(30) == 0
 

@@ -25,6 +25,8 @@ from streams.deploy.outcomes import DRY_RUN_EXTENSION
 from streams.domain.freeze import FreezeWindow
 from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy
 from streams.domain.readiness import Decision
+from streams.events.dsse_keys import SigningKey
+from streams.events.signing import DirectoryVerifier
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from streams.worker.output import readiness_record
 from tests.cluster_fixture import ClusterHandle
@@ -39,6 +41,7 @@ from tests.support.kube import (
     make_namespace,
     manual_set_image,
 )
+from tests.support.signing import TEST_KEY
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -92,8 +95,8 @@ def ready(image: str, commit: str | None = None) -> Decision:
     )
 
 
-def produce(bootstrap: str, cat: catalog.Catalog, decision: Decision) -> None:
-    record = readiness_record(decision, "production", cat.topic("deploy.readiness").name)
+def produce(bootstrap: str, cat: catalog.Catalog, decision: Decision, signer: SigningKey | None = TEST_KEY) -> None:
+    record = readiness_record(decision, "production", cat.topic("deploy.readiness").name, signer)
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
     producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
     assert producer.flush(10) == 0
@@ -117,6 +120,8 @@ def running_agent(
     group: str | None = None,
     batch: int = 100,
     rollout_timeout_s: float = 60.0,
+    verifier: DirectoryVerifier | None = None,
+    signer: SigningKey | None = None,
 ) -> Iterator[HandledList]:
     """The agent consuming in a thread; yields what it handled, in order. The same `group` resumes where a stopped
     agent left off (a restart); without it the agent reads the topic from the start."""
@@ -144,6 +149,8 @@ def running_agent(
         deployments=deployments,
         observer=handled.append,
         batch=batch,
+        verifier=verifier,
+        signer=signer,
     )
     handled.agent = agent
     stop = threading.Event()

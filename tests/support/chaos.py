@@ -23,9 +23,10 @@ from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
 from streams.domain.webhook_mapping import github_attributes
 from streams.events.decoding import RawRecord, decode
-from streams.events.encoding import structured_record
+from streams.events.signing import signed_record
 from streams.webhooks.provider_events import provider_event
 from streams.worker.event_facts import facts_of
+from tests.support.signing import TEST_KEY
 
 ZERO = "0" * 40
 
@@ -74,9 +75,8 @@ class _Builder:
 
     def _github(self, event: str, payload: dict[str, Any], delivery: str, when: datetime) -> Record:
         body = json.dumps(payload).encode()
-        return structured_record(
-            provider_event(github_attributes(event, payload), delivery, body, when), "github.events"
-        )
+        cloud_event = provider_event(github_attributes(event, payload), delivery, body, when)
+        return signed_record(cloud_event, "github.events", TEST_KEY)
 
     def push(self, r: int, before: str, after: str) -> Record:
         when = self._tick()
@@ -98,7 +98,9 @@ class _Builder:
             workflow=f"wf-{r}-{commit[:12]}-{run}",
         )
         body = json.dumps(payload).encode()
-        return structured_record(provider_event(circleci_attributes(payload), payload["id"], body, when), "ci.events")
+        return signed_record(
+            provider_event(circleci_attributes(payload), payload["id"], body, when), "ci.events", TEST_KEY
+        )
 
 
 def _payloads(r: int) -> Payloads:

@@ -22,6 +22,7 @@ from streams.webhooks.server import WebhookServer
 from tests.integration.test_webhooks_kafka import apply_topics, webhook_settings
 from tests.support.kafka_io import consume
 from tests.support.scenario import History
+from tests.support.signing import TEST_KEY
 from tests.support.webhooks import AppClient
 
 
@@ -64,7 +65,7 @@ def worker_pipeline(
         "AUTODEPLOY_WORKER_INSTANCE_ID": f"readiness-{unique}-0",
     }
     worker = Worker(env, tmp_path / "worker.log")
-    client = AppClient(WebhookServer(webhook_settings(), cat, DurableProducer(kafka_bootstrap)).app())
+    client = AppClient(WebhookServer(webhook_settings(), cat, DurableProducer(kafka_bootstrap), signer=TEST_KEY).app())
     yield cat, worker, client
     worker.kill(signal.SIGTERM)
     client.close()
