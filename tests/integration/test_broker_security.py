@@ -34,6 +34,7 @@ from streams.webhooks.server import WebhookServer
 from tests.integration.test_webhooks_kafka import webhook_settings
 from tests.support.scenario import History, sha
 from tests.support.services import unavailable
+from tests.support.signing import TEST_KEY
 from tests.support.webhooks import AppClient
 from tests.support.worker import Worker, send
 
@@ -207,7 +208,7 @@ def test_each_principal_does_its_own_job(pipeline: Pipeline, tmp_path: Path) -> 
     assert "KAFKA_SASL_PASSWORD" not in env, "the password goes by file"
     worker = Worker(env, tmp_path / "worker.log", loglevel="info")
     producer = DurableProducer(pipeline.bootstrap, security=kafka.credentials("webhooks"))
-    client = AppClient(WebhookServer(webhook_settings(), pipeline.cat, producer).app())
+    client = AppClient(WebhookServer(webhook_settings(), pipeline.cat, producer, signer=TEST_KEY).app())
     worker.start()
     try:
         commit = sha("secured")
