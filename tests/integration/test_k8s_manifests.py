@@ -76,7 +76,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 def test_every_piece_is_rendered(docs: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
-        ["Namespace", "ConfigMap", "ConfigMap", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"]
+        ["Namespace", "ConfigMap", "ConfigMap", "ConfigMap", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"]
         + ["Deployment"] * 3
         + ["StatefulSet", "HorizontalPodAutoscaler", "ScaledObject"]
         + ["Service"] * 4

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from streams.adapters.key_directory_file import load_key_directory
 from streams.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,3 +97,44 @@ def test_each_process_is_its_own_principal_on_the_broker() -> None:
         secrets[container["args"][0]] = next(iter(refs.values()))
     assert secrets == {c: f"autodeploy-kafka-{c}" for c in ("webhooks", "worker", "deploy-agent", "lag-exporter")}
     assert {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"} <= settings_named()
+
+
+def _pod_of(command: str) -> dict[str, Any]:
+    for document in documents():
+        pod = document.get("spec", {}).get("template", {}).get("spec")
+        if pod and pod["containers"][0]["args"][0] == command:
+            return dict(pod)
+    raise AssertionError(f"no pod runs {command}")
+
+
+def test_each_signing_process_mounts_its_own_key_and_the_verifiers_the_directory() -> None:
+    for command in ("webhooks", "worker", "deploy-agent"):
+        pod = _pod_of(command)
+        container = pod["containers"][0]
+        env = {e["name"]: e for e in container["env"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        key_file = Path(env["AUTODEPLOY_SIGNING_KEY"]["value"])
+        secret = volumes[mounts[str(key_file.parent)]]["secret"]
+        assert secret["secretName"] == f"autodeploy-signing-{command}"
+        assert secret["defaultMode"] & 0o007 == 0, "a private key readable by others"
+        assert env["AUTODEPLOY_SIGNING_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == f"autodeploy-signing-{command}"
+        verifies = command != "webhooks"
+        assert ("/etc/autodeploy-keys" in mounts) is verifies, command
+        if verifies:
+            assert volumes[mounts["/etc/autodeploy-keys"]]["configMap"]["name"] == "autodeploy-keys"
+    assert "AUTODEPLOY_KEY_DIRECTORY" in settings_named()
+
+
+def test_the_shipped_key_directory_is_one_the_verifiers_load() -> None:
+    kustomization = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    generator = next(g for g in kustomization["configMapGenerator"] if g["name"] == "autodeploy-keys")
+    assert generator["options"]["disableNameSuffixHash"] is True, (
+        "verifiers reload in place; a new name needs a rollout"
+    )
+    (entry,) = generator["files"]
+    name, _, source = entry.partition("=")
+    literal = "AUTODEPLOY_KEY_DIRECTORY=/etc/autodeploy-keys/" + name
+    assert literal in next(g for g in kustomization["configMapGenerator"] if g["name"] == "autodeploy-env")["literals"]
+    trust = load_key_directory(K8S / "base" / source)
+    assert len(trust.keys) == 0  # fails closed until an operator lists the keys
