@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from streams.adapters.policy_file import _UniqueKeyLoader
+from streams.adapters.yaml_files import UnreadableYaml, read_yaml
 from streams.domain.key_document import KeyDirectoryError, TrustConfig, parse_key_directory
 
 __all__ = ["load_key_directory", "modified", "read_key_document", "write_key_document"]
@@ -17,23 +17,16 @@ __all__ = ["load_key_directory", "modified", "read_key_document", "write_key_doc
 def read_key_document(path: Path) -> Any:
     """The file's document as YAML reads it (KeyDirectoryError when unreadable or not YAML)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise KeyDirectoryError(str(path), "", f"cannot read the key directory: {e}") from e
-    loader = _UniqueKeyLoader(text)
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as e:
-        raise KeyDirectoryError(str(path), "", f"is not valid YAML: {e}") from e
-    finally:
-        loader.dispose()
+        return read_yaml(path, "the key directory")
+    except UnreadableYaml as e:
+        raise KeyDirectoryError(str(path), "", str(e)) from e
 
 
 def load_key_directory(path: Path) -> TrustConfig:
     """The trusted keys and the must-be-signed rules of `path`; KeyDirectoryError says what is wrong and where.
 
-    A key given twice in one mapping is an error (the same loader as the policy file's): a second `revoked_at`
-    silently winning over the first would be a security decision nobody made.
+    A key given twice in one mapping is an error (streams/adapters/yaml_files.py): a second `revoked_at` silently
+    winning over the first would be a security decision nobody made.
     """
     return parse_key_directory(read_key_document(path), str(path))
 
