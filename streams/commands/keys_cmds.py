@@ -238,6 +238,16 @@ def local_keys(directory_of_keys: Path, processes: tuple[str, ...]) -> tuple[Pat
     return directory, files
 
 
+def signer_of(keys: KeySettings) -> SigningKey | None:
+    """The signing key of a process that only publishes (`autodeploy unblock`, with the deploy agent's key); ConfigError
+    without one unless AUTODEPLOY_INSECURE_NO_SIGNATURES is set (logged as an error)."""
+    keys.check(signs=True, verifies=False)
+    if keys.signing_key is None:
+        log.error("PUBLISHING UNSIGNED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set")
+        return None
+    return load_signing_key(keys.signing_key, keys.signing_key_id)
+
+
 def keys_of(keys: KeySettings) -> tuple[SigningKey | None, DirectoryVerifier | None]:
     """The signing key and the verifier of a process that signs and verifies (the worker, the deploy agent);
     ConfigError without them unless AUTODEPLOY_INSECURE_NO_SIGNATURES is set (logged as an error)."""

@@ -17,11 +17,14 @@ import pytest
 from streams import catalog
 from streams.adapters.kafka_producer import Record
 from streams.adapters.kubernetes_deployments import DeploymentView
-from streams.config import DeployAgentSettings
+from streams.cli import main
+from streams.commands.keys_cmds import signer_of
+from streams.config import DeployAgentSettings, KeySettings
 from streams.deploy import decisions as d
 from streams.deploy.agent import DeployAgent
 from streams.deploy.decisions import Ready
 from streams.deploy.outcomes import outcome_id
+from streams.deploy.unblock import unblock
 from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy
 from streams.domain.readiness import Decision
 from streams.events.decoding import RawRecord
@@ -215,3 +218,40 @@ def test_a_decision_waiting_out_a_freeze_is_held_against_the_policy_again(tmp_pa
     assert (
         "policy: image registry.example/shop:latest" in outcome_of(published[0])["data"]["subject"]["content"]["reason"]
     )
+
+
+# -- autodeploy unblock signs what it publishes ---------------------------------------------------------------------
+
+
+def test_unblock_publishes_a_signed_unblocked_event_that_verifies(tmp_path: Path) -> None:
+    deployments, published = FakeDeployments(), list[Record]()
+    notes = {d.CIRCUIT_OPEN: "evt-open", d.FAILED_ROLLOUTS: "3", d.CHAIN_ID: "chain-open"}
+    deployments.view = replace(deployments.view, annotations=notes)
+    fake: Any = deployments
+    cleared = unblock(TEMPLATED, fake, published.append, "deploy.events", signer=TEST_KEY)
+    assert cleared is not None and cleared.failures == 3
+    (record,) = published
+    raw = RawRecord(record.topic, 0, 0, record.key, record.value, list(record.headers), datetime.now(UTC))
+    verified = DirectoryVerifier(write_directory(tmp_path / "directory.yaml")).verify_record(raw, datetime.now(UTC))
+    assert verified is not None and verified.key_id == TEST_KEY.key_id
+    assert outcome_of(record)["type"] == "dev.cdeventsx.autodeploy-deployment.unblocked.0.1.0"
+
+
+def test_autodeploy_unblock_needs_the_signing_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AUTODEPLOY_SIGNING_KEY", "AUTODEPLOY_INSECURE_NO_SIGNATURES"):
+        monkeypatch.delenv(name, raising=False)
+    calls: list[str] = []
+    monkeypatch.setattr("streams.deploy.unblock.unblock", lambda *a, **k: calls.append("unblock"))
+    assert main(["unblock", "shop"]) == 1
+    assert "no signing key: set AUTODEPLOY_SIGNING_KEY" in capsys.readouterr().err
+    assert calls == [], "refused before anything is cleared or published"
+
+
+def test_autodeploy_unblock_signs_with_the_configured_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    main(["keys", "generate", "agent-1", "--out", str(tmp_path / "agent-1.pem")])
+    monkeypatch.setenv("AUTODEPLOY_SIGNING_KEY", str(tmp_path / "agent-1.pem"))
+    monkeypatch.delenv("AUTODEPLOY_SIGNING_KEY_ID", raising=False)
+    signer = signer_of(KeySettings.from_env())
+    assert signer is not None and signer.key_id == "agent-1"  # the file's stem
