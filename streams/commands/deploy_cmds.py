@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 from streams import brokers, catalog
-from streams.commands.keys_cmds import keys_of
+from streams.commands.keys_cmds import keys_of, signer_of
 from streams.config import DeployAgentSettings, KeySettings, Settings
 
 
@@ -109,6 +109,7 @@ def run_unblock(args: argparse.Namespace) -> int:
     from streams.deploy.agent import SyncPublisher  # noqa: PLC0415 - same
     from streams.deploy.unblock import unblock  # noqa: PLC0415 - same
 
+    signer = signer_of(KeySettings.from_env())  # the deploy agent's key: it signs what the agent publishes
     settings = Settings.from_env()
     agent_settings = DeployAgentSettings.from_env()
     policy = load_policies(settings.policy_path).service(args.service)
@@ -119,7 +120,7 @@ def run_unblock(args: argparse.Namespace) -> int:
         DurableProducer(broker.bootstrap_servers, security=broker.security), agent_settings.publish_timeout_s
     )
     try:
-        cleared = unblock(policy, deployments, publisher, topic)
+        cleared = unblock(policy, deployments, publisher, topic, signer=signer)
     finally:
         publisher.close()
     if cleared is None:

@@ -12,6 +12,11 @@ what was done already (see decisions). "Only the newest waits": before each reco
 consumer has fetched meanwhile into its queue (however many fetches that takes), and a ready record with a newer one
 of its service in the queue is skipped with a `skipped` outcome instead of deployed.
 
+Defense in depth: a verified signature says who decided, not that the decision is allowed. Each ready decision is
+also held against the agent's own copy of the policy (decisions.against_policy: the service's repository and branch,
+and its image: the template filled with the commit, or one from its image repository); one that is not allowed gets a
+`blocked` outcome and nothing is patched, whoever signed it. The target always comes from the policy.
+
 Freeze windows: a ready decision inside one is not deployed; `blocked` says which window and until when, and the
 decision waits in the Deployment's `autodeploy.dev/waiting` annotation (waiting.py). Between records the agent checks
 what waits: once no window holds, it is deployed, unless a newer ready decision of the service is queued (then it is
@@ -37,7 +42,7 @@ from streams.adapters.kubernetes_deployments import Conflict, DeploymentsClient,
 from streams.catalog import Catalog
 from streams.config import DeployAgentSettings
 from streams.deploy import pending as queue
-from streams.deploy.decisions import READY_TYPE, NotReady, OutcomeKind, parse_ready
+from streams.deploy.decisions import READY_TYPE, NotReady, OutcomeKind, against_policy, parse_ready
 from streams.deploy.freeze_holds import FreezeHolds
 from streams.deploy.jobs import Handled, Job, Publish, Stopped, SyncPublisher
 from streams.deploy.metrics import DeployMetrics, pipeline_start
@@ -156,13 +161,23 @@ class DeployAgent:
             event = decode(record, self._readiness)
         except Undecodable as e:
             return e
-        if self._verifier is None:
-            return event
+        if self._verifier is not None:
+            try:
+                self._verifier.verify_record(record, record.timestamp or self._clock())
+            except VerificationFailed as e:
+                return Unverified(f"signature: {e.reason}: {e}", event)
+        return self._against_policy(event)
+
+    def _against_policy(self, event: BaseCloudEvent) -> BaseCloudEvent | Undecodable:
+        """A ready decision of a known service that its policy does not allow is `Refused`: like an unverified one, it
+        can neither be deployed nor make an allowed decision queued with it look superseded."""
         try:
-            self._verifier.verify_record(record, record.timestamp or self._clock())
-        except VerificationFailed as e:
-            return Unverified(f"signature: {e.reason}: {e}", event)
-        return event
+            ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
+            policy = self._policies.service(ready.service)
+        except (NotReady, KeyError):
+            return event  # not a ready decision, or not one of a known service: _dispatch says what it is
+        why = against_policy(ready, policy)
+        return event if why is None else Refused(f"policy: {why}", event)
 
     def _dispatch(
         self, record: RawRecord, event: BaseCloudEvent | Undecodable, stop: threading.Event, *, newer: str | None
@@ -191,9 +206,25 @@ class DeployAgent:
             return self._retrying(stop, ready.event_id, lambda: self._holds.hold(job, reason))
         return self._retrying(stop, ready.event_id, lambda: self._rollouts.deploy(job))
 
+    def _refused(self, record: RawRecord, refused: Refused, stop: threading.Event) -> Handled:
+        """A ready decision its service's policy does not allow (repository, branch or image): a `blocked` outcome says
+        why, whoever signed it; the cluster is neither read nor touched, and the decision is not dead-lettered (it is
+        well-formed and verified: the outcome is its record)."""
+        event = refused.event
+        ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
+        job = Job(ready, self._policies.service(ready.service), record, event.get_time(), None, {})
+        why = f"{refused}; decision refused, nothing deployed"
+        log.error("refused: against the policy %s reason=%s", job.context, refused)
+        return self._retrying(
+            stop, ready.event_id, lambda: self._outcome(job, "blocked", ready.image, why, variant="policy")
+        )
+
     def _unusable(self, record: RawRecord, unusable: Undecodable, stop: threading.Event) -> Handled:
         """Dead-lettered. A decision whose signature does not verify, if it is a ready decision of a known service,
-        gets a `blocked` outcome that says why too; the cluster is neither read nor touched."""
+        gets a `blocked` outcome that says why too; the cluster is neither read nor touched. A refused one, see
+        `_refused`."""
+        if isinstance(unusable, Refused):
+            return self._refused(record, unusable, stop)
         reason = str(unusable)
         letter = self._retrying(stop, "dead letter", lambda: self._dead_letter(record, reason))
         if not isinstance(unusable, Unverified):
@@ -294,6 +325,14 @@ class Unverified(Undecodable):
 
     def __init__(self, message: str, event: BaseCloudEvent) -> None:
         super().__init__(message, "signature")
+        self.event = event
+
+
+class Refused(Undecodable):
+    """A ready decision (verified, if signatures are on) that its service's policy does not allow; never acted on."""
+
+    def __init__(self, message: str, event: BaseCloudEvent) -> None:
+        super().__init__(message, "policy")
         self.event = event
 
 

@@ -12,6 +12,9 @@ readiness event) re-derives where it was from the cluster instead of from a stor
 * `failed-rollouts` counts consecutive rolled-back rollouts (a completed one resets it) and `circuit-open` names the
   decision whose failure opened the circuit breaker: no deploys of the service until `autodeploy unblock` removes it;
 * `waiting` holds a ready decision kept back by a freeze window (see waiting.py), deployed when the window ends.
+
+Before any of that, `against_policy` holds the decision against the agent's own copy of the policy file: a signature
+says who decided, not that what they decided is allowed (defense in depth, docs/security.md).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
+
+from streams.domain.policy import ServicePolicy
 
 PREFIX: Final = "autodeploy.dev/"
 COMMIT: Final = PREFIX + "commit"
@@ -135,6 +140,33 @@ def parse_ready(event_id: str, event_type: str, data: Any) -> Ready:
     if not ready.image:
         raise NotReady("ready decision without an image")
     return ready
+
+
+def against_policy(ready: Ready, policy: ServicePolicy) -> str | None:
+    """Why `ready` is not a decision the agent's own policy for its service allows (None: it is), whoever signed it.
+
+    The target needs no check: namespace, Deployment and container come from `policy`, never from the decision.
+    """
+    if ready.repository != policy.repository:
+        return f"repository {ready.repository} is not the service's repository {policy.repository}"
+    if ready.branch and ready.branch != policy.branch:
+        return f"branch {ready.branch} is not the service's deploy branch {policy.branch}"
+    expected = policy.image_for(ready.commit)
+    if expected is not None:
+        if ready.image != expected:
+            return f"image {ready.image} is not the service's image for commit {ready.commit} ({expected})"
+        return None
+    package = policy.image_from_package
+    if package is not None and image_name(ready.image) != package:
+        return f"image {ready.image} is not from the service's image repository {package}"
+    return None
+
+
+def image_name(image: str) -> str:
+    """An image reference without its tag or digest: `ghcr.io/acme/shop:1@sha256:...` -> `ghcr.io/acme/shop`."""
+    name = image.split("@", 1)[0]
+    colon = name.rfind(":")
+    return name[:colon] if colon > name.rfind("/") else name  # "host:5000/app" has a port, not a tag
 
 
 def manual_change(current: str, expected: str) -> str:

@@ -19,7 +19,6 @@ from streams.adapters.kafka_producer import Record
 from streams.deploy.decisions import OutcomeKind, Ready
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
 from streams.events.dsse_keys import SigningKey
-from streams.events.encoding import structured_record
 from streams.events.signing import signed_record
 
 SOURCE: Final = "/autodeploy/deploy-agent"
@@ -162,7 +161,10 @@ class Unblocked:
         return str(uuid.uuid5(_NAMESPACE, f"{self.opened_by}/unblocked"))
 
 
-def unblocked_record(unblocked: Unblocked, topic: str, now: datetime | None = None) -> Record:
+def unblocked_record(
+    unblocked: Unblocked, topic: str, now: datetime | None = None, signer: SigningKey | None = None
+) -> Record:
+    """The `unblocked` event's record, signed like the outcomes when there is a key."""
     moment = now or datetime.now(UTC)
     data = {
         "context": {
@@ -194,4 +196,5 @@ def unblocked_record(unblocked: Unblocked, topic: str, now: datetime | None = No
         "datacontenttype": "application/json",
         "partitionkey": unblocked.service,
     }
-    return structured_record(CloudEvent(attributes, data), topic)
+    # bytes: what travels is what is signed (as the outcomes)
+    return signed_record(CloudEvent(attributes, orjson.dumps(data)), topic, signer)

@@ -27,6 +27,7 @@ from streams.deploy.decisions import (
     Rollback,
     Watch,
     after_conflict,
+    against_policy,
     circuit_open_reason,
     decide,
     failed_rollouts,
@@ -55,6 +56,12 @@ class Rollouts:
         return decide(job.ready, view, job.policy.max_failed_rollouts)
 
     def deploy(self, job: Job) -> Handled:
+        # The agent refuses such decisions as they arrive; this also covers one read back from a Deployment's
+        # `waiting` annotation after a freeze (which anyone who may annotate the Deployment could have written).
+        refused = against_policy(job.ready, job.policy)
+        if refused is not None:
+            why = f"policy: {refused}; decision refused, nothing deployed"
+            return self._outcome(job, "blocked", job.ready.image, why, variant="policy")
         target = job.policy.target
         try:
             view = self._k8s.get(target.namespace, target.deployment, target.container)

@@ -10,14 +10,21 @@ from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.deploy.decisions import CHAIN_ID, CIRCUIT_OPEN, FAILED_ROLLOUTS, failed_rollouts
 from streams.deploy.outcomes import Unblocked, unblocked_record
 from streams.domain.policy import ServicePolicy
+from streams.events.dsse_keys import SigningKey
 
 log = logging.getLogger(__name__)
 
 
 def unblock(
-    policy: ServicePolicy, deployments: DeploymentsClient, publish: Callable[[Record], None], topic: str
+    policy: ServicePolicy,
+    deployments: DeploymentsClient,
+    publish: Callable[[Record], None],
+    topic: str,
+    *,
+    signer: SigningKey | None = None,
 ) -> Unblocked | None:
     """Clear the circuit of `policy`'s Deployment; None when it was not open (nothing changes, nothing published).
+    The `unblocked` event is signed with `signer` (the deploy agent's key) when there is one.
 
     The annotations go first: a crash between the two leaves deploys resumed and unannounced, and a second run
     finds nothing to do; the other order could announce a circuit that is still open.
@@ -37,6 +44,6 @@ def unblock(
         failed_rollouts(view.annotations),
     )
     deployments.annotate(view, {CIRCUIT_OPEN: None, FAILED_ROLLOUTS: None})
-    publish(unblocked_record(cleared, topic))
+    publish(unblocked_record(cleared, topic, signer=signer))
     log.info("circuit cleared service=%s opened_by=%s event_id=%s", policy.name, opened_by, cleared.event_id)
     return cleared

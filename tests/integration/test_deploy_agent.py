@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,8 +35,11 @@ from tests.cluster_fixture import ClusterHandle
 from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support.kafka_io import consume
 from tests.support.kube import (
+    C1,
+    C3,
     V1,
     V2,
+    V3,
     create_deployment,
     eventually,
     grant_deployments,
@@ -68,7 +73,7 @@ def policies(namespace: str, freeze: tuple[FreezeWindow, ...] = (), max_failed_r
         REPOSITORY,
         "main",
         (),
-        "registry.example/shop:{sha}",
+        SHOP_TEMPLATE,
         None,
         target,
         "production",
@@ -79,12 +84,26 @@ def policies(namespace: str, freeze: tuple[FreezeWindow, ...] = (), max_failed_r
     return Policies((service,))
 
 
-def ready(image: str, commit: str | None = None) -> Decision:
-    commit = commit or uuid.uuid4().hex + uuid.uuid4().hex[:8]
+def package_policies(namespace: str, max_failed_rollouts: int = 3) -> Policies:
+    """Images from the repository registry.example/shop, any tag: how a test sends the image kwok never readies
+    (tag `never-ready`), which no commit's image by the template is."""
+    service = policies(namespace, max_failed_rollouts=max_failed_rollouts).service("shop")
+    return Policies((replace(service, image_template=None, image_from_package="registry.example/shop"),))
+
+
+SHOP_TEMPLATE = "registry.example/shop:{sha}"
+
+
+def ready(image: str, repository: str = REPOSITORY) -> Decision:
+    """A ready decision of `shop` for `image`: the commit its tag names when that is one (the policy's template,
+    `registry.example/shop:{sha}`, gives exactly that image for it, as the agent checks), else a new commit (for a
+    policy whose images come from the package repository, `package_policies`)."""
+    tag = image.rsplit(":", 1)[1]
+    commit = tag if re.fullmatch("[0-9a-f]{40}", tag) else uuid.uuid4().hex + uuid.uuid4().hex[:8]
     return Decision(
         kind="ready",
         service="shop",
-        repository=REPOSITORY,
+        repository=repository,
         branch="main",
         commit=commit,
         decision_id=str(uuid.uuid4()),
@@ -180,7 +199,7 @@ def test_ready_commit_rolls_out_then_upgrades(
         first = ready(V2)  # decided now: the latency below includes the agent joining its consumer group
         produce(kafka_bootstrap, topics, first)
         deployed = wait_handled(handled, 1)
-        second = ready("registry.example/shop:v3")  # decided while the agent runs: the steady-state latency
+        second = ready(V3)  # decided while the agent runs: the steady-state latency
         produce(kafka_bootstrap, topics, second)
         upgraded = wait_handled(handled, 2)
     for h in (deployed, upgraded):
@@ -191,20 +210,22 @@ def test_ready_commit_rolls_out_then_upgrades(
         )
     assert (deployed.note, upgraded.note) == ("deployed", "upgraded")
     view = DeploymentsClient(admin).get(shop, "shop", "app")
-    assert (view.image, view.rollout) == ("registry.example/shop:v3", "complete")
+    assert (view.image, view.rollout) == (V3, "complete")
     assert view.annotations[decisions.READINESS_EVENT] == second.decision_id
     assert view.annotations[decisions.PREVIOUS_IMAGE] == V2
     found = events(kafka_bootstrap, topics, 2)
     assert [e["type"] for e in found] == ["dev.cdevents.service.deployed.0.3.0", "dev.cdevents.service.upgraded.0.3.0"]
     assert [e["data"]["context"]["chainId"] for e in found] == [first.chain_id, second.chain_id]
     assert (
-        found[1]["data"]["subject"]["content"]["artifactId"] == "pkg:oci/shop@v3?repository_url=registry.example/shop"
+        found[1]["data"]["subject"]["content"]["artifactId"]
+        == f"pkg:oci/shop@{C3}?repository_url=registry.example/shop"
     )
 
 
 def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str) -> None:
     broken = ready(f"registry.example/shop:{UNREADY_IMAGE_TAG}")
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+    packaged = package_policies(shop)
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=packaged) as handled:
         produce(kafka_bootstrap, topics, broken)
         outcome = wait_handled(handled, 1)
     print(f"rolled back after {outcome.rollout_s:.1f} s", file=sys.stderr)
@@ -212,12 +233,14 @@ def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.
     (event,) = events(kafka_bootstrap, topics, 1)
     assert event["type"] == "dev.cdevents.service.rolledback.0.3.0"
     assert "ProgressDeadlineExceeded" in event["data"]["customData"]["reason"]
-    assert event["data"]["subject"]["content"]["artifactId"] == "pkg:oci/shop@v1?repository_url=registry.example/shop"
+    assert (
+        event["data"]["subject"]["content"]["artifactId"] == f"pkg:oci/shop@{C1}?repository_url=registry.example/shop"
+    )
     done = DeploymentsClient(admin).watch_rollout(shop, "shop", "app", timeout=60)
     assert (done.image, done.rollout) == (V1, "complete")
 
     # The next good decision is an upgrade, not a rollback left over from the failed one.
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=packaged) as handled:
         produce(kafka_bootstrap, topics, ready(V2))
         after = wait_handled(handled, 2)  # a new group: the broken decision comes first and is superseded
     assert (handled[0].note, after.note) == ("skipped", "upgraded")
@@ -231,7 +254,8 @@ def test_a_rollout_past_the_agents_bound_is_rolled_back(
     # The Deployment's own progress deadline (10 s) has not passed when the agent's bound (3 s) does.
     broken = ready(f"registry.example/shop:{UNREADY_IMAGE_TAG}")
     deployments = DeploymentsClient(admin)
-    with running_agent(kafka_bootstrap, topics, shop, deployments, rollout_timeout_s=3.0) as handled:
+    packaged = package_policies(shop)
+    with running_agent(kafka_bootstrap, topics, shop, deployments, rollout_timeout_s=3.0, policy=packaged) as handled:
         produce(kafka_bootstrap, topics, broken)
         outcome = wait_handled(handled, 1)
     assert outcome.note == "rolledback"
@@ -265,7 +289,7 @@ def test_manual_change_is_not_overwritten(kafka_bootstrap: str, topics: catalog.
         produce(kafka_bootstrap, topics, ready(V2))
         assert wait_handled(handled, 1).note == "deployed"
         manual_set_image(admin, shop, hotfix)
-        produce(kafka_bootstrap, topics, ready("registry.example/shop:v3"))
+        produce(kafka_bootstrap, topics, ready(V3))
         blocked = wait_handled(handled, 2)
     assert blocked.note == "blocked"
     assert DeploymentsClient(admin).get(shop, "shop", "app").image == hotfix

@@ -3,6 +3,7 @@ log time, and signs its outcomes (real broker, local control plane)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from streams.worker.output import readiness_record
 from tests.integration import test_deploy_agent as agent_tests
 from tests.integration.test_deploy_agent import events, produce, ready, running_agent, wait_handled
 from tests.support.kafka_io import consume
-from tests.support.kube import V1, V2
+from tests.support.kube import C2, V1, V2
 from tests.support.signing import FORGER, TEST_KEY, directory_entry, named_key, write_directory
 
 pytestmark = pytest.mark.timeout(900)
@@ -97,3 +98,33 @@ def test_a_replayed_signed_decision_patches_nothing_more(
     assert again.outcome is not None and again.outcome.event_id == handled[0].outcome.event_id  # type: ignore[union-attr]
     assert view.image == V2 and view.annotations[decisions.READINESS_EVENT] == decision.decision_id
     assert view.generation == generation, "no second patch"
+
+
+def test_a_correctly_signed_decision_the_policy_does_not_allow_patches_nothing(
+    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str, tmp_path: Path
+) -> None:
+    """Defense in depth: the signature verifies, but the image is not the service's template filled with the commit
+    (nor is the other one's repository the service's): blocked, whoever signed it, and the next allowed one deploys."""
+    verifier = DirectoryVerifier(write_directory(tmp_path / "directory.yaml", directory_entry(TEST_KEY)))
+    wrong_image = replace(ready(V2), image="registry.example/evil:v2")
+    wrong_repository = ready(V2, repository="github.com/evil/shop")
+    good = ready(V2)
+    for decision in (wrong_image, wrong_repository):
+        produce(kafka_bootstrap, topics, decision, TEST_KEY)
+    k8s = DeploymentsClient(admin)
+    with running_agent(kafka_bootstrap, topics, shop, k8s, verifier=verifier, signer=TEST_KEY) as handled:
+        refused = [wait_handled(handled, n) for n in (1, 2)]
+        view = k8s.get(shop, "shop", "app")
+        assert view.image == V1 and decisions.READINESS_EVENT not in view.annotations, "nothing was patched"
+        produce(kafka_bootstrap, topics, good)
+        deployed = wait_handled(handled, 3)
+    assert [h.note for h in refused] == ["blocked", "blocked"]
+    assert not any(h.dead_letter for h in refused)
+    reasons = [h.outcome.reason or "" for h in refused if h.outcome is not None]
+    assert reasons[0].startswith(f"policy: image registry.example/evil:v2 is not the service's image for commit {C2}")
+    assert reasons[1].startswith("policy: repository github.com/evil/shop is not the service's repository")
+    assert deployed.note == "deployed"
+    assert k8s.get(shop, "shop", "app").annotations[decisions.READINESS_EVENT] == good.decision_id
+    found = events(kafka_bootstrap, topics, 3)
+    assert [e["type"].split(".")[-4] for e in found] == ["blocked", "blocked", "deployed"]
+    assert found[0]["data"]["subject"]["content"]["reason"] == reasons[0]

@@ -11,7 +11,9 @@ import pytest
 from kubernetes import client
 
 T = TypeVar("T")
-V1, V2 = "registry.example/shop:v1", "registry.example/shop:v2"
+# The images of commits C1, C2, C3 by the agent tests' policy template `registry.example/shop:{sha}`.
+C1, C2, C3 = "1" * 40, "2" * 40, "3" * 40
+V1, V2, V3 = (f"registry.example/shop:{c}" for c in (C1, C2, C3))
 
 
 def eventually(probe: Callable[[], T | None], timeout: float, what: str) -> T:

@@ -97,6 +97,54 @@ def test_keys_list_revoke_and_expire(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "every event" in lines[-1]
 
 
+def test_keys_rotate_adds_the_new_key_ends_the_old_one_after_the_grace_and_says_what_is_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "d.yaml"
+    old = ["keys", "generate", "worker-1", "--out", str(tmp_path / "w1.pem"), "--directory", str(directory)]
+    main([*old, "--source", "/autodeploy/readiness", "--type", "dev.cdeventsx.autodeploy-readiness.*"])
+    capsys.readouterr()
+    argv = ["keys", "rotate", "worker-1", "worker-2", "--out", str(tmp_path / "w2.pem"), "--directory", str(directory)]
+    assert main([*argv, "--at", "2027-01-01T00:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert stat.S_IMODE(os.stat(tmp_path / "w2.pem").st_mode) == 0o600
+    entries = {k["id"]: k for k in yaml.safe_load(directory.read_text())["keys"]}
+    new, previous = entries["worker-2"], entries["worker-1"]
+    assert (new["sources"], new["types"]) == (previous["sources"], previous["types"]), "the old key's rights"
+    assert str(new["not_before"]).startswith("2027-01-01") and "BEGIN PUBLIC KEY" in new["public_key"]
+    assert str(previous["not_after"]).startswith("2027-01-02"), "the default grace: a day"
+    assert "left to do:" in out and "autodeploy-signing-<process>" in out and "key-id = worker-2" in out
+    assert "PRIVATE" not in out
+
+    load_signing_key(tmp_path / "w2.pem", "worker-2")
+    DirectoryVerifier(directory)  # the directory still loads
+    with pytest.raises(SystemExit, match=r"is in .* already"):
+        main(argv)
+    missing = ["keys", "rotate", "nope", "x", "--out", str(tmp_path / "x.pem"), "--directory", str(directory)]
+    with pytest.raises(SystemExit, match="no key 'nope'"):
+        main(missing)
+    assert not (tmp_path / "x.pem").exists(), "nothing written when the old key is unknown"
+
+
+def rotate(directory: Path, old: str, new: str, *extra: str) -> int:
+    out = directory.parent / f"{new}.pem"
+    at = ["--at", "2027-01-01T00:00:00Z"]
+    return main(["keys", "rotate", old, new, "--directory", str(directory), "--out", str(out), *at, *extra])
+
+
+def test_keys_rotate_never_lengthens_the_old_keys_life_and_takes_a_grace(tmp_path: Path) -> None:
+    directory = tmp_path / "d.yaml"
+    main(["keys", "generate", "a", "--out", str(tmp_path / "a.pem"), "--directory", str(directory)])
+    main(["keys", "expire", "a", "--at", "2027-01-01T01:00:00Z", "--directory", str(directory)])
+    assert rotate(directory, "a", "b", "--grace", "2h") == 0
+    assert rotate(directory, "b", "c", "--grace", "30m") == 0
+    entries = {k["id"]: k for k in yaml.safe_load(directory.read_text())["keys"]}
+    assert "T01:00:00" in str(entries["a"]["not_after"]), "ended earlier already: kept"
+    assert "T00:30:00" in str(entries["b"]["not_after"])
+    with pytest.raises(SystemExit, match="--grace"):
+        rotate(directory, "c", "d", "--grace", "soon")
+
+
 # -- the directory a verifier reloads ------------------------------------------------------------------------------
 
 
