@@ -91,11 +91,13 @@ def test_key_rotated_mid_stream_with_two_kills_refuses_nothing_legitimate_and_lo
     worker.start()
     try:
         # Kill 1, in A's half, while A records still arrive.
-        acknowledged += chaos.produce(kafka_bootstrap, cat, records[: half // 2])
-        _wait_committed(progress, half // 4, worker)
+        acknowledged += chaos.produce(kafka_bootstrap, cat, records[: half // 3])
+        _wait_committed(progress, half // 6, worker)
         worker.kill()
         worker.start()
-        acknowledged += chaos.produce(kafka_bootstrap, cat, records[half // 2 : half])
+        acknowledged += chaos.produce(kafka_bootstrap, cat, records[half // 3 : 2 * half // 3])
+        _wait_committed(progress, half // 3 + 1, worker)  # the restarted worker is up and consuming
+        acknowledged += chaos.produce(kafka_bootstrap, cat, records[2 * half // 3 : half])  # a backlog at the switch
         # Every A record is acknowledged, so its timestamp (the producer's, CreateTime) is before this moment.
         switch = datetime.now(UTC)
         write_directory(

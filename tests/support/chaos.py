@@ -223,6 +223,7 @@ class Judgement:
     wrong: list[tuple[tuple[str, str], str]]
     order_dependent: list[tuple[str, str]]  # ready or superseded depending on how the two inputs interleaved
     re_emitted: int
+    kinds: dict[tuple[str, str], set[str]]  # (service, commit) -> the kinds of decision found
 
 
 def judge(want: dict[tuple[str, str], Decision], found: list[dict[str, Any]], scenario: Scenario) -> Judgement:
@@ -255,4 +256,5 @@ def judge(want: dict[tuple[str, str], Decision], found: list[dict[str, Any]], sc
         wrong=wrong,
         order_dependent=order_dependent,
         re_emitted=len(found) - len(kinds),
+        kinds=kinds,
     )
