@@ -12,11 +12,14 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from streams.local import kafka, processes
-from tests.support.signing import configure_session
+from tests.support.signing import TEST_KEY, configure_session
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
@@ -61,6 +64,12 @@ def process(
         yield proc
     finally:
         processes.stop(proc.pid, timeout=10)
+
+
+def signing_algorithm() -> str:
+    """What signs and verifies in the benchmarks: the tests' key (tests/support/signing.py) and its library."""
+    name = "Ed25519" if isinstance(TEST_KEY.private_key, Ed25519PrivateKey) else "ECDSA P-256"
+    return f"{name} DSSE, cryptography {version('cryptography')}"
 
 
 def machine() -> dict[str, Any]:

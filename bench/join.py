@@ -4,7 +4,12 @@ consumption of the same records, measured in the same run.
 Records are produced before the worker starts, so it works through a backlog. Its progress is its consumer group's
 committed offsets; the time until its first commit (startup, group join, recovery) is reported apart.
 
-    python -m bench.join [--repositories 200] [--commits 17000] [--quix .venv-quix/bin/python]
+    python -m bench.join [--repositories 200] [--commits 17000] [--rounds 1] [--quix .venv-quix/bin/python]
+
+The worker runs twice over the same backlog (each its own consumer group): as deployed, verifying every input
+against the key directory (the tests' Ed25519 key), then with verification off (no key directory,
+AUTODEPLOY_INSECURE_NO_SIGNATURES=1; it still signs its decisions), --rounds times each in alternating order;
+the cost of verification is the median of the rounds' ratios.
 
 With --quix, the same fold written with Quix Streams (bench/quix.py, in its own virtualenv) reads the same records
 after the worker, and the join is also reported as a ratio to it.
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +39,7 @@ from confluent_kafka import Producer
 from confluent_kafka import TopicPartition as ConfluentTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from bench.common import ROOT, broker, process, record
+from bench.common import ROOT, broker, process, record, signing_algorithm
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
@@ -205,11 +211,11 @@ def wait_committed(offsets: Offsets, timeout: float = 1800) -> tuple[float, int]
     raise TimeoutError(f"the worker committed {offsets.committed()} of {offsets.end} in {timeout}s")
 
 
-def run_worker(p: Pipeline) -> WorkerRun:
+def run_worker(p: Pipeline, **env: str) -> WorkerRun:
     group = f"bench-join-{free_port()}"
     offsets = Offsets(p, group)
     start = time.perf_counter()
-    with worker(p, group) as proc:
+    with worker(p, group, **env) as proc:
         first_at, first_done = wait_committed(offsets)
         end = time.perf_counter()
     return WorkerRun(first_at - start, end - first_at, end - start, offsets.end - first_done, proc.pid)
@@ -254,12 +260,31 @@ def run_quix(p: Pipeline, python: str, total: int) -> dict[str, float]:
     return result
 
 
+def _steady(run: WorkerRun) -> float:
+    return run.processed_after_start / run.steady_s
+
+
 def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
     total = produce(p, events(args.repositories, args.commits // args.repositories, checks=2))
     raw_s = min(asyncio.run(_raw(p, total)) for _ in range(2))  # the second read is warm
     floor = faust_floor(p, total)
-    run = run_worker(p)
-    raw, steady, overall = total / raw_s, run.processed_after_start / run.steady_s, total / run.total_s
+    algorithm = signing_algorithm()
+    print(f"join: the worker verifies with {algorithm}, then runs again with verification off", flush=True)
+    off = {"AUTODEPLOY_INSECURE_NO_SIGNATURES": "1", "AUTODEPLOY_KEY_DIRECTORY": ""}
+    pairs: list[tuple[WorkerRun, WorkerRun]] = []
+    for round_ in range(1, args.rounds + 1):  # the order alternates: neither setting always runs second
+        if round_ % 2:
+            on_run, off_run = run_worker(p), run_worker(p, **off)
+        else:
+            off_run, on_run = run_worker(p, **off), run_worker(p)
+        pairs.append((on_run, off_run))
+        on_s, off_s = _steady(on_run), _steady(off_run)
+        print(f"round {round_}: join events/s verification on {on_s:,.0f}, off {off_s:,.0f}, on/off {on_s / off_s:.3f}")
+    runs = sorted(pairs, key=lambda pair: _steady(pair[0]))
+    run = runs[len(runs) // 2][0]  # the median verifying run
+    raw, steady, overall = total / raw_s, _steady(run), total / run.total_s
+    steady_off = statistics.median(_steady(off_run) for _, off_run in pairs)
+    on_off = statistics.median(_steady(on_run) / _steady(off_run) for on_run, off_run in pairs)
 
     def row(metric: str, value: float, baseline: float | None, goal: str = "") -> dict[str, Any]:
         ratio = value / baseline if baseline else None
@@ -284,6 +309,11 @@ def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
         row("join events/s (baseline: a Faust agent that only counts)", steady, floor),
         row("Faust counting agent events/s (Faust's ceiling; baseline: raw aiokafka)", floor, raw),
         row("join events/s (incl. startup)", overall, raw),
+        {
+            **row(f"join events/s, verification on ({algorithm}) / off (baseline)", steady, steady_off, ">= 0.9"),
+            "ratio": on_off,  # the median of the rounds' ratios
+        },
+        row("join events/s, verification off (baseline: raw aiokafka)", steady_off, raw),
         row("worker startup s (to first commit)", run.startup_s, None),
         row("events", total, total),
         *rows,
@@ -294,6 +324,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repositories", type=int, default=200)
     parser.add_argument("--commits", type=int, default=17000, help="in all; three events each (push, two checks)")
+    parser.add_argument("--rounds", type=int, default=1, help="worker runs with verification on and off, each")
     parser.add_argument("--quix", metavar="PYTHON", help="also run bench/quix.py with this interpreter (.venv-quix)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp, pipeline(Path(tmp), args.repositories) as p:

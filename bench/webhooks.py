@@ -1,5 +1,9 @@
-"""Webhook ingest: signed GitHub pushes/s and latency through the real server into Kafka, against the same aiohttp
-stack answering 200 without work, measured in the same run with the same load generator (wrk).
+"""Webhook ingest: HMAC-signed GitHub pushes/s and latency through the real server into Kafka, against the same
+aiohttp stack answering 200 without work, measured in the same run with the same load generator (wrk).
+
+The server runs twice side by side: as deployed, signing each event it publishes (the tests' Ed25519 key, DSSE), and
+with AUTODEPLOY_INSECURE_NO_SIGNATURES=1 (unsigned); every round measures the bare stack and both, so the cost of
+signing is the ratio signed / unsigned of the same run.
 
     python -m bench.webhooks [--seconds 8] [--connections 32] [--rounds 3]
 """
@@ -17,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, broker, process, record
+from bench.common import ROOT, broker, process, record, signing_algorithm
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.catalog.plan import make_plan
@@ -100,7 +104,7 @@ def main() -> int:
 
 
 def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argparse.Namespace) -> list[dict[str, Any]]:
-    bare_port, real_port = free_port(), free_port()
+    bare_port, real_port, unsigned_port = free_port(), free_port(), free_port()
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "GITHUB_WEBHOOK_SECRETS": SECRET.decode(),
@@ -108,13 +112,19 @@ def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argpars
     }
     bare_argv = [sys.executable, "-m", "bench.bare_server", "--port", str(bare_port)]
     real_argv = [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(real_port)]
-    runs: dict[str, list[dict[str, float]]] = {"bare": [], "autodeploy": []}
+    unsigned_argv = [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(unsigned_port)]
+    unsigned_env = {**env, "AUTODEPLOY_INSECURE_NO_SIGNATURES": "1", "AUTODEPLOY_SIGNING_KEY": ""}
+    servers = (("bare", bare_port), ("autodeploy", real_port), ("unsigned", unsigned_port))
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in servers}
+    algorithm = signing_algorithm()
+    print(f"webhooks: the server signs with {algorithm}; the unsigned round runs AUTODEPLOY_INSECURE_NO_SIGNATURES=1")
     with (
         process(bare_argv, work / "bare.log", f"http://127.0.0.1:{bare_port}/webhooks/github"),
         process(real_argv, work / "real.log", f"http://127.0.0.1:{real_port}/healthz", env),
+        process(unsigned_argv, work / "unsigned.log", f"http://127.0.0.1:{unsigned_port}/healthz", unsigned_env),
     ):
-        for round_ in range(args.rounds + 1):  # round 0 warms both up and is discarded
-            for name, port in (("bare", bare_port), ("autodeploy", real_port)):
+        for round_ in range(args.rounds + 1):  # round 0 warms them up and is discarded
+            for name, port in servers:
                 script = work / f"{name}-{round_}.lua"
                 script.write_text(
                     LUA.format(body=work / "body.json", signature=github_signature(SECRET, body), run=f"{name}{round_}")
@@ -123,12 +133,20 @@ def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argpars
                 result = wrk(f"http://127.0.0.1:{port}/webhooks/github", script, seconds, args.connections)
                 if round_:
                     runs[name].append(result)
-    bare = {k: statistics.median(r[k] for r in runs["bare"]) for k in runs["bare"][0]}
-    real = {k: statistics.median(r[k] for r in runs["autodeploy"]) for k in runs["autodeploy"][0]}
-    print(json.dumps({"bare": runs["bare"], "autodeploy": runs["autodeploy"]}), file=sys.stderr)
+            if round_:
+                bare_rps, signed_rps, unsigned_rps = (runs[name][-1]["rps"] for name, _ in servers)
+                print(
+                    f"round {round_}: bare aiohttp {bare_rps:,.0f}/s, signed {signed_rps:,.0f}/s,"
+                    f" unsigned {unsigned_rps:,.0f}/s, signed/unsigned {signed_rps / unsigned_rps:.3f}",
+                    flush=True,
+                )
+    bare, real, unsigned = (
+        {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]} for name, _ in servers
+    )
+    print(json.dumps(runs), file=sys.stderr)
     return [
         {
-            "metric": "webhooks/s",
+            "metric": f"webhooks/s, signed ({algorithm})",
             "autodeploy": real["rps"],
             "baseline (bare aiohttp)": bare["rps"],
             "ratio": real["rps"] / bare["rps"],
@@ -150,10 +168,34 @@ def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argpars
         },
         {
             "metric": "non-2xx responses",
-            "autodeploy": real["non_2xx"],
+            "autodeploy": real["non_2xx"] + unsigned["non_2xx"],
             "baseline (bare aiohttp)": bare["non_2xx"],
             "ratio": None,
             "goal": "0",
+        },
+        {
+            "metric": "webhooks/s, unsigned (AUTODEPLOY_INSECURE_NO_SIGNATURES=1)",
+            "autodeploy": unsigned["rps"],
+            "baseline (bare aiohttp)": bare["rps"],
+            "ratio": unsigned["rps"] / bare["rps"],
+            "goal": "",
+        },
+        {
+            # Paired by round: the load of the shared machine drifts between rounds more than within one.
+            "metric": "webhooks/s signed / unsigned (median of the rounds' ratios; baseline column: unsigned)",
+            "autodeploy": real["rps"],
+            "baseline (bare aiohttp)": unsigned["rps"],
+            "ratio": statistics.median(
+                s["rps"] / u["rps"] for s, u in zip(runs["autodeploy"], runs["unsigned"], strict=True)
+            ),
+            "goal": ">= 0.9",
+        },
+        {
+            "metric": "p50 latency ms signed / unsigned (baseline column: unsigned)",
+            "autodeploy": real["p50_ms"],
+            "baseline (bare aiohttp)": unsigned["p50_ms"],
+            "ratio": real["p50_ms"] / unsigned["p50_ms"],
+            "goal": "",
         },
     ]
 

@@ -15,7 +15,6 @@ import random
 import signal
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -99,29 +98,8 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         admin = TopicAdmin(kafka_bootstrap)
         admin.delete(admin.describe(t.name for t in cat.topics))
 
-    kinds: dict[tuple[str, str], set[str]] = defaultdict(set)
-    ids: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for d in found:
-        content = d["data"]["subject"]["content"]
-        pair = (content["service"], content["commit"])
-        kinds[pair].add(d["type"].split(".")[3])
-        ids[pair].add(d["id"])
-    missing = sorted(set(want) - set(kinds))
-    unexpected = sorted(set(kinds) - set(want))
-    twice_different = sorted(p for p in kinds if len(kinds[p]) > 1 or len(ids[p]) > 1)
-    # The two input streams interleave differently in every run (readiness.py, "remaining order dependence"): a
-    # complete commit is ready or superseded depending on whether a newer one completed first. Any other difference
-    # from the pure rules is wrong.
-    order_dependent, wrong = [], []
-    for pair, decision in want.items():
-        got = next(iter(kinds.get(pair, {decision.kind})))
-        if got == decision.kind:
-            if decision.decision_id not in ids.get(pair, {decision.decision_id}):
-                wrong.append((pair, "id"))
-        elif {got, decision.kind} == {"ready", "superseded"} and pair in scenario.complete:
-            order_dependent.append(pair)
-        else:
-            wrong.append((pair, f"{got} instead of {decision.kind}"))
+    judged = chaos.judge(want, found, scenario)
+    kinds = judged.kinds
     backwards = _ready_going_backwards(found, scenario)
     newest_not_ready = [
         (s, c)
@@ -138,17 +116,19 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         lost=total - len(event_ids),
         kills=KILLS,
         decisions_expected=len(want),
-        made=len(set(want) & set(kinds)),
-        missing=len(missing),
-        wrong=len(wrong),
-        re_emitted=len(found) - len(kinds),
-        ready_or_superseded_by_interleaving=len(order_dependent),
+        made=judged.made,
+        missing=len(judged.missing),
+        wrong=len(judged.wrong),
+        re_emitted=judged.re_emitted,
+        ready_or_superseded_by_interleaving=len(judged.order_dependent),
     )
     assert sum(acknowledged) == total and len(event_ids) == total
-    assert missing == [], (missing[:5], _missing_story(missing, worker.log))
-    assert unexpected == [], unexpected[:5]
-    assert twice_different == [], [(p, sorted(kinds[p]), _emissions(found, p)) for p in twice_different[:3]]
-    assert wrong == [], wrong[:5]
+    assert judged.missing == [], (judged.missing[:5], _missing_story(judged.missing, worker.log))
+    assert judged.unexpected == [], judged.unexpected[:5]
+    assert judged.twice_different == [], [
+        (p, sorted(kinds[p]), _emissions(found, p)) for p in judged.twice_different[:3]
+    ]
+    assert judged.wrong == [], judged.wrong[:5]
     assert backwards == [], backwards[:5]
     assert newest_not_ready == [], newest_not_ready[:5]
 

@@ -23,6 +23,7 @@ from streams.domain.policy import Policies
 from streams.domain.readiness import Decision, RepositoryState, apply, empty_state
 from streams.domain.webhook_mapping import github_attributes
 from streams.events.decoding import RawRecord, decode
+from streams.events.dsse_keys import SigningKey
 from streams.events.signing import signed_record
 from streams.webhooks.provider_events import provider_event
 from streams.worker.event_facts import facts_of
@@ -66,8 +67,8 @@ def service(repository: int) -> str:
 
 
 class _Builder:
-    def __init__(self, scenario: Scenario, start: datetime) -> None:
-        self.scenario, self.moment = scenario, start
+    def __init__(self, scenario: Scenario, start: datetime, key: SigningKey | None = TEST_KEY) -> None:
+        self.scenario, self.moment, self.key = scenario, start, key
 
     def _tick(self) -> datetime:
         self.moment += timedelta(milliseconds=10)
@@ -76,7 +77,7 @@ class _Builder:
     def _github(self, event: str, payload: dict[str, Any], delivery: str, when: datetime) -> Record:
         body = json.dumps(payload).encode()
         cloud_event = provider_event(github_attributes(event, payload), delivery, body, when)
-        return signed_record(cloud_event, "github.events", TEST_KEY)
+        return signed_record(cloud_event, "github.events", self.key)
 
     def push(self, r: int, before: str, after: str) -> Record:
         when = self._tick()
@@ -99,7 +100,7 @@ class _Builder:
         )
         body = json.dumps(payload).encode()
         return signed_record(
-            provider_event(circleci_attributes(payload), payload["id"], body, when), "ci.events", TEST_KEY
+            provider_event(circleci_attributes(payload), payload["id"], body, when), "ci.events", self.key
         )
 
 
@@ -107,15 +108,16 @@ def _payloads(r: int) -> Payloads:
     return Payloads(f"chaos/repo{r}")
 
 
-def build(repositories: int, commits: int, seed: int = 8) -> Scenario:
+def build(repositories: int, commits: int, seed: int = 8, key: SigningKey | None = TEST_KEY) -> Scenario:
     """Per repository a linear history of `commits` commits on main; rounds over the repositories interleave them.
 
     Each commit is one of: plain (push, lint, CircleCI), CI first (both checks before the push), a failed CircleCI
     workflow rerun green after the next commit's push, a lint failure whose second attempt passes, or broken (CircleCI
-    fails and is never rerun: superseded by a newer ready commit, or left waiting)."""
+    fails and is never rerun: superseded by a newer ready commit, or left waiting). Records are signed with `key`
+    (unsigned with None: for a test that signs them itself)."""
     rng = random.Random(seed)
     scenario = Scenario(repositories)
-    b = _Builder(scenario, datetime.now(UTC) - timedelta(hours=1))
+    b = _Builder(scenario, datetime.now(UTC) - timedelta(hours=1), key)
     heads = [ZERO] * repositories
     reruns: list[list[str]] = [[] for _ in range(repositories)]  # commits whose green rerun is still to come
     for i in range(commits):
@@ -142,6 +144,13 @@ def build(repositories: int, commits: int, seed: int = 8) -> Scenario:
     for r in range(repositories):
         scenario.records += [b.circleci(r, earlier, "success", 2) for earlier in reruns[r]]
     return scenario
+
+
+def late_push(scenario: Scenario, repository: int, key: SigningKey | None = TEST_KEY) -> Record:
+    """One more push on a repository's main after the scenario's last commit (a new event id): a record sent late."""
+    commits = scenario.order[service(repository)]
+    after = commit_id(repository, len(commits))
+    return _Builder(scenario, datetime.now(UTC), key).push(repository, commits[-1], after)
 
 
 def expected(scenario: Scenario, cat: catalog.Catalog, policies: Policies) -> dict[tuple[str, str], Decision]:
@@ -201,3 +210,51 @@ def produce(bootstrap: str, cat: catalog.Catalog, records: Iterable[Record], pau
 def write_policy(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+@dataclass
+class Judgement:
+    """The decisions found on deploy.readiness against the pure rules' (`expected`)."""
+
+    made: int
+    missing: list[tuple[str, str]]
+    unexpected: list[tuple[str, str]]
+    twice_different: list[tuple[str, str]]  # emitted twice with another kind or id
+    wrong: list[tuple[tuple[str, str], str]]
+    order_dependent: list[tuple[str, str]]  # ready or superseded depending on how the two inputs interleaved
+    re_emitted: int
+    kinds: dict[tuple[str, str], set[str]]  # (service, commit) -> the kinds of decision found
+
+
+def judge(want: dict[tuple[str, str], Decision], found: list[dict[str, Any]], scenario: Scenario) -> Judgement:
+    kinds: dict[tuple[str, str], set[str]] = {}
+    ids: dict[tuple[str, str], set[str]] = {}
+    for d in found:
+        content = d["data"]["subject"]["content"]
+        pair = (content["service"], content["commit"])
+        kinds.setdefault(pair, set()).add(d["type"].split(".")[3])
+        ids.setdefault(pair, set()).add(d["id"])
+    # The two input streams interleave differently in every run (readiness.py, "remaining order dependence"): a
+    # complete commit is ready or superseded depending on whether a newer one completed first. Any other difference
+    # from the pure rules is wrong.
+    order_dependent: list[tuple[str, str]] = []
+    wrong: list[tuple[tuple[str, str], str]] = []
+    for pair, decision in want.items():
+        got = next(iter(kinds.get(pair, {decision.kind})))
+        if got == decision.kind:
+            if decision.decision_id not in ids.get(pair, {decision.decision_id}):
+                wrong.append((pair, "id"))
+        elif {got, decision.kind} == {"ready", "superseded"} and pair in scenario.complete:
+            order_dependent.append(pair)
+        else:
+            wrong.append((pair, f"{got} instead of {decision.kind}"))
+    return Judgement(
+        made=len(set(want) & set(kinds)),
+        missing=sorted(set(want) - set(kinds)),
+        unexpected=sorted(set(kinds) - set(want)),
+        twice_different=sorted(p for p in kinds if len(kinds[p]) > 1 or len(ids[p]) > 1),
+        wrong=wrong,
+        order_dependent=order_dependent,
+        re_emitted=len(found) - len(kinds),
+        kinds=kinds,
+    )
