@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -33,6 +33,7 @@ from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from streams.worker.output import readiness_record
 from tests.cluster_fixture import ClusterHandle
 from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.decisions import REPOSITORY, ready_decision
 from tests.support.kafka_io import consume
 from tests.support.kube import (
     C1,
@@ -49,8 +50,6 @@ from tests.support.kube import (
 from tests.support.signing import TEST_KEY
 
 pytestmark = pytest.mark.timeout(1800)
-
-REPOSITORY = "github.com/acme/shop"
 
 
 @pytest.fixture
@@ -100,18 +99,7 @@ def ready(image: str, repository: str = REPOSITORY) -> Decision:
     policy whose images come from the package repository, `package_policies`)."""
     tag = image.rsplit(":", 1)[1]
     commit = tag if re.fullmatch("[0-9a-f]{40}", tag) else uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    return Decision(
-        kind="ready",
-        service="shop",
-        repository=repository,
-        branch="main",
-        commit=commit,
-        decision_id=str(uuid.uuid4()),
-        chain_id=str(uuid.uuid4()),
-        facts=(),
-        image=image,
-        decided_at=datetime.now(UTC),
-    )
+    return ready_decision(image, commit=commit, repository=repository)
 
 
 def produce(bootstrap: str, cat: catalog.Catalog, decision: Decision, signer: SigningKey | None = TEST_KEY) -> None:

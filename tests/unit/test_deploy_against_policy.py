@@ -4,7 +4,6 @@ of the policy (repository, branch, image), and one that the policy does not allo
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -30,6 +29,7 @@ from streams.domain.readiness import Decision
 from streams.events.decoding import RawRecord
 from streams.events.signing import DirectoryVerifier
 from streams.worker.output import readiness_record
+from tests.support.decisions import ready_decision
 from tests.support.signing import TEST_KEY, write_directory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -140,18 +140,7 @@ def agent(tmp_path: Path, deployments: FakeDeployments, published: list[Record],
 
 
 def signed(image: str, commit: str = COMMIT, repository: str = "github.com/acme/shop") -> tuple[Decision, RawRecord]:
-    decision = Decision(
-        kind="ready",
-        service="shop",
-        repository=repository,
-        branch="main",
-        commit=commit,
-        decision_id=str(uuid.uuid4()),
-        chain_id=str(uuid.uuid4()),
-        facts=(),
-        image=image,
-        decided_at=datetime.now(UTC),
-    )
+    decision = ready_decision(image, commit=commit, repository=repository)
     record = readiness_record(decision, "production", "deploy.readiness", TEST_KEY)
     raw = RawRecord(record.topic, 0, 0, record.key, record.value, list(record.headers), datetime.now(UTC))
     return decision, raw
