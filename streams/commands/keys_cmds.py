@@ -239,25 +239,28 @@ def local_keys(directory_of_keys: Path, processes: tuple[str, ...]) -> tuple[Pat
 
 
 def signer_of(keys: KeySettings) -> SigningKey | None:
-    """The signing key of a process that only publishes (`autodeploy unblock`, with the deploy agent's key); ConfigError
-    without one unless AUTODEPLOY_INSECURE_NO_SIGNATURES is set (logged as an error)."""
+    """The signing key of a process that only publishes (the webhook server; `autodeploy unblock`, with the deploy
+    agent's key); ConfigError without one unless AUTODEPLOY_INSECURE_NO_SIGNATURES is set (logged as an error)."""
     keys.check(signs=True, verifies=False)
-    if keys.signing_key is None:
-        log.error("PUBLISHING UNSIGNED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set")
-        return None
-    return load_signing_key(keys.signing_key, keys.signing_key_id)
+    return _signer(keys)
 
 
 def keys_of(keys: KeySettings) -> tuple[SigningKey | None, DirectoryVerifier | None]:
     """The signing key and the verifier of a process that signs and verifies (the worker, the deploy agent);
     ConfigError without them unless AUTODEPLOY_INSECURE_NO_SIGNATURES is set (logged as an error)."""
     keys.check(signs=True, verifies=True)
-    signer = load_signing_key(keys.signing_key, keys.signing_key_id) if keys.signing_key else None
-    if signer is None:
-        log.error("PUBLISHING UNSIGNED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set")
-    else:
-        log.info("signing events key_id=%s", signer.key_id)
+    signer = _signer(keys)
     if keys.directory is None:
         log.error("ACCEPTING UNVERIFIED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set and no key directory")
         return signer, None
     return signer, DirectoryVerifier(keys.directory, reload_interval_s=keys.reload_interval_s)
+
+
+def _signer(keys: KeySettings) -> SigningKey | None:
+    """The configured key, loaded; None (said loudly) when `check` let signatures be off on purpose."""
+    if keys.signing_key is None:
+        log.error("PUBLISHING UNSIGNED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set; verifiers will refuse them")
+        return None
+    signer = load_signing_key(keys.signing_key, keys.signing_key_id)
+    log.info("signing events key_id=%s", signer.key_id)
+    return signer

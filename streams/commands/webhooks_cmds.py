@@ -7,7 +7,8 @@ import asyncio
 from typing import Any
 
 from streams import brokers, catalog
-from streams.config import Settings, WebhookSettings
+from streams.commands.keys_cmds import signer_of
+from streams.config import KeySettings, Settings, WebhookSettings
 from streams.webhooks.serve import serve
 
 
@@ -30,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             security=broker.security,
+            signer=signer_of(KeySettings.from_env()),
         )
     )
     return 0

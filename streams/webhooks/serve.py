@@ -13,9 +13,8 @@ from aiohttp import web
 
 from streams.adapters.kafka_producer import DurableProducer
 from streams.catalog import Catalog
-from streams.config import ConfigError, KafkaSecurity, KeySettings, WebhookSettings
+from streams.config import ConfigError, KafkaSecurity, WebhookSettings
 from streams.events.dsse_keys import SigningKey
-from streams.events.key_files import load_signing_key
 from streams.webhooks.server import WebhookServer
 
 log = logging.getLogger(__name__)
@@ -30,9 +29,8 @@ async def serve(
     port: int,
     out: TextIO = sys.stdout,
     security: KafkaSecurity | None = None,
-    keys: KeySettings | None = None,
+    signer: SigningKey | None = None,
 ) -> None:
-    signer = signing_key(keys or KeySettings.from_env())
     producer = DurableProducer(bootstrap_servers, delivery_timeout_s=settings.publish_timeout_s, security=security)
     server = WebhookServer(settings, catalog, producer, signer=signer)
     if not any(server.enabled(e) for e in settings.ENDPOINTS):
@@ -65,14 +63,3 @@ async def serve(
         left = await asyncio.to_thread(producer.close, 10.0)
         if left:
             log.error("records still unsent at shutdown count=%s", left)
-
-
-def signing_key(keys: KeySettings) -> SigningKey | None:
-    """This server's signing key (ConfigError without one, unless signatures are off on purpose)."""
-    keys.check(signs=True, verifies=False)
-    if keys.signing_key is None:
-        log.error("PUBLISHING UNSIGNED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set; verifiers will refuse them")
-        return None
-    key = load_signing_key(keys.signing_key, keys.signing_key_id)
-    log.info("signing events key_id=%s", key.key_id)
-    return key
