@@ -123,12 +123,18 @@ class TopicAdmin:
             return False
         replication = min(3, self.broker_count())
         new = NewTopic(name, num_partitions=partitions, replication_factor=replication, config=configs)
+        future = self._admin.create_topics([new], operation_timeout=self._timeout)[name]
         try:
-            self._wait(self._admin.create_topics([new], operation_timeout=self._timeout)[name], f"create topic {name}")
-        except KafkaAdminError as e:
-            if "TOPIC_ALREADY_EXISTS" not in str(e):
-                raise
-            return False
+            future.result(timeout=self._timeout)
+        except KafkaException as e:
+            # Workers started together (a StatefulSet's parallel start, a scale-up) race to create it: the loser's
+            # topic exists all the same. The error's text names no code, so the code is what is compared.
+            if e.args and isinstance(e.args[0], KafkaError) and e.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                log.info("topic created by another worker topic=%s", name)
+                return False
+            raise KafkaAdminError(f"could not create topic {name}: {_reason(e)}") from e
+        except TimeoutError as e:
+            raise KafkaAdminError(f"could not create topic {name}: no answer within {self._timeout:.0f}s") from e
         return True
 
     def delete(self, names: Iterable[str]) -> None:

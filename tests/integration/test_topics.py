@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kafka_admin import KafkaAdminError, TopicAdmin
 from streams.catalog.plan import PlanRefused, make_plan
 from streams.config import REPO_ROOT
 
@@ -138,3 +138,22 @@ def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
     result = _cli("topics", "plan", env=env)
     assert result.returncode == 1
     assert "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS" in result.stderr
+
+
+def test_an_internal_topic_a_sibling_worker_just_created_counts_as_created(
+    kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers started together both find no ticks topic and both create it: the second's create must not fail
+    (it did: `could not create topic ...: Topic '...' already exists.`)."""
+    name = f"t{unique}-readiness-ticks"
+    first, second = TopicAdmin(kafka_bootstrap), TopicAdmin(kafka_bootstrap)
+    try:
+        assert first.ensure(name, 2, {"retention.ms": "3600000"})
+        # The sibling looked before the first one created it.
+        real = second._metadata()
+        monkeypatch.setattr(second, "_metadata", lambda: type("Before", (), {"topics": {}, "brokers": real.brokers})())
+        assert not second.ensure(name, 2, {"retention.ms": "3600000"})
+        with pytest.raises(KafkaAdminError, match="could not create topic"):
+            second.ensure(f"t{unique}-bad", 2, {"no.such.config": "1"})
+    finally:
+        first.delete([n for n in (name, f"t{unique}-bad") if n in first.describe([n])])
