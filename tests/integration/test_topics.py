@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -150,8 +151,8 @@ def test_an_internal_topic_a_sibling_worker_just_created_counts_as_created(
     try:
         assert first.ensure(name, 2, {"retention.ms": "3600000"})
         # The sibling looked before the first one created it.
-        real = second._metadata()
-        monkeypatch.setattr(second, "_metadata", lambda: type("Before", (), {"topics": {}, "brokers": real.brokers})())
+        before = SimpleNamespace(topics={}, brokers=second._metadata().brokers)
+        monkeypatch.setattr(second, "_metadata", lambda: before)
         assert not second.ensure(name, 2, {"retention.ms": "3600000"})
         with pytest.raises(KafkaAdminError, match="could not create topic"):
             second.ensure(f"t{unique}-bad", 2, {"no.such.config": "1"})
