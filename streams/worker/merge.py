@@ -1,0 +1,136 @@
+"""The time-ordered merge of co-partitioned inputs: the order in which the worker folds records, as a function of
+the log rather than of its fetches.
+
+Partition p of every input topic (and of the ticks topic) forms group p. Within a group, the record folded next is
+the head with the smallest (timestamp, topic rank, offset) among the partitions' buffered records, as Kafka Streams
+does for a task's partitions. A partition is never reordered against itself: only heads are compared. The head may
+go only when no record that would sort before it can still arrive: every partition of the group has a record
+buffered, or, for one that has none, it is caught up (everything up to its high watermark was received) and the
+clock has passed the head's timestamp by `skew_ms` (a record appended later carries a later broker timestamp, up to
+the clock skew between brokers). A group that cannot go on for `idle_ms` (a partition not caught up whose records do
+not come, a head stamped in the future) goes on with the smallest head anyway: the merge never stalls; such a forced
+step is counted, and it is the only place a live run can order differently from a replay.
+
+No I/O and no clock of its own: the caller says what time it is and which partitions are caught up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+CaughtUp = Callable[[str, int, int | None], bool]
+"""(topic, partition, last offset received or None) -> whether nothing more is there to receive right now."""
+
+
+@dataclass
+class _Partition(Generic[T]):
+    topic: str
+    rank: int
+    records: deque[tuple[int, int, int, T]] = field(default_factory=deque)  # (timestamp ms, rank, offset, item)
+    received: int | None = None  # the last offset received (None: none yet, and the start is not known)
+
+    def head(self) -> tuple[int, int, int]:
+        timestamp, rank, offset, _ = self.records[0]
+        return timestamp, rank, offset
+
+
+@dataclass
+class _Group(Generic[T]):
+    number: int
+    members: list[_Partition[T]]
+    blocked_since_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Released(Generic[T]):
+    items: list[T]
+    forced: int  # how many of them went before the group could tell nothing would sort before them
+
+
+class TimeOrderedMerge(Generic[T]):
+    """Buffers received records per partition and releases them in the merged order (see the module's docstring).
+
+    `ranks` orders the topics for equal timestamps (lower first) and names the topics of every group."""
+
+    def __init__(self, ranks: Mapping[str, int], *, skew_ms: int, idle_ms: int) -> None:
+        self._topics = sorted(ranks, key=ranks.__getitem__)
+        self._ranks = dict(ranks)
+        self._index = {topic: i for i, topic in enumerate(self._topics)}
+        self.skew_ms = skew_ms
+        self.idle_ms = idle_ms
+        self._groups: dict[int, _Group[T]] = {}
+
+    def _member(self, topic: str, partition: int) -> _Partition[T]:
+        group = self._groups.get(partition)
+        if group is None:
+            members = [_Partition[T](topic, self._ranks[topic]) for topic in self._topics]
+            group = self._groups[partition] = _Group(partition, members)
+        return group.members[self._index[topic]]
+
+    def start(self, topic: str, partition: int, offset: int) -> None:
+        """The partition is read from `offset` on: everything below it counts as received."""
+        member = self._member(topic, partition)
+        if not member.records:
+            member.received = offset - 1
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, item: T) -> bool:
+        """Buffer a received record; False (and nothing buffered) for one received before."""
+        member = self._member(topic, partition)
+        if member.received is not None and offset <= member.received:
+            return False
+        member.records.append((timestamp_ms, member.rank, offset, item))
+        member.received = offset
+        return True
+
+    def forget(self, partitions: Iterable[int]) -> list[T]:
+        """Drop the groups of `partitions` (revoked, or to be read again after a seek); returns what they held."""
+        dropped: list[T] = []
+        for partition in partitions:
+            group = self._groups.pop(partition, None)
+            if group is not None:
+                dropped.extend(r[3] for member in group.members for r in member.records)
+        return dropped
+
+    def clear(self) -> list[T]:
+        return self.forget(list(self._groups))
+
+    def __len__(self) -> int:
+        return sum(len(m.records) for g in self._groups.values() for m in g.members)
+
+    def release(self, now_ms: int, caught_up: CaughtUp) -> Released[T]:
+        """Every record that may go now, group by group, each group's in merged order."""
+        items: list[T] = []
+        forced = 0
+        for group in self._groups.values():
+            forced += self._release_group(group, now_ms, caught_up, items)
+        return Released(items, forced)
+
+    def _release_group(self, group: _Group[T], now_ms: int, caught_up: CaughtUp, out: list[T]) -> int:
+        forced = 0
+        while True:
+            heads = [m for m in group.members if m.records]
+            if not heads:
+                group.blocked_since_ms = None
+                return forced
+            first = min(heads, key=_Partition.head)
+            if len(heads) == len(group.members) or self._may_go(group, first, now_ms, caught_up):
+                group.blocked_since_ms = None
+            else:
+                # Blocked: wait up to idle_ms, then go on in forced steps until the group may go by itself again.
+                if group.blocked_since_ms is None:
+                    group.blocked_since_ms = now_ms
+                if now_ms - group.blocked_since_ms < self.idle_ms:
+                    return forced
+                forced += 1
+            out.append(first.records.popleft()[3])
+
+    def _may_go(self, group: _Group[T], first: _Partition[T], now_ms: int, caught_up: CaughtUp) -> bool:
+        """Whether no record that sorts before `first`'s head can still arrive on the group's empty partitions."""
+        if now_ms < first.records[0][0] + self.skew_ms:
+            return False
+        return all(m.records or caught_up(m.topic, group.number, m.received) for m in group.members)
