@@ -236,6 +236,11 @@ class WorkerSettings:
     # Static group membership (a StatefulSet pod name): a restarted worker takes its partitions back at once instead
     # of waiting for its old session to time out, and no rebalance moves them elsewhere meanwhile.
     instance_id: str | None
+    # The time-ordered merge of the co-partitioned inputs (streams/worker/merge.py): how long a partition that is not
+    # caught up may hold the others, and the clock skew allowed between the brokers' (LogAppendTime) clocks.
+    ordered_merge: bool = True
+    merge_idle_ms: int = 250
+    merge_skew_ms: int = 20
     # Fault injection for tests: exit as kill -9 would, once a batch's states are on the changelog and before it
     # publishes anything (the window that the outbox covers).
     exit_before_publish: bool = False
@@ -256,6 +261,9 @@ class WorkerSettings:
             cache_commits=int(_float(env, "AUTODEPLOY_WORKER_CACHE_COMMITS", 50_000)),
             tick_interval_s=_float(env, "AUTODEPLOY_WORKER_TICK_S", 5.0),
             instance_id=env.get("AUTODEPLOY_WORKER_INSTANCE_ID") or None,
+            ordered_merge=env.get("AUTODEPLOY_WORKER_ORDERED_MERGE", "1") != "0",
+            merge_idle_ms=int(_float(env, "AUTODEPLOY_WORKER_MERGE_IDLE_MS", 250)),
+            merge_skew_ms=int(_float(env, "AUTODEPLOY_WORKER_MERGE_SKEW_MS", 20)),
             exit_before_publish=env.get("AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH") == "1",
         )
 

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.worker.app import ReadinessWorker  # noqa: PLC0415 - Faust is slow to import; only this command needs it
+    from streams.worker.app import TICKS_CONFIGS, ReadinessWorker  # noqa: PLC0415 - Faust is slow to import; only here
     from streams.worker.observability import export_lag  # noqa: PLC0415 - same
     from streams.worker.process import WorkerProcess  # noqa: PLC0415 - same
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
             lag.interval_s,
         )
     TopicAdmin(broker.bootstrap_servers, security=broker.security).ensure(
-        worker.ticks_topic.get_topic_name(), worker.partitions, {"retention.ms": "3600000"}
+        worker.ticks_topic.get_topic_name(), worker.partitions, TICKS_CONFIGS
     )
     WorkerProcess(worker, loglevel=args.loglevel, app_loglevel=args.app_loglevel).execute_from_commandline()
     return 0

@@ -238,10 +238,14 @@ class _Change:
                 self.heads[service.name] = ReadyHead(commit, position)
         return position
 
-    def decide(self, service: ServicePolicy, commit: str, kind: DecisionKind, by: str | None = None) -> None:
+    def decide(
+        self, service: ServicePolicy, commit: str, kind: DecisionKind, by: str | None = None, at: datetime | None = None
+    ) -> None:
+        """`at`: when it was decided, if not at `now` (an expiry is dated by its deadline, whenever it is found)."""
         record = self.ensure(commit)
         image = _image(record, commit, service)[0]
-        self.commits[commit] = replace(record, verdicts={**record.verdicts, service.name: Verdict(kind, by, self.now)})
+        decided = at or self.now
+        self.commits[commit] = replace(record, verdicts={**record.verdicts, service.name: Verdict(kind, by, decided)})
         self.set_waiting(service.name, commit, False)
         self.decisions.append(
             Decision(
@@ -256,7 +260,7 @@ class _Change:
                 image=image if kind == "ready" else None,
                 superseded_by=by,
                 missing=_missing(record, commit, service) if kind == "expired" else (),
-                decided_at=self.now,
+                decided_at=decided,
             )
         )
 
@@ -290,8 +294,9 @@ class _Change:
         record = self.record(commit)
         if record is None or record.first_fact is None or not self.is_waiting(service.name, commit):
             return
-        if self.now >= record.first_fact + service.readiness_ttl:
-            self.decide(service, commit, "expired")
+        deadline = record.first_fact + service.readiness_ttl
+        if self.now >= deadline:
+            self.decide(service, commit, "expired", at=deadline)
 
     def result(self) -> tuple[RepositoryState, list[Decision]]:
         waiting = dict(self.state.waiting)

@@ -29,7 +29,7 @@ import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -53,6 +53,7 @@ from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import facts_of
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
+from streams.worker.merge import TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
@@ -63,6 +64,9 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000  # events folded before their decisions are sent and their states written
 BATCH_WITHIN_S = 0.1  # how long a batch waits to fill up: also the most a decision waits under light load
+# The clock's records: kept an hour, stamped by the broker like the inputs they are merged with.
+TICKS_CONFIGS = {"retention.ms": "3600000", "message.timestamp.type": "LogAppendTime"}
+MERGE_POLL_S = 0.01  # how often records held by the merge are looked at again (they wait for a clock, not a record)
 PRODUCER_BUFFER_MESSAGES = 10 * BATCH_SIZE
 STATE_DEFER_BYTES = 32 * 1024  # state parts carried in the meta record until they outgrow this (see state_store)
 
@@ -81,6 +85,24 @@ def faust_credentials(security: KafkaSecurity) -> dict[str, Any]:
     if security.tls:
         return {"broker_credentials": faust.SSLCredentials(context)}
     return {}
+
+
+class ReadinessApp(faust.App):
+    """Faust's App, telling the worker as a rebalance starts and before it stops: both wait for every record Faust
+    handed out that is still referenced, and the merge holds some."""
+
+    def __init__(self, *args: Any, drop_held: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._drop_held = drop_held
+
+    def on_rebalance_start(self) -> None:
+        super().on_rebalance_start()
+        # Called in the consumer's thread; the merge belongs to the app's loop.
+        self.loop.call_soon_threadsafe(self._drop_held)
+
+    async def on_stop(self) -> None:
+        self._drop_held()
+        await super().on_stop()
 
 
 class ReadinessWorker:
@@ -109,8 +131,9 @@ class ReadinessWorker:
         self.deadlines = Deadlines()
         self.unfinished = UnfinishedBatches()
         self.partitions = partitions = catalog.topic("github.events").partitions
-        self.app = faust.App(
+        self.app = ReadinessApp(
             settings.app_id,
+            drop_held=self._drop_held,
             broker=f"kafka://{bootstrap_servers}",
             store=settings.store,
             datadir=str(settings.datadir),
@@ -169,6 +192,16 @@ class ReadinessWorker:
         self.source_topics = {*self.inputs, self.ticks_topic.get_topic_name()}
         self.app.on_rebalance_complete.connect(self._rewind_never_committed)
         self.app.agent(source, name="readiness")(self._fold)
+        # Ties at one timestamp: source control first (a push before the CI result of its commit), the clock last.
+        ranks = {catalog.topic("github.events").name: 0, catalog.topic("ci.events").name: 1}
+        ranks[self.ticks_topic.get_topic_name()] = 2
+        self.merge = TimeOrderedMerge[EventT[Any]](
+            ranks, skew_ms=settings.merge_skew_ms, idle_ms=settings.merge_idle_ms
+        )
+        self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
+        self._stream_time: dict[int, datetime] = {}  # per partition: the newest record time folded (the log's clock)
+        if settings.ordered_merge:
+            self.app.task(self._drain_merge)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
         self.app.page("/readiness/{owner}/{repo}/{commit}")(self._explain_page())
         self.app.timer(settings.tick_interval_s)(self._tick)
@@ -177,8 +210,77 @@ class ReadinessWorker:
 
     async def _fold(self, stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            await self._fold_batch(events)
+            async with self._folding:
+                if self.settings.ordered_merge:
+                    self._hold(events)
+                    await self._fold_released()
+                else:
+                    await self._fold_batch(events)
             yield None
+
+    def _hold(self, events: Sequence[EventT[Any]]) -> None:
+        """Give the records to the merge. Each keeps one reference of its own until it is folded: `take_events` acks
+        the batch it handed over, and a record acked before it is folded would be committed unfolded."""
+        if self.app.rebalancing:
+            # Not folded, not acked, not kept: the partitions are read again from their committed offsets after the
+            # rebalance, and Faust waits for every record it handed out that is still referenced.
+            for event in events:
+                event.message.incref()
+            return
+        for event in events:
+            message: Any = event.message
+            message.incref()
+            # Records dropped here (a partition read again after a seek) come again as new records.
+            self.merge.add(message.topic, message.partition, message.offset, _timestamp_ms(message), event)
+
+    async def _fold_released(self) -> None:
+        released = self.merge.release(int(time.time() * 1000), self._caught_up)
+        self.metrics.merge_held.set(len(self.merge))
+        if released.forced:
+            self.metrics.merge_forced.inc(released.forced)
+            log.warning("merge went on without a partition that is not caught up records=%d", released.forced)
+        if not released.items:
+            return
+        await self._fold_batch(released.items)
+        consumer = self.app.consumer
+        for event in released.items:
+            event.message.ack(consumer)
+
+    def _caught_up(self, topic: str, partition: int, received: int | None) -> bool:
+        """Whether the agent received everything the partition holds (as of the consumer's last fetch)."""
+        if received is None:
+            return False
+        tp = TP(topic, partition)
+        consumer: Any = self.app.consumer
+        # Private: the offset Faust last handed towards the agents. Records between it and the agent are in transit.
+        # tests/unit/test_faust_internals.py fails if it goes away.
+        read = consumer._read_offset.get(tp)
+        if read is not None and read > received:
+            return False
+        try:
+            highwater = consumer.highwater(tp)
+        except (AssertionError, KeyError):  # aiokafka asserts the partition is assigned: not ours any more
+            return False
+        return highwater is not None and received + 1 >= highwater
+
+    async def _drain_merge(self) -> None:
+        """Fold what the merge releases as the clock moves on (a record waiting for the skew or for a partition that
+        is not caught up): no record of its own may come to wake the agent."""
+        while not self.app.should_stop:
+            await asyncio.sleep(MERGE_POLL_S)
+            if len(self.merge) and not self.app.rebalancing:
+                async with self._folding:
+                    await self._fold_released()
+
+    def _drop_held(self) -> None:
+        """Unfolded and unacked, the held records are read again from the committed offsets after a rebalance or a
+        restart; Faust stops waiting for them once nothing references them."""
+        if not hasattr(self, "merge"):  # the app is built before the merge
+            return
+        dropped = self.merge.clear()
+        self.metrics.merge_held.set(0)
+        if dropped:
+            log.info("rebalance: held records dropped, read again after it records=%d", len(dropped))
 
     async def _fold_batch(self, events: Sequence[EventT[Any]]) -> None:
         """Fold a batch against the states in memory, write each changed state once with its outbox, await the
@@ -197,12 +299,14 @@ class ReadinessWorker:
                 message.value,
                 tuple(message.headers or ()),
             )
+            at = self._log_time(message)
             with current(event):  # table reads go to the event's partition, as in per-event processing
                 try:
-                    if record.topic == ticks:
-                        self._expire_due(batch, event)
-                    else:
-                        self._apply(batch, event, record)
+                    # Expiry happens at the log's time: before the first record stamped past the deadline, so a replay
+                    # without the live run's clock ticks expires at the same place.
+                    self._expire_due(batch, event, at)
+                    if record.topic != ticks:
+                        self._apply(batch, event, record, at)
                 except Undecodable as e:
                     batch.deadletters.append((record, str(e)))
                     batch.deadletter_reasons.append((record.topic, e.reason))
@@ -248,12 +352,24 @@ class ReadinessWorker:
         state = batch.states.get(repository)
         return state if state is not None else self.store.load(repository, partition)
 
-    def _apply(self, batch: Batch, event: EventT[Any], record: RawRecord) -> None:
+    def _log_time(self, message: Any) -> datetime:
+        """The time a record is folded at: its timestamp, never behind what its partition already folded (the merge
+        compares heads only; a record stamped earlier than its predecessor must not turn the clock back), and never
+        ahead of this worker's clock plus the skew (a record stamped in the future must not expire everything)."""
+        limit = datetime.now(UTC) + timedelta(milliseconds=self.settings.merge_skew_ms)
+        at = min(received(message) or limit, limit)
+        partition = message.partition
+        previous = self._stream_time.get(partition)
+        if previous is not None and previous > at:
+            return previous
+        self._stream_time[partition] = at
+        return at
+
+    def _apply(self, batch: Batch, event: EventT[Any], record: RawRecord, now: datetime) -> None:
         at = received(event.message)
         decoded = decode(record, self.inputs[record.topic])
         self._verify(record, at)
         facts = facts_of(decoded, record, at)
-        now = datetime.now(UTC)
         for fact in facts:
             services = self.policies.for_repository(fact.repository)
             if not services:
@@ -271,9 +387,10 @@ class ReadinessWorker:
         except VerificationFailed as e:
             raise Undecodable(f"signature: {e.reason}: {e}", "signature") from e
 
-    def _expire_due(self, batch: Batch, event: EventT[Any]) -> None:
+    def _expire_due(self, batch: Batch, event: EventT[Any], now: datetime) -> None:
         partition = event.message.partition
-        now = datetime.now(UTC)
+        if not self.deadlines.has_due(partition, now):
+            return
         for repository in self.deadlines.due(partition, now):
             services = self.policies.for_repository(repository)
             state, decisions = expire(self._load(batch, repository, partition), services, now)
@@ -410,12 +527,22 @@ class ReadinessWorker:
             log.warning("committed offsets unavailable, no rewind error=%s", e)
             return
         fresh = [tp for tp in inputs if done.get((tp.topic, tp.partition), 0) <= 0]
+        if self.settings.ordered_merge:
+            await self._start_merge(inputs, done)
         if fresh:
             log.info("never committed, reading from the beginning count=%d %s", len(fresh), _by_topic(fresh))
             # In aiokafka's thread: Faust's `seek` moves the position from this one while the fetcher runs there,
             # and the fetcher crashed on it (KeyError in fetched_records), stopping the worker. Offset 0: below the
             # log start (retention), the consumer resets to the earliest.
             await consumer.seek_wait({tp: 0 for tp in fresh})
+
+    async def _start_merge(self, inputs: Sequence[TP], committed: dict[tuple[str, int], int]) -> None:
+        """Where each partition is read from (its committed offset, or its first retained one), so that the merge can
+        tell a partition with nothing to read from one whose records are still to come."""
+        earliest = await self.app.consumer.earliest_offsets(*inputs)
+        for tp in inputs:
+            start = max(committed.get((tp.topic, tp.partition), 0), earliest.get(tp) or 0)
+            self.merge.start(tp.topic, tp.partition, start)
 
     def _on_assigned(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         """(sender, assigned TPs): the whole assignment after a rebalance, table changelogs included."""
@@ -477,3 +604,9 @@ def _ranges(numbers: Iterable[int]) -> str:
     if run:
         out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
     return ",".join(out) or "none"
+
+
+def _timestamp_ms(message: Any) -> int:
+    """The record's timestamp in ms (Faust's is in seconds); a record without one sorts first."""
+    timestamp = message.timestamp
+    return round(timestamp * 1000) if timestamp else 0

@@ -78,14 +78,17 @@ class TimeOrderedMerge(Generic[T]):
         if not member.records:
             member.received = offset - 1
 
-    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, item: T) -> bool:
-        """Buffer a received record; False (and nothing buffered) for one received before."""
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, item: T) -> list[T]:
+        """Buffer a received record. One at or below the last received means the partition is read again from there
+        (a seek): what it buffered from that offset on comes again and is dropped (returned)."""
         member = self._member(topic, partition)
+        dropped: list[T] = []
         if member.received is not None and offset <= member.received:
-            return False
+            dropped = [r[3] for r in member.records if r[2] >= offset]
+            member.records = deque(r for r in member.records if r[2] < offset)
         member.records.append((timestamp_ms, member.rank, offset, item))
         member.received = offset
-        return True
+        return dropped
 
     def forget(self, partitions: Iterable[int]) -> list[T]:
         """Drop the groups of `partitions` (revoked, or to be read again after a seek); returns what they held."""

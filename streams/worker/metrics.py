@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.domain.readiness import Decision
 
@@ -58,6 +58,17 @@ class WorkerMetrics:
             registry=self.registry,
         )
         self.latency.labels("readiness")  # exported from the start: a rate over it has a baseline before the first
+        self.merge_forced = Counter(
+            "autodeploy_worker_merge_forced_total",
+            "Records folded before the time-ordered merge could tell that nothing earlier would arrive (a partition "
+            "not caught up for AUTODEPLOY_WORKER_MERGE_IDLE_MS, or a record stamped in the future)",
+            registry=self.registry,
+        )
+        self.merge_held = Gauge(
+            "autodeploy_worker_merge_held_records",
+            "Records received and waiting in the time-ordered merge for an earlier record of another partition",
+            registry=self.registry,
+        )
 
     def batch(
         self,
@@ -76,6 +87,7 @@ class WorkerMetrics:
         for (service, kind), n in Tally((d.service, d.kind) for d in decisions).items():
             self.decisions.labels(service, kind).inc(n)
         for decision in decisions:
-            seconds = readiness_latency(decision, decision.decided_at or now)
+            # `now`, not decided_at: a decision is dated by the log (its deciding record), latency is wall-clock time.
+            seconds = readiness_latency(decision, now)
             if seconds is not None:
                 self.latency.labels("readiness").observe(seconds)

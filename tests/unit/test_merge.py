@@ -143,12 +143,13 @@ def test_a_record_stamped_far_in_the_future_does_not_stall_the_other_partitions(
     assert [r[3] for r in m.release(1250, caught).items] == [10**12]
 
 
-def test_records_received_again_are_not_buffered_twice_and_forget_drops_a_group() -> None:
+def test_a_partition_read_again_from_an_earlier_offset_replaces_what_it_buffered_from_there() -> None:
     m = merge()
     for topic in RANKS:
         m.start(topic, 3, 5)
-    add(m, ("github", 3, 4, 1))  # below the start: folded before
-    add(m, ("github", 3, 5, 1), ("github", 3, 5, 1), ("ci", 3, 5, 2))
-    assert len(m) == 2
-    assert sorted(r[2] for r in m.forget([3])) == [5, 5]
+    add(m, ("github", 3, 5, 1), ("github", 3, 6, 2), ("github", 3, 7, 3), ("ci", 3, 5, 2))
+    dropped = m.add("github", 3, 6, 2, ("github", 3, 6, 2))  # a seek back to 6
+    assert dropped == [("github", 3, 6, 2), ("github", 3, 7, 3)]
+    assert len(m) == 3
+    assert sorted(r[2] for r in m.forget([3])) == [5, 5, 6]
     assert len(m) == 0
