@@ -1,0 +1,100 @@
+"""The decisions are a function of the log: a history whose cross-topic order matters is decided in the log's order
+whether the worker finds it all fetched at start or follows it live, and a fresh worker replaying the same log from
+the beginning decides exactly the same (ids, kinds, superseded-by)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from streams import catalog
+from tests.support.scenario import History, sha
+from tests.support.webhooks import AppClient
+from tests.support.worker import Worker, decisions, send
+
+ZERO = "0" * 40
+C3, C4 = sha("C3"), sha("C4")
+BACKLOG = 400  # pushes of another branch of the same repository (same key, same partition), before the history
+
+
+def crossing() -> History:
+    """C3 pushed and linted; C4 pushed on top, linted and built (complete: ready, superseding C3); only then C3's
+    build result. Folded in fetch order with the CircleCI records first, C3 would be ready too."""
+    h = History()
+    h.push(ZERO, C3).actions(C3, "success")
+    h.push(C3, C4).actions(C4, "success").circleci(C4, "success")
+    h.circleci(C3, "success")
+    return h
+
+
+def backlog() -> History:
+    """Records ahead of the history on its github.events partition only: a worker reading in fetch order gets the
+    history's CircleCI records (a short partition) long before its pushes."""
+    h = History()
+    previous = ZERO
+    for n in range(BACKLOG):
+        commit = sha(f"feature-{n}")
+        h.push(previous, commit, branch="feature")
+        previous = commit
+    return h
+
+
+def expected(service: str) -> set[tuple[str, str, str, str | None]]:
+    return {(service, "ready", C4, None), (service, "superseded", C3, C4)}
+
+
+def outcome(found: list[dict[str, Any]]) -> set[tuple[str, str, str, str | None]]:
+    out = set()
+    for d in found:
+        content = d["data"]["subject"]["content"]
+        out.add((content["service"], d["type"].split(".")[3], content["commit"], content.get("superseded_by")))
+    return out
+
+
+def identities(found: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
+    """What must be equal between runs: (id, type, superseded_by)."""
+    return {(d["id"], d["type"], d["data"]["subject"]["content"].get("superseded_by")) for d in found}
+
+
+def test_a_history_found_fetched_at_start_is_decided_in_log_order_and_a_fresh_worker_replays_it_identically(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path, unique: str
+) -> None:
+    cat, worker, client = worker_pipeline
+    send(client, backlog())
+    send(client, crossing())
+    worker.start()
+    first = decisions(kafka_bootstrap, cat, 4, worker)  # two services on the repository
+    assert outcome(first) == expected("shop") | expected("shop-worker")
+    worker.kill()
+
+    fresh = Worker(
+        {
+            **worker.env,
+            "AUTODEPLOY_WORKER_ID": f"replay-{unique}",
+            "AUTODEPLOY_WORKER_INSTANCE_ID": f"replay-{unique}-0",
+            "AUTODEPLOY_WORKER_DATADIR": str(tmp_path / "fresh"),
+        },
+        tmp_path / "fresh.log",
+    )
+    fresh.start()
+    try:
+        both = decisions(kafka_bootstrap, cat, 8, fresh)
+    finally:
+        fresh.kill()
+    assert len(both) == 8, "the fresh worker decided something else, or less"
+    replayed = both[4:]
+    assert identities(replayed) == identities(first)
+
+
+def test_a_history_posted_one_delivery_at_a_time_to_a_running_worker_is_decided_in_log_order(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+) -> None:
+    cat, worker, client = worker_pipeline
+    worker.start()
+    history = crossing()
+    for n in range(len(history.deliveries)):
+        send(client, history, n, n + 1)  # each acknowledged before the next, as in the report
+        time.sleep(0.05)
+    found = decisions(kafka_bootstrap, cat, 4, worker)
+    assert outcome(found) == expected("shop") | expected("shop-worker")
