@@ -15,6 +15,7 @@ from streams.commands import (
     keys_cmds,
     lag_cmds,
     manifests_cmds,
+    replay_cmds,
     topics_cmds,
     up_cmds,
     webhooks_cmds,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     up_cmds.register(sub)
     demo_cmds.register(sub)
     why_cmds.register(sub)
+    replay_cmds.register(sub)
     lag_cmds.register(sub)
     manifests_cmds.register(sub)
     keys_cmds.register(sub)

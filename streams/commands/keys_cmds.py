@@ -256,6 +256,16 @@ def keys_of(keys: KeySettings) -> tuple[SigningKey | None, DirectoryVerifier | N
     return signer, DirectoryVerifier(keys.directory, reload_interval_s=keys.reload_interval_s)
 
 
+def verifier_of(keys: KeySettings) -> DirectoryVerifier | None:
+    """The verifier of a command that only reads events (`replay`); ConfigError without a key directory unless
+    AUTODEPLOY_INSECURE_NO_SIGNATURES is set."""
+    keys.check(signs=False, verifies=True)
+    if keys.directory is None:
+        log.error("ACCEPTING UNVERIFIED EVENTS: AUTODEPLOY_INSECURE_NO_SIGNATURES is set and no key directory")
+        return None
+    return DirectoryVerifier(keys.directory, reload_interval_s=keys.reload_interval_s)
+
+
 def _signer(keys: KeySettings) -> SigningKey | None:
     """The configured key, loaded; None (said loudly) when `check` let signatures be off on purpose."""
     if keys.signing_key is None:

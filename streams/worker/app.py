@@ -29,7 +29,7 @@ import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -44,15 +44,15 @@ from streams.config import KafkaSecurity, WorkerSettings
 from streams.domain.policy import Policies
 from streams.domain.readiness import RepositoryState, apply, earliest_expiry, expire, explain
 from streams.events.deadletters import deadletter_headers
-from streams.events.decoding import RawRecord, Undecodable, decode
+from streams.events.decoding import RawRecord, Undecodable
 from streams.events.dsse_keys import SigningKey
 from streams.events.signing import DirectoryVerifier
-from streams.events.verification_errors import VerificationFailed
 from streams.worker.batch import Batch, current, received
 from streams.worker.deadlines import Deadlines
-from streams.worker.event_facts import facts_of
+from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
+from streams.worker.log_clock import LogClock
 from streams.worker.merge import TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -199,7 +199,7 @@ class ReadinessWorker:
             ranks, skew_ms=settings.merge_skew_ms, idle_ms=settings.merge_idle_ms
         )
         self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
-        self._stream_time: dict[int, datetime] = {}  # per partition: the newest record time folded (the log's clock)
+        self.clock = LogClock(settings.merge_skew_ms)
         if settings.ordered_merge:
             self.app.task(self._drain_merge)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
@@ -299,7 +299,7 @@ class ReadinessWorker:
                 message.value,
                 tuple(message.headers or ()),
             )
-            at = self._log_time(message)
+            at = self.clock.at(message.partition, received(message))
             with current(event):  # table reads go to the event's partition, as in per-event processing
                 try:
                     # Expiry happens at the log's time: before the first record stamped past the deadline, so a replay
@@ -352,40 +352,14 @@ class ReadinessWorker:
         state = batch.states.get(repository)
         return state if state is not None else self.store.load(repository, partition)
 
-    def _log_time(self, message: Any) -> datetime:
-        """The time a record is folded at: its timestamp, never behind what its partition already folded (the merge
-        compares heads only; a record stamped earlier than its predecessor must not turn the clock back), and never
-        ahead of this worker's clock plus the skew (a record stamped in the future must not expire everything)."""
-        limit = datetime.now(UTC) + timedelta(milliseconds=self.settings.merge_skew_ms)
-        at = min(received(message) or limit, limit)
-        partition = message.partition
-        previous = self._stream_time.get(partition)
-        if previous is not None and previous > at:
-            return previous
-        self._stream_time[partition] = at
-        return at
-
     def _apply(self, batch: Batch, event: EventT[Any], record: RawRecord, now: datetime) -> None:
-        at = received(event.message)
-        decoded = decode(record, self.inputs[record.topic])
-        self._verify(record, at)
-        facts = facts_of(decoded, record, at)
+        facts = verified_facts(record, self.inputs[record.topic], received(event.message), self.verifier)
         for fact in facts:
             services = self.policies.for_repository(fact.repository)
             if not services:
                 continue
             state, decisions = apply(self._load(batch, fact.repository, record.partition), fact, services, now)
             batch.fold(fact.repository, state, event, decisions, event_id=fact.ref.id)
-
-    def _verify(self, record: RawRecord, at: datetime | None) -> None:
-        """Undecodable (reason `signature`) unless the record's signature verifies against the key directory at
-        the time the record entered the log (docs/verifiability.md: never the event's own `time`)."""
-        if self.verifier is None:
-            return
-        try:
-            self.verifier.verify_record(record, at or datetime.now(UTC))
-        except VerificationFailed as e:
-            raise Undecodable(f"signature: {e.reason}: {e}", "signature") from e
 
     def _expire_due(self, batch: Batch, event: EventT[Any], now: datetime) -> None:
         partition = event.message.partition
@@ -557,6 +531,7 @@ class ReadinessWorker:
         partitions = {tp.partition for tp in revoked}
         self.store.forget(partitions)
         self.unfinished.forget(partitions)
+        self.clock.forget(partitions)
 
     def _explain_page(self) -> Callable[..., Awaitable[Any]]:
         worker = self

@@ -44,6 +44,10 @@ class Deadlines:
             self._current[repository] = deadline
             heapq.heappush(self._heaps.setdefault(partition, []), (deadline, repository))
 
+    def partitions(self) -> list[int]:
+        """The partitions with deadlines, in order."""
+        return sorted(p for p, heap in self._heaps.items() if heap)
+
     def has_due(self, partition: int, now: datetime) -> bool:
         heap = self._heaps.get(partition)
         return bool(heap) and heap[0][0] <= now  # type: ignore[index]

@@ -4,11 +4,18 @@ the beginning decides exactly the same (ids, kinds, superseded-by)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from streams import catalog
+from streams.config import REPO_ROOT
+from streams.worker.output import TYPES
 from tests.support.scenario import History, sha
 from tests.support.webhooks import AppClient
 from tests.support.worker import Worker, decisions, send
@@ -67,6 +74,7 @@ def test_a_history_found_fetched_at_start_is_decided_in_log_order_and_a_fresh_wo
     first = decisions(kafka_bootstrap, cat, 4, worker)  # two services on the repository
     assert outcome(first) == expected("shop") | expected("shop-worker")
     worker.kill()
+    assert replayed_by_the_command(worker.env, tmp_path) == identities(first)
 
     fresh = Worker(
         {
@@ -85,6 +93,47 @@ def test_a_history_found_fetched_at_start_is_decided_in_log_order_and_a_fresh_wo
     assert len(both) == 8, "the fresh worker decided something else, or less"
     replayed = both[4:]
     assert identities(replayed) == identities(first)
+
+
+def replay_command(env: dict[str, str], out: Path, *more: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "replay", "--from", "beginning", "--json", str(out), *more],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    document: dict[str, Any] = json.loads(out.read_text())
+    return document
+
+
+def replayed_by_the_command(env: dict[str, str], tmp_path: Path) -> set[tuple[str, str, str | None]]:
+    document = replay_command(env, tmp_path / "replay.json")
+    assert document["identical"], document
+    return {(d["id"], TYPES[d["kind"]], d["superseded_by"]) for d in document["decisions"]}
+
+
+def test_replay_with_another_policy_shows_what_it_would_have_decided_differently(
+    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+) -> None:
+    """Shadow mode: with only the lint workflow required, C3 is complete at its own lint result, before C4 exists."""
+    cat, worker, client = worker_pipeline
+    send(client, crossing())
+    worker.start()
+    decisions(kafka_bootstrap, cat, 4, worker)
+    policy = yaml.safe_load((REPO_ROOT / "autodeploy.yaml").read_text())
+    for service in policy["services"].values():
+        service["required_checks"] = [{"github_actions": "lint"}]
+    (tmp_path / "lint-only.yaml").write_text(yaml.safe_dump(policy))
+    document = replay_command(worker.env, tmp_path / "shadow.json", "--policy", str(tmp_path / "lint-only.yaml"))
+    assert not document["identical"]
+    added = {(d["service"], d["kind"], d["commit"]) for d in document["only_replayed"]}
+    removed = {(d["service"], d["kind"], d["commit"]) for d in document["only_logged"]}
+    assert added == {(s, "ready", C3) for s in ("shop", "shop-worker")}
+    assert removed == {(s, "superseded", C3) for s in ("shop", "shop-worker")}
+    assert document["same"] == 2  # C4 ready, for both services
 
 
 def test_a_history_posted_one_delivery_at_a_time_to_a_running_worker_is_decided_in_log_order(
