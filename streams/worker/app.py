@@ -53,7 +53,7 @@ from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.log_clock import LogClock
-from streams.worker.merge import TimeOrderedMerge
+from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
@@ -91,7 +91,7 @@ class ReadinessApp(faust.App):
     """Faust's App, telling the worker as a rebalance starts and before it stops: both wait for every record Faust
     handed out that is still referenced, and the merge holds some."""
 
-    def __init__(self, *args: Any, drop_held: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, drop_held: Callable[..., None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drop_held = drop_held
 
@@ -101,7 +101,7 @@ class ReadinessApp(faust.App):
         self.loop.call_soon_threadsafe(self._drop_held)
 
     async def on_stop(self) -> None:
-        self._drop_held()
+        self._drop_held(stopping=True)
         await super().on_stop()
 
 
@@ -199,6 +199,7 @@ class ReadinessWorker:
             ranks, skew_ms=settings.merge_skew_ms, idle_ms=settings.merge_idle_ms
         )
         self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
+        self._stopping = False
         self.clock = LogClock(settings.merge_skew_ms)
         if settings.ordered_merge:
             self.app.task(self._drain_merge)
@@ -216,29 +217,47 @@ class ReadinessWorker:
                     await self._fold_released()
                 else:
                     await self._fold_batch(events)
+            # Not kept while the agent waits for its next batch: a held record dropped by a rebalance must be
+            # unreferenced for Faust to stop waiting for it.
+            del events
             yield None
 
     def _hold(self, events: Sequence[EventT[Any]]) -> None:
         """Give the records to the merge. Each keeps one reference of its own until it is folded: `take_events` acks
         the batch it handed over, and a record acked before it is folded would be committed unfolded."""
-        if self.app.rebalancing:
-            # Not folded, not acked, not kept: the partitions are read again from their committed offsets after the
-            # rebalance, and Faust waits for every record it handed out that is still referenced.
+        if self.app.rebalancing or self._stopping:
+            # Not folded, not acked: read again from the committed offsets after the rebalance or the restart.
             for event in events:
                 event.message.incref()
+            self._unwait(events)
             return
         for event in events:
             message: Any = event.message
             message.incref()
             # Records dropped here (a partition read again after a seek) come again as new records.
-            self.merge.add(message.topic, message.partition, message.offset, _timestamp_ms(message), event)
+            self._unwait(
+                self.merge.add(message.topic, message.partition, message.offset, _timestamp_ms(message), event)
+            )
+
+    def _unwait(self, events: Iterable[EventT[Any]]) -> None:
+        """Faust waits, before a rebalance or a stop goes on, for every record it handed out to be acked: records
+        dropped unfolded will not be (their offsets stay uncommitted) and must not be waited for.
+        Private: tests/unit/test_faust_internals.py fails if the set goes away."""
+        consumer: Any = self.app.consumer
+        unacked = consumer._unacked_messages
+        for event in events:
+            unacked.discard(event.message)
 
     async def _fold_released(self) -> None:
-        released = self.merge.release(int(time.time() * 1000), self._caught_up)
+        released = self.merge.release(int(time.time() * 1000), self._lag)
         self.metrics.merge_held.set(len(self.merge))
         if released.forced:
             self.metrics.merge_forced.inc(released.forced)
-            log.warning("merge went on without a partition that is not caught up records=%d", released.forced)
+            log.warning(
+                "merge went on without a partition that is not caught up records=%d waited_for=%s",
+                released.forced,
+                ",".join(f"{t}[{p}]@{r}/{self._highwater(t, p)}" for t, p, r in released.waited_for),
+            )
         if not released.items:
             return
         await self._fold_batch(released.items)
@@ -246,22 +265,28 @@ class ReadinessWorker:
         for event in released.items:
             event.message.ack(consumer)
 
-    def _caught_up(self, topic: str, partition: int, received: int | None) -> bool:
-        """Whether the agent received everything the partition holds (as of the consumer's last fetch)."""
+    def _lag(self, topic: str, partition: int, received: int | None) -> Lag:
+        """What the partition has left to deliver to the agent, as of the consumer's last fetch."""
         if received is None:
-            return False
-        tp = TP(topic, partition)
+            return Lag.UNKNOWN
         consumer: Any = self.app.consumer
         # Private: the offset Faust last handed towards the agents. Records between it and the agent are in transit.
         # tests/unit/test_faust_internals.py fails if it goes away.
-        read = consumer._read_offset.get(tp)
+        read = consumer._read_offset.get(TP(topic, partition))
         if read is not None and read > received:
-            return False
+            return Lag.SOME
+        highwater = self._highwater(topic, partition)
+        if highwater is None:
+            return Lag.UNKNOWN
+        return Lag.NONE if received + 1 >= highwater else Lag.SOME
+
+    def _highwater(self, topic: str, partition: int) -> int | None:
+        """The partition's end offset as of the consumer's last fetch; None before the first (or once revoked)."""
         try:
-            highwater = consumer.highwater(tp)
+            highwater: int | None = self.app.consumer.highwater(TP(topic, partition))
         except (AssertionError, KeyError):  # aiokafka asserts the partition is assigned: not ours any more
-            return False
-        return highwater is not None and received + 1 >= highwater
+            return None
+        return highwater
 
     async def _drain_merge(self) -> None:
         """Fold what the merge releases as the clock moves on (a record waiting for the skew or for a partition that
@@ -272,12 +297,15 @@ class ReadinessWorker:
                 async with self._folding:
                     await self._fold_released()
 
-    def _drop_held(self) -> None:
+    def _drop_held(self, *, stopping: bool = False) -> None:
         """Unfolded and unacked, the held records are read again from the committed offsets after a rebalance or a
         restart; Faust stops waiting for them once nothing references them."""
         if not hasattr(self, "merge"):  # the app is built before the merge
             return
+        # Stopping, the agent still receives what the fetcher had: nothing more is held from then on.
+        self._stopping = self._stopping or stopping
         dropped = self.merge.clear()
+        self._unwait(dropped)
         self.metrics.merge_held.set(0)
         if dropped:
             log.info("rebalance: held records dropped, read again after it records=%d", len(dropped))

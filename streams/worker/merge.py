@@ -7,9 +7,10 @@ does for a task's partitions. A partition is never reordered against itself: onl
 go only when no record that would sort before it can still arrive: every partition of the group has a record
 buffered, or, for one that has none, it is caught up (everything up to its high watermark was received) and the
 clock has passed the head's timestamp by `skew_ms` (a record appended later carries a later broker timestamp, up to
-the clock skew between brokers). A group that cannot go on for `idle_ms` (a partition not caught up whose records do
-not come, a head stamped in the future) goes on with the smallest head anyway: the merge never stalls; such a forced
-step is counted, and it is the only place a live run can order differently from a replay.
+the clock skew between brokers). A partition known to be behind (records exist that were not received) is waited
+for, as Kafka Streams does (KIP-695), up to BEHIND_MAX_WAIT_MS; one whose position is not known yet, or a head stamped
+in the future, up to `idle_ms`. Then the group goes on with the smallest head anyway: the merge never stalls; such a
+forced step is counted, and it is the only place a live run can order differently from a replay.
 
 No I/O and no clock of its own: the caller says what time it is and which partitions are caught up.
 """
@@ -19,12 +20,26 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-CaughtUp = Callable[[str, int, int | None], bool]
-"""(topic, partition, last offset received or None) -> whether nothing more is there to receive right now."""
+
+class Lag(Enum):
+    """What a partition with nothing buffered has left to deliver."""
+
+    NONE = "caught up"  # everything up to its end offset was received
+    SOME = "behind"  # records are known to exist that were not received yet: they are on their way
+    UNKNOWN = "unknown"  # its start or end is not known yet (just assigned, not fetched yet)
+
+
+LagOf = Callable[[str, int, int | None], Lag]
+"""(topic, partition, last offset received or None) -> its Lag."""
+BEHIND_MAX_WAIT_MS = 30_000  # how long a partition known to be behind is waited for: a stuck fetch never stalls
+BEHIND_MAX_WAIT_MS = (
+    30_000  # a partition known to be behind is waited for this long at most: a stuck fetch never stalls
+)
 
 
 @dataclass
@@ -50,6 +65,8 @@ class _Group(Generic[T]):
 class Released(Generic[T]):
     items: list[T]
     forced: int  # how many of them went before the group could tell nothing would sort before them
+    # For a forced step: the empty partitions it went on without, as (topic, partition, last offset received).
+    waited_for: list[tuple[str, int, int | None]] = field(default_factory=list)
 
 
 class TimeOrderedMerge(Generic[T]):
@@ -105,15 +122,20 @@ class TimeOrderedMerge(Generic[T]):
     def __len__(self) -> int:
         return sum(len(m.records) for g in self._groups.values() for m in g.members)
 
-    def release(self, now_ms: int, caught_up: CaughtUp) -> Released[T]:
+    def release(self, now_ms: int, lag: LagOf) -> Released[T]:
         """Every record that may go now, group by group, each group's in merged order."""
         items: list[T] = []
         forced = 0
+        waited_for: list[tuple[str, int, int | None]] = []
         for group in self._groups.values():
-            forced += self._release_group(group, now_ms, caught_up, items)
-        return Released(items, forced)
+            n = self._release_group(group, now_ms, lag, items)
+            if n:
+                forced += n
+                empty = [m for m in group.members if not m.records]
+                waited_for += [(m.topic, group.number, m.received) for m in empty]
+        return Released(items, forced, waited_for)
 
-    def _release_group(self, group: _Group[T], now_ms: int, caught_up: CaughtUp, out: list[T]) -> int:
+    def _release_group(self, group: _Group[T], now_ms: int, lag: LagOf, out: list[T]) -> int:
         forced = 0
         while True:
             heads = [m for m in group.members if m.records]
@@ -121,19 +143,24 @@ class TimeOrderedMerge(Generic[T]):
                 group.blocked_since_ms = None
                 return forced
             first = min(heads, key=_Partition.head)
-            if len(heads) == len(group.members) or self._may_go(group, first, now_ms, caught_up):
+            wait_ms = None if len(heads) == len(group.members) else self._wait_for(group, first, now_ms, lag)
+            if wait_ms is None:
                 group.blocked_since_ms = None
             else:
-                # Blocked: wait up to idle_ms, then go on in forced steps until the group may go by itself again.
+                # Blocked: wait up to wait_ms, then go on in forced steps until the group may go by itself again.
                 if group.blocked_since_ms is None:
                     group.blocked_since_ms = now_ms
-                if now_ms - group.blocked_since_ms < self.idle_ms:
+                if now_ms - group.blocked_since_ms < wait_ms:
                     return forced
                 forced += 1
             out.append(first.records.popleft()[3])
 
-    def _may_go(self, group: _Group[T], first: _Partition[T], now_ms: int, caught_up: CaughtUp) -> bool:
-        """Whether no record that sorts before `first`'s head can still arrive on the group's empty partitions."""
-        if now_ms < first.records[0][0] + self.skew_ms:
-            return False
-        return all(m.records or caught_up(m.topic, group.number, m.received) for m in group.members)
+    def _wait_for(self, group: _Group[T], first: _Partition[T], now_ms: int, lag: LagOf) -> int | None:
+        """None when no record that sorts before `first`'s head can still arrive on the group's empty partitions;
+        else how long the group may wait for one."""
+        lags = {lag(m.topic, group.number, m.received) for m in group.members if not m.records}
+        if Lag.SOME in lags:
+            return BEHIND_MAX_WAIT_MS  # the records exist: they come as soon as they are fetched
+        if Lag.UNKNOWN in lags or now_ms < first.records[0][0] + self.skew_ms:
+            return self.idle_ms
+        return None

@@ -19,7 +19,7 @@ from streams.events.signing import DirectoryVerifier
 from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import verified_facts
 from streams.worker.log_clock import LogClock
-from streams.worker.merge import TimeOrderedMerge
+from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.output import TYPES
 
 _KINDS = {type_: kind for kind, type_ in TYPES.items()}
@@ -68,7 +68,7 @@ def replay(
     for record in records:
         merge.add(record.topic, record.partition, record.offset, record.timestamp_ms, record)
     fold = _Fold(inputs, policies, verifier, LogClock(skew_ms, wall_clock=lambda: until))
-    for record in merge.release(_EVERYTHING_RECEIVED, lambda *_: True).items:
+    for record in merge.release(_EVERYTHING_RECEIVED, lambda *_: Lag.NONE).items:
         fold.record(record)
     fold.expire_all(until)
     return fold.out

@@ -3,13 +3,12 @@ the fetches chunked them; it waits only for partitions that are not caught up, a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from random import Random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.worker.merge import TimeOrderedMerge
+from streams.worker.merge import BEHIND_MAX_WAIT_MS, Lag, LagOf, TimeOrderedMerge
 
 RANKS = {"github": 0, "ci": 1, "ticks": 2}
 Record = tuple[str, int, int, int]  # topic, partition, offset, timestamp ms
@@ -26,9 +25,9 @@ def add(m: TimeOrderedMerge[Record], *records: Record) -> None:
         m.add(topic, partition, offset, timestamp, record)
 
 
-def everything(last: dict[tuple[str, int], int]) -> Callable[[str, int, int | None], bool]:
-    """Caught up once the partition's last offset was received."""
-    return lambda topic, partition, received: received == last.get((topic, partition), -1)
+def everything(last: dict[tuple[str, int], int]) -> LagOf:
+    """Caught up once the partition's last offset was received, else behind."""
+    return lambda topic, partition, received: Lag.NONE if received == last.get((topic, partition), -1) else Lag.SOME
 
 
 def reference(partitions: dict[tuple[str, int], list[int]]) -> dict[int, list[Record]]:
@@ -62,8 +61,8 @@ def test_any_fetch_chunking_gives_the_same_order(partitions: dict[tuple[str, int
     received: dict[tuple[str, int], int] = {}
     out: dict[int, list[Record]] = {}
 
-    def caught_up(topic: str, partition: int, _: int | None) -> bool:
-        return received.get((topic, partition), -1) == last.get((topic, partition), -1)
+    def caught_up(topic: str, partition: int, _: int | None) -> Lag:
+        return Lag.NONE if received.get((topic, partition), -1) == last.get((topic, partition), -1) else Lag.SOME
 
     def release() -> None:
         for record in m.release(FAR, caught_up).items:
@@ -99,9 +98,9 @@ def test_the_later_push_waits_for_the_earlier_ci_result_fetched_after_it() -> No
     ]
 
 
-def _not(topic: str, last: dict[tuple[str, int], int]) -> Callable[[str, int, int | None], bool]:
-    """Caught up everywhere except on `topic`, which has records still to come."""
-    return lambda t, partition, received: t != topic and received == last.get((t, partition), -1)
+def _not(topic: str, last: dict[tuple[str, int], int], lag: Lag = Lag.SOME) -> LagOf:
+    """Caught up everywhere except on `topic`, whose position is `lag`."""
+    return lambda t, partition, received: lag if t == topic else everything(last)(t, partition, received)
 
 
 def test_a_head_waits_for_the_skew_only_while_a_partition_is_empty() -> None:
@@ -117,19 +116,36 @@ def test_a_head_waits_for_the_skew_only_while_a_partition_is_empty() -> None:
     assert [r[3] for r in m.release(0, everything({})).items] == [150]
 
 
-def test_a_partition_that_is_not_caught_up_holds_the_group_at_most_idle_ms_then_it_goes_on() -> None:
+def test_a_partition_whose_position_is_unknown_holds_the_group_at_most_idle_ms_then_it_goes_on() -> None:
     m = merge(idle_ms=250)
     for topic in RANKS:
         m.start(topic, 0, 0)
     add(m, ("ci", 0, 0, 100), ("ci", 0, 1, 101))
-    never = _not("github", {("ci", 0): 1})
-    assert m.release(1000, never).items == []
-    assert m.release(1249, never).items == []
-    released = m.release(1250, never)
+    unknown = _not("github", {("ci", 0): 1}, Lag.UNKNOWN)
+    assert m.release(1000, unknown).items == []
+    assert m.release(1249, unknown).items == []
+    released = m.release(1250, unknown)
     assert ([r[3] for r in released.items], released.forced) == ([100, 101], 2)
+    assert released.waited_for == [("github", 0, -1), ("ci", 0, 1), ("ticks", 0, -1)]
     # Once it may go by itself again, the next wait starts afresh.
     add(m, ("ci", 0, 2, 102))
-    assert m.release(1300, never).items == []
+    assert m.release(1300, unknown).items == []
+
+
+def test_a_partition_known_to_be_behind_is_waited_for_however_busy_the_worker_is_up_to_a_bound() -> None:
+    """Its records exist and come once fetched; a worker folding a large batch meanwhile is no reason to go on."""
+    m = merge(idle_ms=250)
+    for topic in RANKS:
+        m.start(topic, 0, 0)
+    add(m, ("ci", 0, 0, 100))
+    behind = _not("github", {("ci", 0): 0})
+    assert m.release(1000, behind).items == []
+    assert m.release(1000 + 10 * 250, behind).items == []
+    add(m, ("github", 0, 0, 90))
+    assert [r[3] for r in m.release(1000 + 10 * 250, everything({("github", 0): 0, ("ci", 0): 0})).items] == [90, 100]
+    add(m, ("ci", 0, 1, 200))
+    assert m.release(5000, behind).items == []
+    assert m.release(5000 + BEHIND_MAX_WAIT_MS, behind).forced == 1
 
 
 def test_a_record_stamped_far_in_the_future_does_not_stall_the_other_partitions() -> None:
