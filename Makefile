@@ -59,6 +59,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	.venv-quix/bin/pip install -q --no-deps -e .
 	$(BIN)/python -m bench.join --quix .venv-quix/bin/python
 	$(BIN)/python -m bench.rss
+	$(BIN)/python -m bench.merge_latency
 	$(BIN)/python -m bench.e2e
 
 PROMETHEUS_URL ?= http://127.0.0.1:9090
