@@ -15,18 +15,23 @@ import random
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from streams.adapters.kafka_admin import TopicAdmin
+from streams.adapters.kafka_reader import read_topics
 from streams.adapters.policy_file import load_policies
+from streams.events.signing import DirectoryVerifier
 from streams.local.processes import free_port
+from streams.worker.replay import compare, outcome_of, outcome_of_record, replay
 from tests.chaos.conftest import figures
 from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support import chaos
 from tests.support.kafka_io import GroupProgress, read_to_end
+from tests.support.signing import write_directory
 from tests.support.worker import Worker
 
 pytestmark = pytest.mark.timeout(1800)
@@ -91,8 +96,10 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         producer.join()
         _wait_committed(progress, total, worker)
         readiness = cat.topic("deploy.readiness").name
-        found = [json.loads(m.value()) for m in read_to_end(kafka_bootstrap, [readiness], 60)]
+        on_readiness = read_to_end(kafka_bootstrap, [readiness], 60)
+        found = [json.loads(m.value()) for m in on_readiness]
         on_inputs = read_to_end(kafka_bootstrap, {t for t, _ in inputs}, 60)
+        log = read_topics(kafka_bootstrap, list(dict.fromkeys(t for t, _ in inputs)))
     finally:
         worker.kill(signal.SIGTERM)
         admin = TopicAdmin(kafka_bootstrap)
@@ -108,6 +115,13 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         if c is not None and kinds.get((s, c)) != {"ready"}
     ]
     event_ids = {json.loads(m.value())["id"] for m in on_inputs}
+    # The decisions are a function of the log: the killed and restarted worker made exactly those a replay makes.
+    names = {cat.topic(n).name: cat.topic(n) for n in ("github.events", "ci.events")}
+    verifier = DirectoryVerifier(write_directory(tmp_path / "directory.yaml"))
+    one = replay(log, names, load_policies(policy), verifier, until=datetime.now(UTC), skew_ms=20)
+    logged = [o for o in map(outcome_of_record, (m.value() for m in on_readiness)) if o is not None]
+    as_replayed = compare([outcome_of(d) for d in one.decisions], logged)
+    forced = worker.log.read_text(errors="replace").count("merge went on without")
     figures(
         f"worker kill -9 x{KILLS}",
         events_sent=total,
@@ -121,6 +135,8 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         wrong=len(judged.wrong),
         re_emitted=judged.re_emitted,
         ready_or_superseded_by_interleaving=len(judged.order_dependent),
+        identical_to_the_replay=as_replayed.identical,
+        forced_merge_steps=forced,
     )
     assert sum(acknowledged) == total and len(event_ids) == total
     assert judged.missing == [], (judged.missing[:5], _missing_story(judged.missing, worker.log))
@@ -131,6 +147,7 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
     assert judged.wrong == [], judged.wrong[:5]
     assert backwards == [], backwards[:5]
     assert newest_not_ready == [], newest_not_ready[:5]
+    assert as_replayed.identical, (as_replayed.only_replayed[:3], as_replayed.only_logged[:3], as_replayed.changed[:3])
 
 
 def _emissions(found: list[dict[str, Any]], pair: tuple[str, str]) -> list[tuple[int, str, str]]:
