@@ -25,6 +25,15 @@ def test_the_repository_catalog_declares_the_pipeline_topics() -> None:
     assert all(e.schema_path is None or e.schema_path.is_file() for t in cat.topics for e in t.events)
 
 
+def test_every_topic_is_stamped_by_the_broker() -> None:
+    """The merge orders the join's inputs by record timestamps and verifiers date signatures by them: a producer's
+    clock (CreateTime) would let a skewed replica reorder the join or a revoked key backdate a record."""
+    cat = catalog.load(CATALOG)
+    assert {t.name: t.configs.get("message.timestamp.type") for t in cat.topics} == {
+        t.name: "LogAppendTime" for t in cat.topics
+    }
+
+
 def test_exact_event_types_win_over_wildcards() -> None:
     github = catalog.load(CATALOG).topic("github.events")
     push = github.event_type("com.github.push")
