@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams import catalog
-from streams.catalog.acls import AclBinding, AclError, load_acls, plan_acls
+from streams.catalog.acls import AclBinding, AclError, load_acls, plan_acls, plan_grants
 from streams.config import REPO_ROOT
 from streams.local import kafka
 
@@ -87,3 +87,13 @@ def test_the_plan_creates_what_is_missing_and_deletes_only_managed_principals_ex
     assert set(plan.delete) == {stray, deny}
     assert "(DENY from 10.0.0.1)" in deny.description
     assert plan_acls(spec, spec.bindings).empty
+
+
+def test_grants_create_what_is_missing_and_delete_nothing() -> None:
+    cat = catalog.load(REPO_ROOT / "topics" / "catalog.yaml")
+    spec = load_acls(ACLS, cat, NAMES)
+    kept = sorted(spec.bindings)[1:]
+    other_pipeline = AclBinding("User:autodeploy-worker", "GROUP", "LITERAL", "readiness-of-another-test", "READ")
+    plan = plan_grants(spec, [*kept, other_pipeline])
+    assert (plan.create, plan.delete) == ((sorted(spec.bindings)[0],), ())
+    assert plan_grants(spec, spec.bindings).empty
