@@ -12,8 +12,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.config import KafkaSecurity, LocalSettings
 from streams.local import kafka, processes
-from tests.support.brokers import select_broker
+from tests.support.brokers import SelectedBroker, local_broker, select_broker
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_up_status_down_leaves_no_process(own_state: Path) -> None:
     assert kafka.status() is None
     info = kafka.up()
     assert kafka.status() == info
-    assert kafka.metadata_ok(info.bootstrap_servers)
+    assert kafka.metadata_ok(info.bootstrap_servers, security=local_broker(info).security)
     assert kafka.up() == info, "a second up returns the running broker instead of starting another"
     assert _java_processes_using(own_state) == [info.pid]
 
@@ -53,19 +54,17 @@ def test_up_status_down_leaves_no_process(own_state: Path) -> None:
 
 
 def test_a_restart_keeps_data_and_port(own_state: Path) -> None:
-    first = kafka.up()
-    admin = AdminClient({"bootstrap.servers": first.bootstrap_servers})
+    first = local_broker(kafka.up())
+    admin = AdminClient(first.config())
     admin.create_topics([NewTopic("kept", 1, 1)])["kept"].result(30)
-    producer = Producer({"bootstrap.servers": first.bootstrap_servers})
+    producer = Producer(first.config())
     producer.produce("kept", b"survives")
     assert producer.flush(30) == 0
     kafka.down()
 
-    second = kafka.up()
+    second = local_broker(kafka.up())  # the same users and passwords: SCRAM users live in the kept data
     assert second.bootstrap_servers == first.bootstrap_servers
-    consumer = Consumer(
-        {"bootstrap.servers": second.bootstrap_servers, "group.id": "restart-check", "auto.offset.reset": "earliest"}
-    )
+    consumer = Consumer(second.config({"group.id": "restart-check", "auto.offset.reset": "earliest"}))
     consumer.subscribe(["kept"])
     message = None
     for _ in range(60):
@@ -91,18 +90,35 @@ def test_a_broker_that_cannot_start_is_reported_with_its_log(own_state: Path) ->
     assert _java_processes_using(own_state) == []
 
 
-def test_the_selection_prefers_an_external_broker(kafka_bootstrap: str) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+def _environment(security: KafkaSecurity) -> dict[str, str]:
+    """The variables that configure `security` (streams/config.py reads them), as a person would set them."""
+    env = {"KAFKA_SECURITY_PROTOCOL": security.protocol}
+    if security.sasl:
+        env |= {
+            "KAFKA_SASL_MECHANISM": security.mechanism or "",
+            "KAFKA_SASL_USERNAME": security.username or "",
+            "KAFKA_SASL_PASSWORD": security.password or "",
+        }
+    return env
+
+
+def test_the_selection_prefers_an_external_broker_and_its_configured_security(kafka_broker: SelectedBroker) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers}
+    env |= _environment(kafka_broker.security)
     with select_broker(env, docker=lambda: pytest.fail("docker must not be probed")) as broker:
-        assert (broker.kind, broker.bootstrap_servers) == ("external", kafka_bootstrap)
-        assert kafka.metadata_ok(broker.bootstrap_servers)
+        assert (broker.kind, broker.bootstrap_servers) == ("external", kafka_broker.bootstrap_servers)
+        assert broker.security == kafka_broker.security
+        assert not broker.authorizes, "nobody knows what an external broker authorizes: no grants there"
+        assert kafka.metadata_ok(broker.bootstrap_servers, security=broker.security)
 
 
 def test_the_selection_starts_a_local_broker_without_docker_or_configuration(own_state: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     with select_broker(env, docker=lambda: False) as broker:
         assert broker.kind == "local"
-        assert kafka.metadata_ok(broker.bootstrap_servers)
+        # Secured as `make run`'s is, unless AUTODEPLOY_KAFKA_SECURE says no.
+        assert broker.authorizes is LocalSettings.from_env().kafka_secure
+        assert kafka.metadata_ok(broker.bootstrap_servers, security=broker.security)
         pid = kafka.status()
         assert pid is not None
     assert kafka.status() is None
@@ -114,6 +130,6 @@ def test_a_cluster_id_that_looks_like_an_option_still_formats(own_state: Path, m
     dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))
     monkeypatch.setattr(kafka.uuid, "uuid4", lambda: dashed)
     info = kafka.up()
-    assert kafka.metadata_ok(info.bootstrap_servers)
+    assert kafka.metadata_ok(info.bootstrap_servers, security=local_broker(info).security)
     meta = (info.data_dir / "meta.properties").read_text()
     assert "cluster.id=-" in meta

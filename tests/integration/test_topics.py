@@ -13,19 +13,19 @@ import pytest
 import yaml
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.catalog.plan import PlanRefused, make_plan
 from streams.config import REPO_ROOT
+from tests.support.brokers import SelectedBroker
+from tests.support.topics import delete_topics
 
 CATALOG = REPO_ROOT / "topics" / "catalog.yaml"
 
 
 @pytest.fixture
-def prefixed(kafka_bootstrap: str, unique: str) -> Iterator[catalog.Catalog]:
+def prefixed(kafka_broker: SelectedBroker, unique: str) -> Iterator[catalog.Catalog]:
     cat = catalog.load(CATALOG).with_prefix(f"t{unique}-")
     yield cat
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
+    delete_topics(kafka_broker, cat)
 
 
 def _with_topic(cat: catalog.Catalog, name: str, **changes: object) -> catalog.Catalog:
@@ -34,9 +34,9 @@ def _with_topic(cat: catalog.Catalog, name: str, **changes: object) -> catalog.C
 
 
 def test_apply_creates_what_the_catalog_says_and_a_second_apply_changes_nothing(
-    kafka_bootstrap: str, prefixed: catalog.Catalog
+    kafka_broker: SelectedBroker, prefixed: catalog.Catalog
 ) -> None:
-    admin = TopicAdmin(kafka_bootstrap)
+    admin = kafka_broker.admin()
     first = make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count())
     assert {c.kind for c in first.changes} == {"create"}
     admin.apply(first)
@@ -52,8 +52,10 @@ def test_apply_creates_what_the_catalog_says_and_a_second_apply_changes_nothing(
     assert second.empty
 
 
-def test_drifted_configs_and_missing_partitions_are_repaired(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
-    admin = TopicAdmin(kafka_bootstrap)
+def test_drifted_configs_and_missing_partitions_are_repaired(
+    kafka_broker: SelectedBroker, prefixed: catalog.Catalog
+) -> None:
+    admin = kafka_broker.admin()
     name = prefixed.topic("deploy.events").name
     small = _with_topic(
         prefixed, name, partitions=2, configs={**prefixed.topic("deploy.events").configs, "retention.ms": "1000"}
@@ -70,8 +72,10 @@ def test_drifted_configs_and_missing_partitions_are_repaired(kafka_bootstrap: st
     assert make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count()).empty
 
 
-def test_shrinking_and_splitting_the_joined_inputs_are_refused(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
-    admin = TopicAdmin(kafka_bootstrap)
+def test_shrinking_and_splitting_the_joined_inputs_are_refused(
+    kafka_broker: SelectedBroker, prefixed: catalog.Catalog
+) -> None:
+    admin = kafka_broker.admin()
     ci = prefixed.topic("ci.events").name
     # As if someone grew one joined input by hand.
     grown = _with_topic(prefixed, ci, partitions=9)
