@@ -1,4 +1,5 @@
-"""Offsets, end offsets and the oldest unconsumed record's timestamp, read from a real broker."""
+"""Offsets, end offsets and the oldest unconsumed record's timestamp, read from a real broker as the lag exporter
+reads them (its own principal on the secured local broker: what topics/acls.yaml allows it must be enough)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from tests.support.topics import apply_topics, delete_topics
 
 @pytest.fixture
 def topic(kafka_broker: SelectedBroker, unique: str) -> Iterator[str]:
-    cat = apply_topics(kafka_broker, f"lag{unique}-")
-    yield cat.topic("deploy.events").name
+    # The groups are the ones the exporter watches (a worker's and a deploy agent's), "nobody" one it is told of.
+    names = {"worker_id": f"lagging-{unique}", "deploy_group": f"caught-up-{unique}"}
+    cat = apply_topics(kafka_broker, f"lag{unique}-", **names, lag_groups=[f"nobody-{unique}"])
+    yield cat.topic("deploy.readiness").name  # what the deploy agent's group consumes
     delete_topics(kafka_broker, cat)
 
 
@@ -44,7 +47,7 @@ def test_lag_in_messages_and_the_age_of_the_oldest_unconsumed_record(
     _commit(kafka_broker, group, topic, 0, 2)
     _commit(kafka_broker, caught_up, topic, 0, 5)
 
-    offsets = KafkaOffsets(kafka_broker.bootstrap_servers, security=kafka_broker.security)
+    offsets = KafkaOffsets(kafka_broker.bootstrap_servers, security=kafka_broker.identity("lag-exporter"))
     try:
         positions = offsets.positions([group, caught_up, f"nobody-{unique}"])
         assert sorted(positions, key=lambda p: p.group) == [
