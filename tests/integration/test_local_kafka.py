@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import uuid
@@ -133,3 +134,16 @@ def test_a_cluster_id_that_looks_like_an_option_still_formats(own_state: Path, m
     assert kafka.metadata_ok(info.bootstrap_servers, security=local_broker(info).security)
     meta = (info.data_dir / "meta.properties").read_text()
     assert "cluster.id=-" in meta
+
+
+def test_a_plain_broker_asked_to_be_secured_is_formatted_anew_and_says_so(own_state: Path) -> None:
+    plain = kafka.up(secure=False)
+    assert kafka.metadata_ok(plain.bootstrap_servers), "anyone may talk to the plain broker"
+    with pytest.raises(kafka.KafkaStartError, match="runs without SASL; `autodeploy kafka down` first"):
+        kafka.up(secure=True)  # a running broker is never switched behind its clients' backs
+    kafka.down()
+    out = io.StringIO()
+    secured = kafka.up(secure=True, out=out)
+    assert "formatted without SASL; formatting it anew with" in out.getvalue()
+    assert not kafka.metadata_ok(secured.bootstrap_servers, timeout=3)
+    assert kafka.metadata_ok(secured.bootstrap_servers, security=kafka.credentials("admin"))
