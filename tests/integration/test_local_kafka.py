@@ -104,8 +104,9 @@ def _environment(security: KafkaSecurity) -> dict[str, str]:
 
 
 def test_the_selection_prefers_an_external_broker_and_its_configured_security(kafka_broker: SelectedBroker) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers}
-    env |= _environment(kafka_broker.security)
+    # The session's own Kafka settings (an external broker's, say) replaced by the selected broker's, as variables.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, **_environment(kafka_broker.security)}
     with select_broker(env, docker=lambda: pytest.fail("docker must not be probed")) as broker:
         assert (broker.kind, broker.bootstrap_servers) == ("external", kafka_broker.bootstrap_servers)
         assert broker.security == kafka_broker.security
