@@ -27,15 +27,17 @@ RESULTS = ROOT / "bench" / "results.json"
 
 @contextlib.contextmanager
 def broker(work: Path) -> Iterator[str]:
-    """`KAFKA_BOOTSTRAP_SERVERS`, else a local broker of the benchmark's own. The processes a benchmark starts sign
-    and verify with the tests' key, as production processes do with theirs."""
+    """`KAFKA_BOOTSTRAP_SERVERS` (PLAINTEXT), else a local broker of the benchmark's own, plain: the baselines it
+    compares against (Faust alone, Quix Streams, raw clients) are not configured for SASL, and a ratio is only fair
+    on the same broker. The processes a benchmark starts sign and verify with the tests' key, as production
+    processes do with theirs."""
     configure_session(work)
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
         return
     os.environ["AUTODEPLOY_STATE_DIR"] = str(work / "state")
     try:
-        yield kafka.up().bootstrap_servers
+        yield kafka.up(secure=False).bootstrap_servers
     finally:
         kafka.down()
 

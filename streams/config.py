@@ -25,8 +25,9 @@ class LocalSettings:
     cache_dir: Path  # $AUTODEPLOY_CACHE_DIR, else $XDG_CACHE_HOME/autodeploy, else ~/.cache/autodeploy
     state_dir: Path  # pid, address and data files of running local services; $AUTODEPLOY_STATE_DIR isolates tests
     java_home: Path | None  # None: `java` on PATH
-    # `autodeploy kafka up` (and `up`, and the tests' broker) starts the local broker with SASL/SCRAM and ACLs.
-    kafka_secure: bool = False
+    # `autodeploy kafka up` (and `up`, and the tests' broker) starts the local broker with SASL/SCRAM and ACLs, unless
+    # AUTODEPLOY_KAFKA_SECURE says no: a value that is no clear "no" keeps it secured.
+    kafka_secure: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
@@ -41,7 +42,7 @@ class LocalSettings:
             cache_dir=cache,
             state_dir=Path(explicit_state) if explicit_state else cache / "state",
             java_home=Path(java_home) if java_home else None,
-            kafka_secure=env.get("AUTODEPLOY_KAFKA_SECURE", "").lower() in ("1", "true", "yes"),
+            kafka_secure=env.get("AUTODEPLOY_KAFKA_SECURE", "").strip().lower() not in ("0", "false", "no", "off"),
         )
 
 

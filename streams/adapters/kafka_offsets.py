@@ -24,6 +24,9 @@ from streams.domain.lag import PartitionKey, Position
 log = logging.getLogger(__name__)
 
 TopicPartitionKey = tuple[str, int]
+# The record reader's group.id: the client needs one, and librdkafka asks for its coordinator, so a principal needs
+# DESCRIBE on it (topics/acls.yaml); it is never joined nor committed.
+READER_GROUP = "autodeploy-lag-reader"
 
 
 class OffsetsUnavailable(RuntimeError):
@@ -166,7 +169,7 @@ class KafkaOffsets:
         self._reader = Consumer(
             {
                 "bootstrap.servers": self._bootstrap,
-                "group.id": "autodeploy-lag-reader",  # required by the client; never joined (assign) nor committed
+                "group.id": READER_GROUP,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 # Past a retention gap the oldest record that still exists is the oldest unconsumed one.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -84,12 +85,14 @@ class FullPlan:
         return self.topics.empty and (self.acls is None or self.acls.empty)
 
 
-def acl_spec(cat: catalog.Catalog) -> AclSpec | None:
-    """The ACLs of acls.yaml beside the catalog, for its topics (prefix included); None when there is no such file."""
+def acl_spec(cat: catalog.Catalog, names: Mapping[str, str] | None = None) -> AclSpec | None:
+    """The ACLs of acls.yaml beside the catalog, for its topics (prefix included); None when there is no such file.
+    `names` fills {worker_id} and {deploy_group}; default: AUTODEPLOY_WORKER_ID and AUTODEPLOY_DEPLOY_GROUP."""
     path = cat.path.parent / "acls.yaml"
     if not path.exists():
         return None
-    names = {"worker_id": WorkerSettings.from_env().app_id, "deploy_group": DeployAgentSettings.from_env().group_id}
+    if names is None:
+        names = {"worker_id": WorkerSettings.from_env().app_id, "deploy_group": DeployAgentSettings.from_env().group_id}
     return load_acls(path, cat, names)
 
 

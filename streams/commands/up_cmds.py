@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from streams import brokers, catalog
 from streams.adapters.policy_file import load_policies
-from streams.commands import keys_cmds, topics_cmds
+from streams.commands import kafka_cmds, keys_cmds, topics_cmds
 from streams.commands.demo_cmds import up_file
 from streams.config import KeySettings, Settings, WebhookSettings, child_environment
 from streams.local import cluster, kafka, processes
@@ -42,12 +42,7 @@ def register(sub: Any) -> None:
         help="deploy agent in dry-run mode (server-side dry runs; the local control plane still runs: it validates)",
     )
     parser.add_argument("--no-deploy", action="store_true", help="no control plane and no deploy agent")
-    parser.add_argument(
-        "--secure",
-        action="store_true",
-        default=None,
-        help="start the local broker with SASL and ACLs, each process as its own principal (AUTODEPLOY_KAFKA_SECURE)",
-    )
+    kafka_cmds.add_insecure_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -83,6 +78,8 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
         broker = brokers.Connection(local.bootstrap_servers, own or settings.kafka_security)
     bootstrap = broker.bootstrap_servers
     secured = " secured: one SASL principal per process, ACLs of topics/acls.yaml" if broker.security.sasl else ""
+    if not secured and not settings.kafka_bootstrap_servers:
+        secured = " NOT secured (--insecure): no authentication, no ACLs"
     print(f"kafka        {bootstrap}" + (" (started)" if started.broker else " (already running)") + secured)
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
     if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout, security=broker.security) != 0:

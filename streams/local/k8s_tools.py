@@ -1,8 +1,9 @@
 """kustomize and the CRDs of k8s/'s custom kinds, from the Go module proxy, once, into the user cache.
 
 `kubectl kustomize` is kustomize: a standalone build (one `go install`, about half a minute cold) is far cheaper than
-adding kubectl to the control plane's multi-call binary. The CRDs of ServiceMonitor, PrometheusRule and ScaledObject
-ship inside their projects' Go modules, so `go mod download` fetches them without any other network access.
+adding kubectl to the control plane's multi-call binary. The CRDs of ServiceMonitor, PrometheusRule, ScaledObject and
+TriggerAuthentication ship inside their projects' Go modules, so `go mod download` fetches them without any other
+network access.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ CRD_SOURCES = (
             "example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml",
         ),
     ),
-    CrdSource("github.com/kedacore/keda/v2", "2.21.0", ("config/crd/bases/keda.sh_scaledobjects.yaml",)),
+    CrdSource(
+        "github.com/kedacore/keda/v2",
+        "2.21.0",
+        ("config/crd/bases/keda.sh_scaledobjects.yaml", "config/crd/bases/keda.sh_triggerauthentications.yaml"),
+    ),
 )
 
 
@@ -88,7 +93,7 @@ def crds_dir() -> Path:
 
 
 def ensure_crds(progress: Progress | None = None) -> list[Path]:
-    """The CRD manifests of ServiceMonitor, PrometheusRule and ScaledObject, copied out of their Go modules once."""
+    """The CRD manifests of the custom kinds k8s/ uses, copied out of their Go modules once."""
     target = crds_dir()
     wanted = [target / Path(path).name for source in CRD_SOURCES for path in source.paths]
     if all(path.is_file() for path in wanted):

@@ -266,14 +266,22 @@ def up(
 ) -> BrokerInfo:
     """Start the broker (or return the one already running) and wait until it answers metadata requests.
 
-    `secure` (default: AUTODEPLOY_KAFKA_SECURE): SASL/SCRAM on the client listener, SASL/PLAIN on the controller's,
-    and the StandardAuthorizer denying what no ACL allows; credentials(role) are the clients' identities."""
+    `secure` (default: AUTODEPLOY_KAFKA_SECURE, itself on unless set to 0): SASL/SCRAM on the client listener,
+    SASL/PLAIN on the controller's, and the StandardAuthorizer denying what no ACL allows; credentials(role) are the
+    clients' identities. False: PLAINTEXT, no authorizer."""
     secure = LocalSettings.from_env().kafka_secure if secure is None else secure
     running = status()
     if running is not None:
         if running.secure != secure:
-            mode = "with SASL and ACLs" if running.secure else "without SASL"
-            raise KafkaStartError(f"the local broker runs {mode}; `autodeploy kafka down` first to switch")
+            mode, keep = (
+                ("with SASL and ACLs", "without --insecure and AUTODEPLOY_KAFKA_SECURE=0")
+                if running.secure
+                else ("without SASL", "with --insecure (or AUTODEPLOY_KAFKA_SECURE=0)")
+            )
+            raise KafkaStartError(
+                f"the local broker runs {mode}; `autodeploy kafka down` first to switch, or run this {keep} to "
+                "use it as it is"
+            )
         return running
     libs = ensure_jars(version, out)
     work = _state_file().parent

@@ -18,8 +18,9 @@ import pytest
 from streams.demo.deliveries import NULL_SHA, Payloads
 from streams.local import kafka
 from tests.chaos.conftest import figures
-from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.brokers import SelectedBroker, local_broker
 from tests.support.kafka_io import read_all
+from tests.support.topics import apply_topics
 from tests.support.webhook_process import webhook_server
 from tests.support.webhooks import github_delivery
 
@@ -29,10 +30,10 @@ CLIENTS = 16
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Iterator[str]:
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Iterator[SelectedBroker]:
     # A broker of this test's own, since it gets stopped; the session broker has cached the jars already.
     monkeypatch.setenv("AUTODEPLOY_STATE_DIR", str(tmp_path / "state"))
-    yield kafka.up().bootstrap_servers
+    yield local_broker(kafka.up())
     kafka.down()
 
 
@@ -80,11 +81,13 @@ async def _post_until_stopped(url: str, phases: Phases) -> list[tuple[str, str, 
 
 
 def test_broker_outage_under_16_clients_gives_only_503s_and_loses_no_acknowledged_event(
-    own_broker: str, tmp_path: Path
+    own_broker: SelectedBroker, tmp_path: Path
 ) -> None:
     cat = apply_topics(own_broker, "outage-")
     phases = Phases()
-    with webhook_server(own_broker, "outage-", tmp_path / "webhooks.log", AUTODEPLOY_PUBLISH_TIMEOUT_S="1") as url:
+    with webhook_server(
+        own_broker.bootstrap_servers, "outage-", tmp_path / "webhooks.log", AUTODEPLOY_PUBLISH_TIMEOUT_S="1"
+    ) as url:
         outage = threading.Thread(target=phases.run_outage)
         outage.start()
         try:

@@ -21,7 +21,6 @@ from confluent_kafka import Producer
 from kubernetes import client
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.adapters.policy_file import load_policies
 from streams.deploy.decisions import READINESS_EVENT
@@ -29,12 +28,13 @@ from streams.domain.readiness import Decision
 from streams.worker.output import readiness_record
 from tests.chaos.conftest import figures
 from tests.cluster_fixture import ClusterHandle
-from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support import chaos
 from tests.support.agent_process import AgentProcess, DeploymentChanges, api_server_killed
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import GroupProgress, read_to_end
 from tests.support.kube import eventually
 from tests.support.signing import TEST_KEY
+from tests.support.topics import apply_topics, delete_topics, grant_acls
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -42,11 +42,10 @@ SERVICES, COMMITS, KILLS = 3, 25, 5
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, unique: str) -> Iterator[catalog.Catalog]:
-    cat = apply_topics(kafka_bootstrap, f"a{unique}-")
+def topics(kafka_broker: SelectedBroker, unique: str) -> Iterator[catalog.Catalog]:
+    cat = apply_topics(kafka_broker, f"a{unique}-")
     yield cat
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
+    delete_topics(kafka_broker, cat)
 
 
 def create_deployment(admin: Any, namespace: str, name: str, image: str, **strategy: Any) -> None:
@@ -72,33 +71,38 @@ def create_deployment(admin: Any, namespace: str, name: str, image: str, **strat
     )
 
 
-def agent_env(kafka_bootstrap: str, cat: catalog.Catalog, policy: Path, kubeconfig: Path) -> dict[str, str]:
+def agent_env(broker: SelectedBroker, cat: catalog.Catalog, policy: Path, kubeconfig: Path) -> dict[str, str]:
+    """The agent's environment, with a deploy group of its own, which its principal is granted."""
     prefix = cat.topic("deploy.readiness").name.removesuffix("deploy.readiness")
+    group = f"deploy-{uuid.uuid4().hex[:8]}"
+    grant_acls(broker, cat, deploy_group=group)
     return {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "AUTODEPLOY_TOPIC_PREFIX": prefix,
         "AUTODEPLOY_CONFIG": str(policy),
-        "AUTODEPLOY_DEPLOY_GROUP": f"deploy-{uuid.uuid4().hex[:8]}",
+        "AUTODEPLOY_DEPLOY_GROUP": group,
         "KUBECONFIG": str(kubeconfig),
         "AUTODEPLOY_ROLLOUT_TIMEOUT_S": "300",
     }
 
 
-def produce_decisions(bootstrap: str, cat: catalog.Catalog, decisions: list[tuple[Decision, str]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True})
+def produce_decisions(broker: SelectedBroker, cat: catalog.Catalog, decisions: list[tuple[Decision, str]]) -> None:
+    """Decisions on deploy.readiness, written as the worker writes them."""
+    config = {"partitioner": "murmur2_random", "enable.idempotence": True}
+    producer = Producer(broker.config(config, role="worker"))
     for decision, environment in decisions:
         record = readiness_record(decision, environment, cat.topic("deploy.readiness").name, TEST_KEY)
         producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
     assert producer.flush(30) == 0
 
 
-def outcomes(bootstrap: str, cat: catalog.Catalog) -> list[dict[str, Any]]:
-    return [json.loads(m.value()) for m in read_to_end(bootstrap, [cat.topic("deploy.events").name], 30)]
+def outcomes(broker: SelectedBroker, cat: catalog.Catalog) -> list[dict[str, Any]]:
+    return [json.loads(m.value()) for m in read_to_end(broker, [cat.topic("deploy.events").name], 30)]
 
 
 def test_kill_9_the_agent_five_times_patches_each_service_commit_exactly_once(
-    kafka_bootstrap: str,
+    kafka_broker: SelectedBroker,
     topics: catalog.Catalog,
     k8s_cluster: ClusterHandle,
     admin: Any,
@@ -118,17 +122,17 @@ def test_kill_9_the_agent_five_times_patches_each_service_commit_exactly_once(
         create_deployment(admin, namespace, f"app{r}", f"registry.example/repo{r}:initial")
     ready = [d for d, _ in stream if d.kind == "ready"]
     newest = {d.service: d.image for d in ready}
-    agent = AgentProcess(agent_env(kafka_bootstrap, topics, policy, k8s_cluster.kubeconfig), tmp_path / "agent.log")
+    agent = AgentProcess(agent_env(kafka_broker, topics, policy, k8s_cluster.kubeconfig), tmp_path / "agent.log")
     readiness = topics.topic("deploy.readiness")
     progress = GroupProgress(
-        kafka_bootstrap,
+        kafka_broker,
         agent.env["AUTODEPLOY_DEPLOY_GROUP"],
         [(readiness.name, p) for p in range(readiness.partitions)],
     )
 
     def feed() -> None:  # paced, so that rollouts, new decisions and kills overlap
         for i in range(0, len(stream), 3):
-            produce_decisions(kafka_bootstrap, topics, stream[i : i + 3] + replays[i // 3])
+            produce_decisions(kafka_broker, topics, stream[i : i + 3] + replays[i // 3])
             time.sleep(1.5)
 
     sent = len(stream) + sum(len(r) for r in replays)
@@ -158,7 +162,7 @@ def test_kill_9_the_agent_five_times_patches_each_service_commit_exactly_once(
             agent.kill(signal.SIGTERM)
             feeder.join()
         time.sleep(1)  # the watch catches up
-    found = outcomes(kafka_bootstrap, topics)
+    found = outcomes(kafka_broker, topics)
 
     patches: Counter[tuple[str, str]] = Counter()
     missed_generations = 0
@@ -196,7 +200,7 @@ def test_kill_9_the_agent_five_times_patches_each_service_commit_exactly_once(
 
 
 def test_kill_9_the_api_server_during_a_rollout_and_the_agent_resumes_and_finishes(
-    kafka_bootstrap: str,
+    kafka_broker: SelectedBroker,
     topics: catalog.Catalog,
     k8s_cluster: ClusterHandle,
     admin: Any,
@@ -224,11 +228,11 @@ def test_kill_9_the_api_server_during_a_rollout_and_the_agent_resumes_and_finish
         image=f"registry.example/repo0:{commit}",
         decided_at=datetime.now(UTC),
     )
-    agent = AgentProcess(agent_env(kafka_bootstrap, topics, policy, k8s_cluster.kubeconfig), tmp_path / "agent.log")
+    agent = AgentProcess(agent_env(kafka_broker, topics, policy, k8s_cluster.kubeconfig), tmp_path / "agent.log")
     with DeploymentChanges(admin, namespace) as changes:
         agent.start()
         try:
-            produce_decisions(kafka_bootstrap, topics, [(decision, "production")])
+            produce_decisions(kafka_broker, topics, [(decision, "production")])
             patched = eventually(
                 lambda: (
                     (v := apps.get(namespace, "slow", "app")).annotations.get(READINESS_EVENT) == decision.decision_id
@@ -244,7 +248,7 @@ def test_kill_9_the_api_server_during_a_rollout_and_the_agent_resumes_and_finish
                 assert agent.alive()
             back_at = time.monotonic()
             found = eventually(
-                lambda: outcomes(kafka_bootstrap, topics) or None,
+                lambda: outcomes(kafka_broker, topics) or None,
                 300,
                 "the agent's outcome",
             )

@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.policy_file import load_policies
 from streams.local.processes import free_port
 from tests.chaos.conftest import figures
-from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support import chaos
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import GroupProgress, read_all, read_to_end
 from tests.support.signing import directory_entry, named_key, signed, write_directory
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.worker import Worker
 
 pytestmark = pytest.mark.timeout(900)
@@ -56,9 +56,10 @@ def _wait_logged(worker: Worker, text: str, timeout: float) -> bool:
 
 
 def test_key_rotated_mid_stream_with_two_kills_refuses_nothing_legitimate_and_loses_nothing(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, unique: str, tmp_path: Path
 ) -> None:
-    cat = apply_topics(kafka_bootstrap, f"k{unique}-")
+    group = f"readiness-{unique}"
+    cat = apply_topics(kafka_broker, f"k{unique}-", worker_id=group)
     scenario = chaos.build(REPOSITORIES, COMMITS, key=None)
     total = len(scenario.records)
     half = total // 2
@@ -66,11 +67,10 @@ def test_key_rotated_mid_stream_with_two_kills_refuses_nothing_legitimate_and_lo
     policy = chaos.write_policy(tmp_path / "policy.yaml", scenario.policy_yaml())
     want = chaos.expected(scenario, cat, load_policies(policy))
     directory = write_directory(tmp_path / "keys" / "directory.yaml", directory_entry(KEY_A))
-    group = f"readiness-{unique}"
     worker = Worker(
         {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
             "AUTODEPLOY_TOPIC_PREFIX": f"k{unique}-",
             "AUTODEPLOY_CONFIG": str(policy),
             "AUTODEPLOY_KEY_DIRECTORY": str(directory),
@@ -84,20 +84,20 @@ def test_key_rotated_mid_stream_with_two_kills_refuses_nothing_legitimate_and_lo
         loglevel="info",
     )
     inputs = [(cat.topic(n).name, p) for n in ("github.events", "ci.events") for p in range(cat.topic(n).partitions)]
-    progress = GroupProgress(kafka_bootstrap, group, inputs)
+    progress = GroupProgress(kafka_broker, group, inputs)
     acknowledged = 0
     late_a = chaos.late_push(scenario, 0, None)  # after A's not_after: refused
     late_b = chaos.late_push(scenario, 1, None)  # B still good
     worker.start()
     try:
         # Kill 1, in A's half, while A records still arrive.
-        acknowledged += chaos.produce(kafka_bootstrap, cat, records[: half // 3])
+        acknowledged += chaos.produce(kafka_broker, cat, records[: half // 3])
         _wait_committed(progress, half // 6, worker)
         worker.kill()
         worker.start()
-        acknowledged += chaos.produce(kafka_bootstrap, cat, records[half // 3 : 2 * half // 3])
+        acknowledged += chaos.produce(kafka_broker, cat, records[half // 3 : 2 * half // 3])
         _wait_committed(progress, half // 3 + 1, worker)  # the restarted worker is up and consuming
-        acknowledged += chaos.produce(kafka_bootstrap, cat, records[2 * half // 3 : half])  # a backlog at the switch
+        acknowledged += chaos.produce(kafka_broker, cat, records[2 * half // 3 : half])  # a backlog at the switch
         # Every A record is acknowledged, so its timestamp (the producer's, CreateTime) is before this moment.
         switch = datetime.now(UTC)
         write_directory(
@@ -113,22 +113,21 @@ def test_key_rotated_mid_stream_with_two_kills_refuses_nothing_legitimate_and_lo
         worker.kill()
         worker.start()
         time.sleep(2 * RELOAD_S)  # the new key is known before the producer switches (docs/verifiability.md)
-        acknowledged += chaos.produce(kafka_bootstrap, cat, records[half:])
+        acknowledged += chaos.produce(kafka_broker, cat, records[half:])
         _wait_committed(progress, total, worker)
         readiness = cat.topic("deploy.readiness").name
-        found = [json.loads(m.value()) for m in read_to_end(kafka_bootstrap, [readiness], 60)]
-        on_inputs = read_to_end(kafka_bootstrap, {t for t, _ in inputs}, 60)
-        deadletters_before = read_to_end(kafka_bootstrap, [cat.topic("autodeploy.deadletter").name], 60)
+        found = [json.loads(m.value()) for m in read_to_end(kafka_broker, [readiness], 60)]
+        on_inputs = read_to_end(kafka_broker, {t for t, _ in inputs}, 60)
+        deadletters_before = read_to_end(kafka_broker, [cat.topic("autodeploy.deadletter").name], 60)
         # After the rotation, by record time: A is refused, B still verifies.
-        chaos.produce(kafka_bootstrap, cat, [signed(late_a, KEY_A), signed(late_b, KEY_B)])
+        chaos.produce(kafka_broker, cat, [signed(late_a, KEY_A), signed(late_b, KEY_B)])
         _wait_committed(progress, total + 2, worker)
         deadletters = read_all(
-            kafka_bootstrap, [cat.topic("autodeploy.deadletter").name], lambda f: len(f) > len(deadletters_before), 60
+            kafka_broker, [cat.topic("autodeploy.deadletter").name], lambda f: len(f) > len(deadletters_before), 60
         )
     finally:
         worker.kill(signal.SIGTERM)
-        admin = TopicAdmin(kafka_bootstrap)
-        admin.delete(admin.describe(t.name for t in cat.topics))
+        delete_topics(kafka_broker, cat)
 
     def reason(message: Message) -> str:
         return bytes(dict(message.headers() or []).get("deadletter_reason") or b"").decode()

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_reader import read_topics
 from streams.adapters.policy_file import load_policies
 from streams.events.signing import DirectoryVerifier
 from streams.local.processes import free_port
 from streams.worker.replay import compare, outcome_of, outcome_of_record, replay
 from tests.chaos.conftest import figures
-from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support import chaos
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import GroupProgress
 from tests.support.signing import write_directory
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.worker import Worker
 
 pytestmark = pytest.mark.timeout(1800)
@@ -33,19 +33,19 @@ REPOSITORIES, COMMITS = 40, 80  # 10.2k events, 3.2k commits
 
 
 def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_worker(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, unique: str, tmp_path: Path
 ) -> None:
     prefix = f"m{unique}-"
-    cat = apply_topics(kafka_bootstrap, prefix)
+    group = f"readiness-{unique}"
+    cat = apply_topics(kafka_broker, prefix, worker_id=group)
     scenario = chaos.build(REPOSITORIES, COMMITS)
     policy = chaos.write_policy(tmp_path / "policy.yaml", scenario.policy_yaml())
-    group = f"readiness-{unique}"
 
     def worker(n: int) -> Worker:
         return Worker(
             {
                 **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+                "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
                 "AUTODEPLOY_TOPIC_PREFIX": prefix,
                 "AUTODEPLOY_CONFIG": str(policy),
                 "AUTODEPLOY_WORKER_ID": group,
@@ -60,13 +60,13 @@ def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_work
 
     workers = [worker(n) for n in range(3)]
     inputs = [(cat.topic(n).name, p) for n in ("github.events", "ci.events") for p in range(cat.topic(n).partitions)]
-    progress = GroupProgress(kafka_bootstrap, group, inputs)
+    progress = GroupProgress(kafka_broker, group, inputs)
     total = len(scenario.records)
     acknowledged: list[int] = []
 
     def ingest() -> None:  # in slices: the membership changes land while events arrive
         for start in range(0, total, 1000):
-            acknowledged.append(chaos.produce(kafka_bootstrap, cat, scenario.records[start : start + 1000]))
+            acknowledged.append(chaos.produce(kafka_broker, cat, scenario.records[start : start + 1000]))
             time.sleep(1.0)
 
     def running() -> list[Worker]:
@@ -102,13 +102,15 @@ def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_work
         _wait_committed(progress, total, running)
         time.sleep(2)  # the last batch's decisions follow its commit
         readiness = cat.topic("deploy.readiness").name
-        logged = [o for r in read_topics(kafka_bootstrap, [readiness]) if (o := outcome_of_record(r.value))]
-        records = read_topics(kafka_bootstrap, list(dict.fromkeys(name for name, _ in inputs)))
+        bootstrap, security = kafka_broker.bootstrap_servers, kafka_broker.security
+        logged = [
+            o for r in read_topics(bootstrap, [readiness], security=security) if (o := outcome_of_record(r.value))
+        ]
+        records = read_topics(bootstrap, list(dict.fromkeys(name for name, _ in inputs)), security=security)
     finally:
         for w in workers:
             w.kill(signal.SIGTERM)
-        admin = TopicAdmin(kafka_bootstrap)
-        admin.delete(admin.describe(t.name for t in cat.topics))
+        delete_topics(kafka_broker, cat, f"{group}-ticks")
 
     verifier = DirectoryVerifier(write_directory(tmp_path / "directory.yaml"))
     names = {cat.topic(n).name: cat.topic(n) for n in ("github.events", "ci.events")}

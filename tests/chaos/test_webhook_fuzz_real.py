@@ -13,11 +13,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.domain.signatures import circleci_signature, github_signature
 from tests.chaos.conftest import figures
-from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import read_all
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.webhook_process import webhook_server
 from tests.support.webhooks import (
     CIRCLECI_SECRET,
@@ -154,17 +154,17 @@ async def _send(url: str, requests: list[tuple[str, str, bytes, dict[str, str], 
 
 
 def test_10k_fuzzed_requests_to_the_real_server_never_500_and_forged_ones_publish_nothing(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, unique: str, tmp_path: Path
 ) -> None:
     prefix = f"f{unique}-"
-    cat = apply_topics(kafka_bootstrap, prefix)
+    cat = apply_topics(kafka_broker, prefix)
     generator = Generator(seed=8)
     requests = [generator.request(n) for n in range(REQUESTS)]
     topics = [cat.topic(n).name for n in ("github.events", "ci.events", "autodeploy.deadletter")]
     try:
-        with webhook_server(kafka_bootstrap, prefix, tmp_path / "webhooks.log"):
+        with webhook_server(kafka_broker.bootstrap_servers, prefix, tmp_path / "webhooks.log"):
             pass
-        with webhook_server(kafka_bootstrap, prefix, tmp_path / "webhooks.log") as url:
+        with webhook_server(kafka_broker.bootstrap_servers, prefix, tmp_path / "webhooks.log") as url:
             answers = asyncio.run(_send(url, requests))
         acknowledged = {
             (s["topic"], s["partition"], s["offset"])
@@ -175,10 +175,9 @@ def test_10k_fuzzed_requests_to_the_real_server_never_500_and_forged_ones_publis
         deadlettered = sum(
             1 for status, a in answers if status == 200 and isinstance(a, dict) and a.get("stored") == "deadletter"
         )
-        found = read_all(kafka_bootstrap, topics, lambda m: len(m) >= len(acknowledged) + deadlettered, 120)
+        found = read_all(kafka_broker, topics, lambda m: len(m) >= len(acknowledged) + deadlettered, 120)
     finally:
-        admin = TopicAdmin(kafka_bootstrap)
-        admin.delete(admin.describe(t.name for t in cat.topics))
+        delete_topics(kafka_broker, cat)
 
     statuses = Counter(status for status, _ in answers)
     forged_statuses = Counter(status for (status, _), r in zip(answers, requests, strict=True) if r[4])

@@ -21,17 +21,17 @@ from typing import Any
 
 import pytest
 
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_reader import read_topics
 from streams.adapters.policy_file import load_policies
 from streams.events.signing import DirectoryVerifier
 from streams.local.processes import free_port
 from streams.worker.replay import compare, outcome_of, outcome_of_record, replay
 from tests.chaos.conftest import figures
-from tests.integration.test_webhooks_kafka import apply_topics
 from tests.support import chaos
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import GroupProgress, read_to_end
 from tests.support.signing import write_directory
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.worker import Worker
 
 pytestmark = pytest.mark.timeout(1800)
@@ -48,17 +48,17 @@ def _wait_committed(progress: GroupProgress, target: int, worker: Worker) -> Non
 
 
 def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_wrong(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, unique: str, tmp_path: Path
 ) -> None:
-    cat = apply_topics(kafka_bootstrap, f"c{unique}-")
+    group = f"readiness-{unique}"
+    cat = apply_topics(kafka_broker, f"c{unique}-", worker_id=group)
     scenario = chaos.build(REPOSITORIES, COMMITS)
     policy = chaos.write_policy(tmp_path / "policy.yaml", scenario.policy_yaml())
     want = chaos.expected(scenario, cat, load_policies(policy))
-    group = f"readiness-{unique}"
     worker = Worker(
         {
             **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
             "AUTODEPLOY_TOPIC_PREFIX": f"c{unique}-",
             "AUTODEPLOY_CONFIG": str(policy),
             "AUTODEPLOY_WORKER_ID": group,
@@ -70,13 +70,13 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         loglevel="info",  # its decisions and republications, for the diagnostics of a failure
     )
     inputs = [(cat.topic(n).name, p) for n in ("github.events", "ci.events") for p in range(cat.topic(n).partitions)]
-    progress = GroupProgress(kafka_bootstrap, group, inputs)
+    progress = GroupProgress(kafka_broker, group, inputs)
     total = len(scenario.records)
     acknowledged: list[int] = []
 
     def ingest() -> None:  # in slices, so that kills land while events still arrive
         for start in range(0, total, 1000):
-            acknowledged.append(chaos.produce(kafka_bootstrap, cat, scenario.records[start : start + 1000]))
+            acknowledged.append(chaos.produce(kafka_broker, cat, scenario.records[start : start + 1000]))
             time.sleep(1.0)
 
     seed = random.randrange(1 << 32)
@@ -96,14 +96,15 @@ def test_kill_9_fifteen_times_in_10k_events_makes_every_decision_once_and_none_w
         producer.join()
         _wait_committed(progress, total, worker)
         readiness = cat.topic("deploy.readiness").name
-        on_readiness = read_to_end(kafka_bootstrap, [readiness], 60)
+        on_readiness = read_to_end(kafka_broker, [readiness], 60)
         found = [json.loads(m.value()) for m in on_readiness]
-        on_inputs = read_to_end(kafka_bootstrap, {t for t, _ in inputs}, 60)
-        log = read_topics(kafka_bootstrap, list(dict.fromkeys(t for t, _ in inputs)))
+        on_inputs = read_to_end(kafka_broker, {t for t, _ in inputs}, 60)
+        log = read_topics(
+            kafka_broker.bootstrap_servers, list(dict.fromkeys(t for t, _ in inputs)), security=kafka_broker.security
+        )
     finally:
         worker.kill(signal.SIGTERM)
-        admin = TopicAdmin(kafka_bootstrap)
-        admin.delete(admin.describe(t.name for t in cat.topics))
+        delete_topics(kafka_broker, cat)
 
     judged = chaos.judge(want, found, scenario)
     kinds = judged.kinds

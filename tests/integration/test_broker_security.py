@@ -23,15 +23,15 @@ from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, A
 from confluent_kafka.admin import ResourceType as KafkaResource
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_offsets import KafkaOffsets
 from streams.adapters.kafka_producer import DurableProducer, PublishForbidden, Record
 from streams.commands import topics_cmds
-from streams.config import REPO_ROOT, KafkaSecurity, Settings
+from streams.config import REPO_ROOT, Settings
 from streams.local import kafka
 from streams.local.processes import free_port
 from streams.webhooks.server import WebhookServer
 from tests.integration.test_webhooks_kafka import webhook_settings
+from tests.support.brokers import SelectedBroker, local_broker
 from tests.support.scenario import History, sha
 from tests.support.services import unavailable
 from tests.support.signing import TEST_KEY
@@ -56,10 +56,14 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka.BrokerIn
 
 @dataclass(frozen=True)
 class Pipeline:
-    bootstrap: str
+    broker: SelectedBroker
     cat: catalog.Catalog
     worker_id: str
     deploy_group: str
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap_servers
 
     def topic(self, name: str) -> str:
         return self.cat.topic(name).name
@@ -73,7 +77,7 @@ def pipeline(secured: kafka.BrokerInfo, unique: str, monkeypatch: pytest.MonkeyP
     cat = catalog.load(Settings.from_env().topics_catalog).with_prefix(f"s{unique}-")
     out = _Lines()
     assert topics_cmds.apply_catalog(secured.bootstrap_servers, cat, out, kafka.credentials("admin")) == 0
-    return Pipeline(secured.bootstrap_servers, cat, f"readiness-{unique}", f"deploy-{unique}")
+    return Pipeline(local_broker(secured), cat, f"readiness-{unique}", f"deploy-{unique}")
 
 
 class _Lines:
@@ -100,17 +104,12 @@ def _publish(producer: DurableProducer, topic: str) -> None:
     asyncio.run(go())
 
 
-def _read_one(bootstrap: str, security: KafkaSecurity, topic: str) -> KafkaError | None:
+def _read_one(broker: SelectedBroker, role: str, topic: str) -> KafkaError | None:
     """Read `topic`'s first partition from the beginning without joining a group (assign): the topic's error, or
     None when a record (or nothing, but no error) came back. librdkafka looks up the coordinator of a group.id even
     then, which a principal without DESCRIBE on that group is refused: that error is not the one looked for."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"never-joined-{uuid.uuid4().hex[:6]}",
-            "enable.auto.commit": False,
-            **security.librdkafka(),
-        }
+        broker.config({"group.id": f"never-joined-{uuid.uuid4().hex[:6]}", "enable.auto.commit": False}, role=role)
     )
     try:
         hidden: KafkaError | None = consumer.list_topics(topic, timeout=10).topics[topic].error
@@ -136,10 +135,9 @@ def test_an_unauthenticated_client_is_refused(secured: kafka.BrokerInfo) -> None
 
 
 def test_a_wrong_password_is_refused(secured: kafka.BrokerInfo) -> None:
-    wrong = replace(kafka.credentials("admin"), password="not-the-password")
+    wrong = replace(local_broker(secured), security=replace(kafka.credentials("admin"), password="not-the-password"))
     errors: list[KafkaError] = []
-    config = {"bootstrap.servers": secured.bootstrap_servers, "error_cb": errors.append, **wrong.librdkafka()}
-    admin = AdminClient(config)
+    admin = AdminClient(wrong.config({"error_cb": errors.append}))
     with pytest.raises(KafkaException):
         admin.list_topics(timeout=3)
     admin.poll(1)  # serves the error callback
@@ -159,8 +157,7 @@ def test_passwords_are_private_and_never_logged(secured: kafka.BrokerInfo) -> No
 
 
 def test_the_webhooks_principal_writes_its_topics_and_nothing_else(pipeline: Pipeline) -> None:
-    security = kafka.credentials("webhooks")
-    producer = DurableProducer(pipeline.bootstrap, security=security)
+    producer = pipeline.broker.producer("webhooks")
     for topic in ("github.events", "ci.events", "autodeploy.deadletter"):
         _publish(producer, pipeline.topic(topic))
     with pytest.raises(PublishForbidden) as refused:
@@ -171,23 +168,23 @@ def test_the_webhooks_principal_writes_its_topics_and_nothing_else(pipeline: Pip
     assert (refused.value.principal, refused.value.operation) == ("User:autodeploy-webhooks", "WRITE")
     producer.close()
     for topic in ("github.events", "ci.events", "deploy.readiness", "deploy.events"):
-        error = _read_one(pipeline.bootstrap, security, pipeline.topic(topic))
+        error = _read_one(pipeline.broker, "webhooks", pipeline.topic(topic))
         assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (topic, error)
 
 
 def test_the_worker_cannot_write_deploy_events(pipeline: Pipeline) -> None:
-    producer = DurableProducer(pipeline.bootstrap, security=kafka.credentials("worker"))
+    producer = pipeline.broker.producer("worker")
     with pytest.raises(PublishForbidden, match=r"User:autodeploy-worker may not WRITE to topic .*deploy\.events"):
         _publish(producer, pipeline.topic("deploy.events"))
     producer.close()
 
 
 def test_the_agent_cannot_write_deploy_readiness(pipeline: Pipeline) -> None:
-    producer = DurableProducer(pipeline.bootstrap, security=kafka.credentials("deploy-agent"))
+    producer = pipeline.broker.producer("deploy-agent")
     with pytest.raises(PublishForbidden, match=r"User:autodeploy-deploy-agent may not WRITE to topic .*readiness"):
         _publish(producer, pipeline.topic("deploy.readiness"))
     producer.close()
-    assert _read_one(pipeline.bootstrap, kafka.credentials("deploy-agent"), pipeline.topic("github.events"))
+    assert _read_one(pipeline.broker, "deploy-agent", pipeline.topic("github.events"))
 
 
 def test_each_principal_does_its_own_job(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -207,7 +204,7 @@ def test_each_principal_does_its_own_job(pipeline: Pipeline, tmp_path: Path) -> 
     }
     assert "KAFKA_SASL_PASSWORD" not in env, "the password goes by file"
     worker = Worker(env, tmp_path / "worker.log", loglevel="info")
-    producer = DurableProducer(pipeline.bootstrap, security=kafka.credentials("webhooks"))
+    producer = pipeline.broker.producer("webhooks")
     client = AppClient(WebhookServer(webhook_settings(), pipeline.cat, producer, signer=TEST_KEY).app())
     worker.start()
     try:
@@ -215,13 +212,10 @@ def test_each_principal_does_its_own_job(pipeline: Pipeline, tmp_path: Path) -> 
         history = History().push("0" * 40, commit).circleci(commit, "success").actions(commit, "success")
         send(client, history)
         agent = Consumer(
-            {
-                "bootstrap.servers": pipeline.bootstrap,
-                "group.id": pipeline.deploy_group,
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                **kafka.credentials("deploy-agent").librdkafka(),
-            }
+            pipeline.broker.config(
+                {"group.id": pipeline.deploy_group, "auto.offset.reset": "earliest", "enable.auto.commit": False},
+                role="deploy-agent",
+            )
         )
         agent.subscribe([pipeline.topic("deploy.readiness")])
         decision = None
@@ -236,11 +230,11 @@ def test_each_principal_does_its_own_job(pipeline: Pipeline, tmp_path: Path) -> 
         assert json.loads(decision.value() or b"{}")["type"].startswith("dev.cdevents")
         agent.commit(message=decision, asynchronous=False)
         agent.close()
-        outcomes = DurableProducer(pipeline.bootstrap, security=kafka.credentials("deploy-agent"))
+        outcomes = pipeline.broker.producer("deploy-agent")
         _publish(outcomes, pipeline.topic("deploy.events"))
         outcomes.close()
 
-        offsets = KafkaOffsets(pipeline.bootstrap, security=kafka.credentials("lag-exporter"))
+        offsets = KafkaOffsets(pipeline.bootstrap, security=pipeline.broker.identity("lag-exporter"))
         groups: set[str] = set()
         deadline = time.monotonic() + 30  # the worker commits its offsets every few seconds
         try:
@@ -260,7 +254,7 @@ def test_each_principal_does_its_own_job(pipeline: Pipeline, tmp_path: Path) -> 
 def test_apply_is_idempotent_and_removes_only_what_autodeploys_principals_should_not_have(
     pipeline: Pipeline,
 ) -> None:
-    admin = AdminClient({"bootstrap.servers": pipeline.bootstrap, **kafka.credentials("admin").librdkafka()})
+    admin = AdminClient(pipeline.broker.config())
     extra = [
         AclBinding(
             KafkaResource.TOPIC,
@@ -283,5 +277,5 @@ def test_apply_is_idempotent_and_removes_only_what_autodeploys_principals_should
     again = _Lines()
     assert topics_cmds.apply_catalog(pipeline.bootstrap, pipeline.cat, again, security) == 0
     assert "no changes: the cluster matches the catalog and its ACLs" in again.text, again.text
-    remaining = TopicAdmin(pipeline.bootstrap, security=security).acls(["User:someone-else"])
+    remaining = pipeline.broker.admin().acls(["User:someone-else"])
     assert {b.principal for b in remaining} == {"User:someone-else"}

@@ -1,4 +1,5 @@
-"""Offsets, end offsets and the oldest unconsumed record's timestamp, read from a real broker."""
+"""Offsets, end offsets and the oldest unconsumed record's timestamp, read from a real broker as the lag exporter
+reads them (its own principal on the secured local broker: what topics/acls.yaml allows it must be enough)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,24 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_offsets import KafkaOffsets
 from streams.domain.lag import Position
 from streams.lag.monitor import LagMonitor
-from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.brokers import SelectedBroker
+from tests.support.topics import apply_topics, delete_topics
 
 
 @pytest.fixture
-def topic(kafka_bootstrap: str, unique: str) -> Iterator[str]:
-    cat = apply_topics(kafka_bootstrap, f"lag{unique}-")
-    yield cat.topic("deploy.events").name
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
+def topic(kafka_broker: SelectedBroker, unique: str) -> Iterator[str]:
+    # The groups are the ones the exporter watches (a worker's and a deploy agent's), "nobody" one it is told of.
+    names = {"worker_id": f"lagging-{unique}", "deploy_group": f"caught-up-{unique}"}
+    cat = apply_topics(kafka_broker, f"lag{unique}-", **names, lag_groups=[f"nobody-{unique}"])
+    yield cat.topic("deploy.readiness").name  # what the deploy agent's group consumes
+    delete_topics(kafka_broker, cat)
 
 
-def _commit(bootstrap: str, group: str, topic: str, partition: int, offset: int) -> None:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+def _commit(broker: SelectedBroker, group: str, topic: str, partition: int, offset: int) -> None:
+    consumer = Consumer(broker.config({"group.id": group, "enable.auto.commit": False}))
     try:
         consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
     finally:
@@ -32,20 +34,20 @@ def _commit(bootstrap: str, group: str, topic: str, partition: int, offset: int)
 
 
 def test_lag_in_messages_and_the_age_of_the_oldest_unconsumed_record(
-    kafka_bootstrap: str, topic: str, unique: str
+    kafka_broker: SelectedBroker, topic: str, unique: str
 ) -> None:
     hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer = Producer(kafka_broker.config())
     for n in range(5):  # record n was produced n minutes after an hour ago
         producer.produce(
             topic, value=b"x", partition=0, timestamp=int((hour_ago + timedelta(minutes=n)).timestamp() * 1000)
         )
     assert producer.flush(10) == 0
     group, caught_up = f"lagging-{unique}", f"caught-up-{unique}"
-    _commit(kafka_bootstrap, group, topic, 0, 2)
-    _commit(kafka_bootstrap, caught_up, topic, 0, 5)
+    _commit(kafka_broker, group, topic, 0, 2)
+    _commit(kafka_broker, caught_up, topic, 0, 5)
 
-    offsets = KafkaOffsets(kafka_bootstrap)
+    offsets = KafkaOffsets(kafka_broker.bootstrap_servers, security=kafka_broker.identity("lag-exporter"))
     try:
         positions = offsets.positions([group, caught_up, f"nobody-{unique}"])
         assert sorted(positions, key=lambda p: p.group) == [

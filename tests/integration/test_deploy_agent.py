@@ -18,7 +18,6 @@ from confluent_kafka import Producer
 from kubernetes import client
 
 from streams import catalog
-from streams.adapters.kafka_producer import DurableProducer
 from streams.adapters.kubernetes_deployments import DeploymentsClient, DeploymentView
 from streams.config import DeployAgentSettings
 from streams.deploy import decisions
@@ -32,7 +31,7 @@ from streams.events.signing import DirectoryVerifier
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from streams.worker.output import readiness_record
 from tests.cluster_fixture import ClusterHandle
-from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.brokers import SelectedBroker
 from tests.support.decisions import REPOSITORY, ready_decision
 from tests.support.kafka_io import consume
 from tests.support.kube import (
@@ -48,6 +47,7 @@ from tests.support.kube import (
     manual_set_image,
 )
 from tests.support.signing import TEST_KEY
+from tests.support.topics import apply_topics, grant_acls
 
 pytestmark = pytest.mark.timeout(1800)
 
@@ -61,8 +61,8 @@ def shop(admin: Any, namespace: str) -> str:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str, unique: str) -> catalog.Catalog:
-    return apply_topics(kafka_bootstrap, f"d{unique}-")
+def topics(kafka_broker: SelectedBroker, unique: str) -> catalog.Catalog:
+    return apply_topics(kafka_broker, f"d{unique}-")
 
 
 def policies(namespace: str, freeze: tuple[FreezeWindow, ...] = (), max_failed_rollouts: int = 3) -> Policies:
@@ -102,9 +102,12 @@ def ready(image: str, repository: str = REPOSITORY) -> Decision:
     return ready_decision(image, commit=commit, repository=repository)
 
 
-def produce(bootstrap: str, cat: catalog.Catalog, decision: Decision, signer: SigningKey | None = TEST_KEY) -> None:
+def produce(
+    broker: SelectedBroker, cat: catalog.Catalog, decision: Decision, signer: SigningKey | None = TEST_KEY
+) -> None:
+    """A decision on deploy.readiness, written as the worker writes it."""
     record = readiness_record(decision, "production", cat.topic("deploy.readiness").name, signer)
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    producer = Producer(broker.config({"partitioner": "murmur2_random"}, role="worker"))
     producer.produce(record.topic, record.value, record.key, headers=list(record.headers))
     assert producer.flush(10) == 0
 
@@ -117,7 +120,7 @@ class HandledList(list[Handled]):
 
 @contextmanager
 def running_agent(
-    bootstrap: str,
+    broker: SelectedBroker,
     cat: catalog.Catalog,
     namespace: str,
     deployments: DeploymentsClient,
@@ -130,23 +133,22 @@ def running_agent(
     verifier: DirectoryVerifier | None = None,
     signer: SigningKey | None = None,
 ) -> Iterator[HandledList]:
-    """The agent consuming in a thread; yields what it handled, in order. The same `group` resumes where a stopped
-    agent left off (a restart); without it the agent reads the topic from the start."""
+    """The agent consuming in a thread, as its own principal; yields what it handled, in order. The same `group`
+    resumes where a stopped agent left off (a restart); without it the agent reads the topic from the start."""
     settings = DeployAgentSettings(
         group or f"deploy-{uuid.uuid4().hex[:8]}", None, dry_run, rollout_timeout_s, 10.0, 10.0
     )
+    grant_acls(broker, cat, deploy_group=settings.group_id)
     from confluent_kafka import Consumer  # noqa: PLC0415 - kept next to its one use
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": settings.group_id,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        broker.config(
+            {"group.id": settings.group_id, "enable.auto.commit": False, "auto.offset.reset": "earliest"},
+            role="deploy-agent",
+        )
     )
     handled = HandledList()
-    publisher = SyncPublisher(DurableProducer(bootstrap), 10.0)
+    publisher = SyncPublisher(broker.producer("deploy-agent"), 10.0)
     agent = DeployAgent(
         settings,
         policy or policies(namespace),
@@ -176,19 +178,21 @@ def wait_handled(handled: list[Handled], count: int, timeout: float = 90) -> Han
     return handled[count - 1]
 
 
-def events(bootstrap: str, cat: catalog.Catalog, expected: int, name: str = "deploy.events") -> list[dict[str, Any]]:
-    return [json.loads(m.value() or b"") for m in consume(bootstrap, cat.topic(name).name, expected, timeout=20)]
+def events(
+    broker: SelectedBroker, cat: catalog.Catalog, expected: int, name: str = "deploy.events"
+) -> list[dict[str, Any]]:
+    return [json.loads(m.value() or b"") for m in consume(broker, cat.topic(name).name, expected, timeout=20)]
 
 
 def test_ready_commit_rolls_out_then_upgrades(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin)) as handled:
         first = ready(V2)  # decided now: the latency below includes the agent joining its consumer group
-        produce(kafka_bootstrap, topics, first)
+        produce(kafka_broker, topics, first)
         deployed = wait_handled(handled, 1)
         second = ready(V3)  # decided while the agent runs: the steady-state latency
-        produce(kafka_bootstrap, topics, second)
+        produce(kafka_broker, topics, second)
         upgraded = wait_handled(handled, 2)
     for h in (deployed, upgraded):
         assert h.readiness_to_patch_s is not None and h.rollout_s is not None
@@ -201,7 +205,7 @@ def test_ready_commit_rolls_out_then_upgrades(
     assert (view.image, view.rollout) == (V3, "complete")
     assert view.annotations[decisions.READINESS_EVENT] == second.decision_id
     assert view.annotations[decisions.PREVIOUS_IMAGE] == V2
-    found = events(kafka_bootstrap, topics, 2)
+    found = events(kafka_broker, topics, 2)
     assert [e["type"] for e in found] == ["dev.cdevents.service.deployed.0.3.0", "dev.cdevents.service.upgraded.0.3.0"]
     assert [e["data"]["context"]["chainId"] for e in found] == [first.chain_id, second.chain_id]
     assert (
@@ -210,15 +214,17 @@ def test_ready_commit_rolls_out_then_upgrades(
     )
 
 
-def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str) -> None:
+def test_never_ready_image_is_rolled_back(
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
     broken = ready(f"registry.example/shop:{UNREADY_IMAGE_TAG}")
     packaged = package_policies(shop)
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=packaged) as handled:
-        produce(kafka_bootstrap, topics, broken)
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), policy=packaged) as handled:
+        produce(kafka_broker, topics, broken)
         outcome = wait_handled(handled, 1)
     print(f"rolled back after {outcome.rollout_s:.1f} s", file=sys.stderr)
     assert outcome.note == "rolledback"
-    (event,) = events(kafka_bootstrap, topics, 1)
+    (event,) = events(kafka_broker, topics, 1)
     assert event["type"] == "dev.cdevents.service.rolledback.0.3.0"
     assert "ProgressDeadlineExceeded" in event["data"]["customData"]["reason"]
     assert (
@@ -228,8 +234,8 @@ def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.
     assert (done.image, done.rollout) == (V1, "complete")
 
     # The next good decision is an upgrade, not a rollback left over from the failed one.
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=packaged) as handled:
-        produce(kafka_bootstrap, topics, ready(V2))
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), policy=packaged) as handled:
+        produce(kafka_broker, topics, ready(V2))
         after = wait_handled(handled, 2)  # a new group: the broken decision comes first and is superseded
     assert (handled[0].note, after.note) == ("skipped", "upgraded")
     view = DeploymentsClient(admin).get(shop, "shop", "app")
@@ -237,17 +243,17 @@ def test_never_ready_image_is_rolled_back(kafka_bootstrap: str, topics: catalog.
 
 
 def test_a_rollout_past_the_agents_bound_is_rolled_back(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
     # The Deployment's own progress deadline (10 s) has not passed when the agent's bound (3 s) does.
     broken = ready(f"registry.example/shop:{UNREADY_IMAGE_TAG}")
     deployments = DeploymentsClient(admin)
     packaged = package_policies(shop)
-    with running_agent(kafka_bootstrap, topics, shop, deployments, rollout_timeout_s=3.0, policy=packaged) as handled:
-        produce(kafka_bootstrap, topics, broken)
+    with running_agent(kafka_broker, topics, shop, deployments, rollout_timeout_s=3.0, policy=packaged) as handled:
+        produce(kafka_broker, topics, broken)
         outcome = wait_handled(handled, 1)
     assert outcome.note == "rolledback"
-    (event,) = events(kafka_bootstrap, topics, 1)
+    (event,) = events(kafka_broker, topics, 1)
     assert event["type"] == "dev.cdevents.service.rolledback.0.3.0"
     assert "did not complete within 3 s" in event["data"]["customData"]["reason"]
     view = deployments.get(shop, "shop", "app")
@@ -256,32 +262,34 @@ def test_a_rollout_past_the_agents_bound_is_rolled_back(
 
 
 def test_same_readiness_event_twice_patches_once(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
     decision = ready(V2)
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
-        produce(kafka_bootstrap, topics, decision)
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin)) as handled:
+        produce(kafka_broker, topics, decision)
         wait_handled(handled, 1)
         generation = DeploymentsClient(admin).get(shop, "shop", "app").generation
-        produce(kafka_bootstrap, topics, decision)
+        produce(kafka_broker, topics, decision)
         again = wait_handled(handled, 2)
     assert again.readiness_to_patch_s is None  # no patch the second time
     assert DeploymentsClient(admin).get(shop, "shop", "app").generation == generation == 2
-    found = events(kafka_bootstrap, topics, 2)
+    found = events(kafka_broker, topics, 2)
     assert len({e["id"] for e in found}) == 1  # republished with the same id: a duplicate to consumers
 
 
-def test_manual_change_is_not_overwritten(kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str) -> None:
+def test_manual_change_is_not_overwritten(
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
+) -> None:
     hotfix = "registry.example/shop:hotfix"
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
-        produce(kafka_bootstrap, topics, ready(V2))
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin)) as handled:
+        produce(kafka_broker, topics, ready(V2))
         assert wait_handled(handled, 1).note == "deployed"
         manual_set_image(admin, shop, hotfix)
-        produce(kafka_bootstrap, topics, ready(V3))
+        produce(kafka_broker, topics, ready(V3))
         blocked = wait_handled(handled, 2)
     assert blocked.note == "blocked"
     assert DeploymentsClient(admin).get(shop, "shop", "app").image == hotfix
-    found = events(kafka_bootstrap, topics, 2)
+    found = events(kafka_broker, topics, 2)
     reason = found[1]["data"]["subject"]["content"]["reason"]
     assert reason == f"manual change detected: image {hotfix} is not what autodeploy set ({V2})"
 
@@ -303,33 +311,33 @@ class HandEditedBeforePatch(DeploymentsClient):
 
 
 def test_change_between_read_and_patch_blocks(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
-    with running_agent(kafka_bootstrap, topics, shop, HandEditedBeforePatch(admin, shop)) as handled:
-        produce(kafka_bootstrap, topics, ready(V2))
+    with running_agent(kafka_broker, topics, shop, HandEditedBeforePatch(admin, shop)) as handled:
+        produce(kafka_broker, topics, ready(V2))
         assert wait_handled(handled, 1).note == "blocked"
     assert DeploymentsClient(admin).get(shop, "shop", "app").image == "registry.example/shop:hotfix"
-    (event,) = events(kafka_bootstrap, topics, 1)
+    (event,) = events(kafka_broker, topics, 1)
     assert event["type"] == "dev.cdeventsx.autodeploy-deployment.blocked.0.1.0"
     assert event["data"]["subject"]["content"]["reason"].startswith("manual change detected")
 
 
 def test_namespace_outside_the_grant_is_reported_once(
-    kafka_bootstrap: str, topics: catalog.Catalog, k8s_cluster: ClusterHandle, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, k8s_cluster: ClusterHandle, admin: Any, shop: str
 ) -> None:
     granted = make_namespace(admin)
     try:
         token = grant_deployments(admin, granted)
         as_bot = DeploymentsClient(k8s_cluster.api_client(bearer_token=token))
         # The policy targets `shop`, which the bot's Role does not cover.
-        with running_agent(kafka_bootstrap, topics, shop, as_bot) as handled:
-            produce(kafka_bootstrap, topics, ready(V2))
+        with running_agent(kafka_broker, topics, shop, as_bot) as handled:
+            produce(kafka_broker, topics, ready(V2))
             refused = wait_handled(handled, 1)
         assert (refused.note, refused.dead_letter) == ("failed", True)
-        (event,) = events(kafka_bootstrap, topics, 1)
+        (event,) = events(kafka_broker, topics, 1)
         assert event["type"] == "dev.cdeventsx.autodeploy-deployment.failed.0.1.0"
         assert "403" in event["data"]["subject"]["content"]["reason"]
-        dead = consume(kafka_bootstrap, topics.topic("autodeploy.deadletter").name, 1, timeout=20)
+        dead = consume(kafka_broker, topics.topic("autodeploy.deadletter").name, 1, timeout=20)
         assert len(dead) == 1
         headers = dict(dead[0].headers() or [])
         reason = headers["deadletter_reason"]
@@ -343,14 +351,14 @@ def test_namespace_outside_the_grant_is_reported_once(
 
 
 def test_dry_run_changes_nothing_and_still_publishes(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
     before = DeploymentsClient(admin).get(shop, "shop", "app")
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), dry_run=True) as handled:
-        produce(kafka_bootstrap, topics, ready(V2))
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), dry_run=True) as handled:
+        produce(kafka_broker, topics, ready(V2))
         assert wait_handled(handled, 1).note == "deployed"
     after = DeploymentsClient(admin).get(shop, "shop", "app")
     assert (after.image, after.generation, dict(after.annotations)) == (V1, before.generation, {})
-    (event,) = events(kafka_bootstrap, topics, 1)
+    (event,) = events(kafka_broker, topics, 1)
     assert event["type"] == "dev.cdevents.service.deployed.0.3.0"
     assert event[DRY_RUN_EXTENSION] == "true"

@@ -13,7 +13,6 @@ import pytest
 from kubernetes import client
 
 from streams import catalog
-from streams.adapters.kafka_producer import DurableProducer
 from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.deploy import decisions
 from streams.deploy.agent import SyncPublisher
@@ -32,6 +31,7 @@ from tests.integration.test_deploy_agent import (
     running_agent,
     wait_handled,
 )
+from tests.support.brokers import SelectedBroker
 from tests.support.kube import V2, V3, eventually
 
 pytestmark = pytest.mark.timeout(1800)
@@ -48,14 +48,14 @@ def content(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_circuit_opens_after_n_failed_rollouts_survives_a_restart_and_unblock_clears_it(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
     policy = package_policies(shop, max_failed_rollouts=2)  # BROKEN: see package_policies
     group = f"deploy-{uuid.uuid4().hex[:8]}"
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
-        produce(kafka_bootstrap, topics, ready(BROKEN))
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
+        produce(kafka_broker, topics, ready(BROKEN))
         first = wait_handled(handled, 1, timeout=120)
-        produce(kafka_bootstrap, topics, ready(BROKEN))  # the template's image for the commit: the same one again
+        produce(kafka_broker, topics, ready(BROKEN))  # the template's image for the commit: the same one again
         second = wait_handled(handled, 2, timeout=120)
         assert handled.agent.metrics.registry.get_sample_value("autodeploy_circuit_open", {"service": "shop"}) == 1
     assert (first.note, second.note) == ("rolledback", "rolledback")
@@ -67,15 +67,15 @@ def test_circuit_opens_after_n_failed_rollouts_survives_a_restart_and_unblock_cl
     assert view.rollout == "complete"  # rolledback is reported once the restored image is available again
 
     # A restarted agent (same group) finds the open circuit on the Deployment and deploys nothing.
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
         eventually(
             lambda: handled.agent.metrics.registry.get_sample_value("autodeploy_circuit_open", {"service": "shop"}),
             30,
             "the circuit gauge read back from the Deployment",
         )
-        produce(kafka_bootstrap, topics, ready(V2))
+        produce(kafka_broker, topics, ready(V2))
         assert wait_handled(handled, 1).note == "blocked"
-        publisher = SyncPublisher(DurableProducer(kafka_bootstrap), 10.0)
+        publisher = SyncPublisher(kafka_broker.producer("deploy-agent"), 10.0)
         try:
             topic = topics.topic("deploy.events").name
             cleared = unblock(policy.service("shop"), DeploymentsClient(admin), publisher, topic)
@@ -83,12 +83,12 @@ def test_circuit_opens_after_n_failed_rollouts_survives_a_restart_and_unblock_cl
         finally:
             publisher.close()
         assert cleared is not None and cleared.failures == 2
-        produce(kafka_bootstrap, topics, ready(V3))
+        produce(kafka_broker, topics, ready(V3))
         assert wait_handled(handled, 2).note == "upgraded"
     view = DeploymentsClient(admin).get(shop, "shop", "app")
     assert view.image == V3
     assert decisions.CIRCUIT_OPEN not in view.annotations and decisions.FAILED_ROLLOUTS not in view.annotations
-    found = events(kafka_bootstrap, topics, 6)
+    found = events(kafka_broker, topics, 6)
     assert [e["type"] for e in found] == [
         "dev.cdevents.service.rolledback.0.3.0",
         "dev.cdevents.service.rolledback.0.3.0",
@@ -102,30 +102,30 @@ def test_circuit_opens_after_n_failed_rollouts_survives_a_restart_and_unblock_cl
 
 
 def test_freeze_window_holds_the_newest_ready_commit_and_deploys_it_when_it_ends(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
     now = datetime.now(UTC)
     window = AbsoluteWindow("release", now - timedelta(minutes=1), now + timedelta(seconds=25))
     policy = policies(shop, freeze=(window,))
     group = f"deploy-{uuid.uuid4().hex[:8]}"
     older, newer = ready(V2), ready(V3)
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
-        produce(kafka_bootstrap, topics, older)
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
+        produce(kafka_broker, topics, older)
         assert wait_handled(handled, 1).note == "blocked"
-        produce(kafka_bootstrap, topics, newer)
+        produce(kafka_broker, topics, newer)
         assert wait_handled(handled, 2).note == "blocked"
     held = DeploymentsClient(admin).get(shop, "shop", "app")
     assert held.image != V3 and newer.decision_id in held.annotations[decisions.WAITING]
     assert datetime.now(UTC) < window.end, "the window ended before the test could restart the agent"
     # A restarted agent reads what waits from the Deployment and deploys it once the window is over.
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), policy=policy, group=group) as handled:
         deployed = wait_handled(handled, 1, timeout=90)
     assert deployed.note == "deployed"
     assert datetime.now(UTC) >= window.end
     view = DeploymentsClient(admin).get(shop, "shop", "app")
     assert (view.image, view.rollout) == (V3, "complete")
     assert decisions.WAITING not in view.annotations
-    found = events(kafka_bootstrap, topics, 4)
+    found = events(kafka_broker, topics, 4)
     assert [(e["type"], content_commit(e)) for e in found] == [
         (BLOCKED, older.commit),
         (SKIPPED, older.commit),
@@ -141,14 +141,14 @@ def content_commit(event: dict[str, Any]) -> str:
 
 
 def test_only_the_newest_ready_commit_waits_across_fetches(
-    kafka_bootstrap: str, topics: catalog.Catalog, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, admin: Any, shop: str
 ) -> None:
     # batch=1: every consume() returns one record, so the waiting records arrive in separate fetches.
     waiting = [ready(f"registry.example/shop:w{i}") for i in range(3)]
     packaged = package_policies(shop)  # BROKEN: see package_policies
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin), batch=1, policy=packaged) as handled:
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), batch=1, policy=packaged) as handled:
         first = ready(BROKEN)  # a rollout that lasts its progress deadline (10 s), then is rolled back
-        produce(kafka_bootstrap, topics, first)
+        produce(kafka_broker, topics, first)
         eventually(
             lambda: (
                 DeploymentsClient(admin).get(shop, "shop", "app").annotations.get(decisions.READINESS_EVENT)
@@ -158,7 +158,7 @@ def test_only_the_newest_ready_commit_waits_across_fetches(
             "the first rollout to start",
         )
         for decision in waiting:
-            produce(kafka_bootstrap, topics, decision)
+            produce(kafka_broker, topics, decision)
             time.sleep(0.3)
         wait_handled(handled, 4, timeout=120)
         assert handled[0].rollout_s is not None and handled[0].restore_s is not None
@@ -168,13 +168,13 @@ def test_only_the_newest_ready_commit_waits_across_fetches(
         )
     assert [h.note for h in handled] == ["rolledback", "skipped", "skipped", "upgraded"]
     assert DeploymentsClient(admin).get(shop, "shop", "app").image == waiting[-1].image
-    found = events(kafka_bootstrap, topics, 4)
+    found = events(kafka_broker, topics, 4)
     assert [e["type"] for e in found[1:3]] == [SKIPPED, SKIPPED]
     assert content(found[1])["reason"] == f"superseded by newer ready commit {waiting[-1].commit} while waiting"
 
 
 def test_api_server_outage_is_retried_with_backoff_in_order(
-    kafka_bootstrap: str, topics: catalog.Catalog, k8s_cluster: ClusterHandle, admin: Any, shop: str
+    kafka_broker: SelectedBroker, topics: catalog.Catalog, k8s_cluster: ClusterHandle, admin: Any, shop: str
 ) -> None:
     if not k8s_cluster.local:
         pytest.skip("stops the kube-apiserver: only on the local control plane")
@@ -183,14 +183,14 @@ def test_api_server_outage_is_retried_with_backoff_in_order(
     # turn that delay into a rollback.
     body = {"spec": {"progressDeadlineSeconds": 300}}
     client.AppsV1Api(admin).patch_namespaced_deployment("shop", shop, body)
-    with running_agent(kafka_bootstrap, topics, shop, DeploymentsClient(admin)) as handled:
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin)) as handled:
         time.sleep(3)  # let the agent join its group, so the outage hits the rollout, not the start
         cluster.stop_component("kube-apiserver")
         down_at = time.monotonic()
         try:
-            produce(kafka_bootstrap, topics, first)
+            produce(kafka_broker, topics, first)
             time.sleep(2)  # the first is being retried...
-            produce(kafka_bootstrap, topics, second)  # ...and the second waits behind it: it must not overtake
+            produce(kafka_broker, topics, second)  # ...and the second waits behind it: it must not overtake
             time.sleep(8)
             assert handled == []
         finally:

@@ -17,6 +17,7 @@ from streams.demo.deliveries import Secrets, sha
 from streams.demo.scenario import build
 from streams.deploy import decisions
 from tests.cluster_fixture import ClusterHandle
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
 from tests.support.pipeline import running_pipeline
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
@@ -24,14 +25,14 @@ from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
 pytestmark = pytest.mark.timeout(900)
 
 
-def _read(bootstrap: str, topic: str, expected: int) -> list[dict[str, Any]]:
-    return [json.loads(m.value() or b"") for m in consume(bootstrap, topic, expected, timeout=60)]
+def _read(broker: SelectedBroker, topic: str, expected: int) -> list[dict[str, Any]]:
+    return [json.loads(m.value() or b"") for m in consume(broker, topic, expected, timeout=60)]
 
 
 def test_demo_scenario_from_webhooks_to_deployments(
-    kafka_bootstrap: str, k8s_cluster: ClusterHandle, admin: Any, namespace: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, k8s_cluster: ClusterHandle, admin: Any, namespace: str, unique: str, tmp_path: Path
 ) -> None:
-    with running_pipeline(kafka_bootstrap, k8s_cluster.kubeconfig, namespace, unique, tmp_path) as pipeline:
+    with running_pipeline(kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path) as pipeline:
         demo = subprocess.run(
             [sys.executable, "-m", "streams.cli", "demo", "--url", pipeline.url, "--run-id", unique],
             env=pipeline.env,
@@ -49,7 +50,7 @@ def test_demo_scenario_from_webhooks_to_deployments(
         assert a == sha(f"github.com/acme/shop/{unique}/A")  # the demo played the commits this test expects
         services = ("shop", "shop-worker")
 
-        readiness = _read(kafka_bootstrap, pipeline.catalog.topic("deploy.readiness").name, 8)
+        readiness = _read(kafka_broker, pipeline.catalog.topic("deploy.readiness").name, 8)
         found = sorted(
             (
                 r["data"]["subject"]["content"]["service"],
@@ -67,7 +68,7 @@ def test_demo_scenario_from_webhooks_to_deployments(
         superseded = [r for r in readiness if r["type"].split(".")[3] == "superseded"]
         assert {r["data"]["subject"]["content"]["superseded_by"] for r in superseded} == {d}
 
-        outcomes = _read(kafka_bootstrap, pipeline.catalog.topic("deploy.events").name, 6)
+        outcomes = _read(kafka_broker, pipeline.catalog.topic("deploy.events").name, 6)
         per_service: dict[str, list[tuple[str, str]]] = {s: [] for s in services}
         for event in outcomes:
             custom = event["data"]["customData"]

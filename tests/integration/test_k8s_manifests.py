@@ -1,7 +1,8 @@
 """k8s/ rendered by kustomize (base, dev, prod), checked for coherence, and dry-run applied to a real API server.
 
 Built-in kinds go through server-side apply with dryRun=All and strict field validation; the custom kinds
-(ServiceMonitor, PrometheusRule, ScaledObject) likewise, after their real CRDs (from the Go module proxy) are installed.
+(ServiceMonitor, PrometheusRule, ScaledObject, TriggerAuthentication) likewise, after their real CRDs (from the Go
+module proxy) are installed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from kubernetes.dynamic import DynamicClient
 
 from streams import catalog
 from streams.adapters.policy_file import load_policies
+from streams.catalog.acls import AclBinding, load_acls
 from streams.config import REPO_ROOT
-from streams.local import k8s_tools
+from streams.local import k8s_tools, kafka
 from tests.cluster_fixture import ClusterHandle
 from tests.support.services import unavailable
 
@@ -30,8 +32,9 @@ pytestmark = pytest.mark.timeout(1800)
 K8S = REPO_ROOT / "k8s"
 TARGETS = {"base": K8S / "base", "dev": K8S / "overlays" / "dev", "prod": K8S / "overlays" / "prod"}
 IMAGE = "ghcr.io/autodeploy/autodeploy"
-CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject", "TriggerAuthentication"}
 FIELD_MANAGER = "autodeploy-manifest-tests"
+KEDA_SASL = {"SCRAM-SHA-512": "scram_sha512", "SCRAM-SHA-256": "scram_sha256", "PLAIN": "plaintext"}  # its `sasl`
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +81,7 @@ def test_every_piece_is_rendered(docs: list[dict[str, Any]]) -> None:
     assert kinds == sorted(
         ["Namespace", "ConfigMap", "ConfigMap", "ConfigMap", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"]
         + ["Deployment"] * 3
-        + ["StatefulSet", "HorizontalPodAutoscaler", "ScaledObject"]
+        + ["StatefulSet", "HorizontalPodAutoscaler", "ScaledObject", "TriggerAuthentication"]
         + ["Service"] * 4
         + ["PodDisruptionBudget"] * 2
         + ["NetworkPolicy"] * 4
@@ -152,6 +155,37 @@ def test_keda_scales_the_workers_on_their_groups_lag(docs: list[dict[str, Any]])
     ]
 
 
+def _secret_refs(container: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """The container's variables read from Secrets: name -> {name, key}."""
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "secretKeyRef" in e.get("valueFrom", {})
+    }
+
+
+def test_keda_logs_in_to_kafka_as_the_lag_exporters_read_only_principal(docs: list[dict[str, Any]]) -> None:
+    (trigger,) = only(docs, "ScaledObject")["spec"]["triggers"]
+    auth = only(docs, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+    assert auth["metadata"]["namespace"] == only(docs, "ScaledObject")["metadata"]["namespace"]
+    refs = {r["parameter"]: {"name": r["name"], "key": r["key"]} for r in auth["spec"]["secretTargetRef"]}
+    exporter = only(docs, "Deployment", "autodeploy-lag-exporter")["spec"]["template"]["spec"]["containers"][0]
+    exported = _secret_refs(exporter)
+    assert refs == {"username": exported["KAFKA_SASL_USERNAME"], "password": exported["KAFKA_SASL_PASSWORD"]}
+    assert refs["username"]["name"] == "autodeploy-kafka-lag-exporter"
+    # The mechanism and TLS the pods use (autodeploy-env), in the scaler's words.
+    env = configmap_named(docs, "autodeploy-env-")["data"]
+    assert trigger["metadata"]["sasl"] == KEDA_SASL[env["KAFKA_SASL_MECHANISM"]]
+    tls = env["KAFKA_SECURITY_PROTOCOL"] in ("SSL", "SASL_SSL")
+    assert trigger["metadata"]["tls"] == ("enable" if tls else "disable")
+    # That principal may read the group's offsets (topics/acls.yaml) and may write nothing.
+    cat = catalog.load(REPO_ROOT / "topics" / "catalog.yaml").with_prefix(env["AUTODEPLOY_TOPIC_PREFIX"])
+    names = {"worker_id": env["AUTODEPLOY_WORKER_ID"], "deploy_group": env["AUTODEPLOY_DEPLOY_GROUP"]}
+    allowed = load_acls(REPO_ROOT / "topics" / "acls.yaml", cat, names).bindings
+    principal = f"User:{kafka.username('lag-exporter')}"
+    group = trigger["metadata"]["consumerGroup"]
+    assert AclBinding(principal, "GROUP", "LITERAL", group, "DESCRIBE") in allowed
+    assert not {b.operation for b in allowed if b.principal == principal} & {"WRITE", "CREATE", "DELETE", "ALTER"}
+
+
 def test_services_hpa_and_budgets_point_at_real_pods(docs: list[dict[str, Any]]) -> None:
     pods = [w["spec"]["template"] for w in workloads(docs)]
     for service in (d for d in docs if d["kind"] == "Service"):
@@ -196,7 +230,7 @@ def crds_installed(dynamic: DynamicClient) -> Iterator[None]:
     try:
         files = k8s_tools.ensure_crds()
     except Exception as error:
-        unavailable("the ServiceMonitor, PrometheusRule and ScaledObject CRDs (Go module proxy)", error)
+        unavailable("the CRDs of the custom kinds (Go module proxy)", error)
     crds = dynamic.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
     names = []
     for path in files:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import uuid
@@ -12,8 +13,9 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.config import KafkaSecurity, LocalSettings
 from streams.local import kafka, processes
-from tests.support.brokers import select_broker
+from tests.support.brokers import SelectedBroker, local_broker, select_broker
 
 
 @pytest.fixture
@@ -41,7 +43,7 @@ def test_up_status_down_leaves_no_process(own_state: Path) -> None:
     assert kafka.status() is None
     info = kafka.up()
     assert kafka.status() == info
-    assert kafka.metadata_ok(info.bootstrap_servers)
+    assert kafka.metadata_ok(info.bootstrap_servers, security=local_broker(info).security)
     assert kafka.up() == info, "a second up returns the running broker instead of starting another"
     assert _java_processes_using(own_state) == [info.pid]
 
@@ -53,19 +55,17 @@ def test_up_status_down_leaves_no_process(own_state: Path) -> None:
 
 
 def test_a_restart_keeps_data_and_port(own_state: Path) -> None:
-    first = kafka.up()
-    admin = AdminClient({"bootstrap.servers": first.bootstrap_servers})
+    first = local_broker(kafka.up())
+    admin = AdminClient(first.config())
     admin.create_topics([NewTopic("kept", 1, 1)])["kept"].result(30)
-    producer = Producer({"bootstrap.servers": first.bootstrap_servers})
+    producer = Producer(first.config())
     producer.produce("kept", b"survives")
     assert producer.flush(30) == 0
     kafka.down()
 
-    second = kafka.up()
+    second = local_broker(kafka.up())  # the same users and passwords: SCRAM users live in the kept data
     assert second.bootstrap_servers == first.bootstrap_servers
-    consumer = Consumer(
-        {"bootstrap.servers": second.bootstrap_servers, "group.id": "restart-check", "auto.offset.reset": "earliest"}
-    )
+    consumer = Consumer(second.config({"group.id": "restart-check", "auto.offset.reset": "earliest"}))
     consumer.subscribe(["kept"])
     message = None
     for _ in range(60):
@@ -91,18 +91,36 @@ def test_a_broker_that_cannot_start_is_reported_with_its_log(own_state: Path) ->
     assert _java_processes_using(own_state) == []
 
 
-def test_the_selection_prefers_an_external_broker(kafka_bootstrap: str) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}
+def _environment(security: KafkaSecurity) -> dict[str, str]:
+    """The variables that configure `security` (streams/config.py reads them), as a person would set them."""
+    env = {"KAFKA_SECURITY_PROTOCOL": security.protocol}
+    if security.sasl:
+        env |= {
+            "KAFKA_SASL_MECHANISM": security.mechanism or "",
+            "KAFKA_SASL_USERNAME": security.username or "",
+            "KAFKA_SASL_PASSWORD": security.password or "",
+        }
+    return env
+
+
+def test_the_selection_prefers_an_external_broker_and_its_configured_security(kafka_broker: SelectedBroker) -> None:
+    # The session's own Kafka settings (an external broker's, say) replaced by the selected broker's, as variables.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    env |= {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers, **_environment(kafka_broker.security)}
     with select_broker(env, docker=lambda: pytest.fail("docker must not be probed")) as broker:
-        assert (broker.kind, broker.bootstrap_servers) == ("external", kafka_bootstrap)
-        assert kafka.metadata_ok(broker.bootstrap_servers)
+        assert (broker.kind, broker.bootstrap_servers) == ("external", kafka_broker.bootstrap_servers)
+        assert broker.security == kafka_broker.security
+        assert not broker.authorizes, "nobody knows what an external broker authorizes: no grants there"
+        assert kafka.metadata_ok(broker.bootstrap_servers, security=broker.security)
 
 
 def test_the_selection_starts_a_local_broker_without_docker_or_configuration(own_state: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     with select_broker(env, docker=lambda: False) as broker:
         assert broker.kind == "local"
-        assert kafka.metadata_ok(broker.bootstrap_servers)
+        # Secured as `make run`'s is, unless AUTODEPLOY_KAFKA_SECURE says no.
+        assert broker.authorizes is LocalSettings.from_env().kafka_secure
+        assert kafka.metadata_ok(broker.bootstrap_servers, security=broker.security)
         pid = kafka.status()
         assert pid is not None
     assert kafka.status() is None
@@ -114,6 +132,19 @@ def test_a_cluster_id_that_looks_like_an_option_still_formats(own_state: Path, m
     dashed = uuid.UUID(bytes=b"\xf8" + bytes(15))
     monkeypatch.setattr(kafka.uuid, "uuid4", lambda: dashed)
     info = kafka.up()
-    assert kafka.metadata_ok(info.bootstrap_servers)
+    assert kafka.metadata_ok(info.bootstrap_servers, security=local_broker(info).security)
     meta = (info.data_dir / "meta.properties").read_text()
     assert "cluster.id=-" in meta
+
+
+def test_a_plain_broker_asked_to_be_secured_is_formatted_anew_and_says_so(own_state: Path) -> None:
+    plain = kafka.up(secure=False)
+    assert kafka.metadata_ok(plain.bootstrap_servers), "anyone may talk to the plain broker"
+    with pytest.raises(kafka.KafkaStartError, match="runs without SASL; `autodeploy kafka down` first"):
+        kafka.up(secure=True)  # a running broker is never switched behind its clients' backs
+    kafka.down()
+    out = io.StringIO()
+    secured = kafka.up(secure=True, out=out)
+    assert "formatted without SASL; formatting it anew with" in out.getvalue()
+    assert not kafka.metadata_ok(secured.bootstrap_servers, timeout=3)
+    assert kafka.metadata_ok(secured.bootstrap_servers, security=kafka.credentials("admin"))

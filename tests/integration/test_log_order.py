@@ -12,11 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Producer
 
 from streams import catalog
 from streams.config import REPO_ROOT
 from streams.worker.output import TYPES
+from tests.support.brokers import SelectedBroker
+from tests.support.kafka_io import consume
 from tests.support.scenario import History, sha
+from tests.support.topics import apply_topics, delete_topics, grant_acls
 from tests.support.webhooks import AppClient
 from tests.support.worker import Worker, decisions, send
 
@@ -65,17 +69,21 @@ def identities(found: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
 
 
 def test_a_history_found_fetched_at_start_is_decided_in_log_order_and_a_fresh_worker_replays_it_identically(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path, unique: str
+    kafka_broker: SelectedBroker,
+    worker_pipeline: tuple[catalog.Catalog, Worker, AppClient],
+    tmp_path: Path,
+    unique: str,
 ) -> None:
     cat, worker, client = worker_pipeline
     send(client, backlog())
     send(client, crossing())
     worker.start()
-    first = decisions(kafka_bootstrap, cat, 4, worker)  # two services on the repository
+    first = decisions(kafka_broker, cat, 4, worker)  # two services on the repository
     assert outcome(first) == expected("shop") | expected("shop-worker")
     worker.kill()
     assert replayed_by_the_command(worker.env, tmp_path) == identities(first)
 
+    grant_acls(kafka_broker, cat, worker_id=f"replay-{unique}")  # a worker of its own group, as its principal
     fresh = Worker(
         {
             **worker.env,
@@ -87,7 +95,7 @@ def test_a_history_found_fetched_at_start_is_decided_in_log_order_and_a_fresh_wo
     )
     fresh.start()
     try:
-        both = decisions(kafka_bootstrap, cat, 8, fresh)
+        both = decisions(kafka_broker, cat, 8, fresh)
     finally:
         fresh.kill()
     assert len(both) == 8, "the fresh worker decided something else, or less"
@@ -116,13 +124,13 @@ def replayed_by_the_command(env: dict[str, str], tmp_path: Path) -> set[tuple[st
 
 
 def test_replay_with_another_policy_shows_what_it_would_have_decided_differently(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
 ) -> None:
     """Shadow mode: with only the lint workflow required, C3 is complete at its own lint result, before C4 exists."""
     cat, worker, client = worker_pipeline
     send(client, crossing())
     worker.start()
-    decisions(kafka_bootstrap, cat, 4, worker)
+    decisions(kafka_broker, cat, 4, worker)
     policy = yaml.safe_load((REPO_ROOT / "autodeploy.yaml").read_text())
     for service in policy["services"].values():
         service["required_checks"] = [{"github_actions": "lint"}]
@@ -137,7 +145,7 @@ def test_replay_with_another_policy_shows_what_it_would_have_decided_differently
 
 
 def test_a_history_posted_one_delivery_at_a_time_to_a_running_worker_is_decided_in_log_order(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     cat, worker, client = worker_pipeline
     worker.start()
@@ -145,5 +153,24 @@ def test_a_history_posted_one_delivery_at_a_time_to_a_running_worker_is_decided_
     for n in range(len(history.deliveries)):
         send(client, history, n, n + 1)  # each acknowledged before the next, as in the report
         time.sleep(0.05)
-    found = decisions(kafka_bootstrap, cat, 4, worker)
+    found = decisions(kafka_broker, cat, 4, worker)
     assert outcome(found) == expected("shop") | expected("shop-worker")
+
+
+def test_a_producer_cannot_choose_the_timestamp_of_a_record_on_an_input_topic(
+    kafka_broker: SelectedBroker, unique: str
+) -> None:
+    """The merge's order and the signatures' reference time are the broker's clock (LogAppendTime)."""
+    cat = apply_topics(kafka_broker, f"ts{unique}-")
+    topic = cat.topic("github.events").name
+    try:
+        producer = Producer(kafka_broker.config(role="webhooks"))
+        before = time.time()
+        producer.produce(topic, key=b"github.com/acme/shop", value=b"{}", timestamp=1_000)  # 1970: a forger's choice
+        assert producer.flush(30) == 0
+        (record,) = consume(kafka_broker, topic, 1)
+        kind, timestamp = record.timestamp()
+        assert kind == TIMESTAMP_LOG_APPEND_TIME
+        assert timestamp >= int(before * 1000) - 1000
+    finally:
+        delete_topics(kafka_broker, cat)

@@ -23,7 +23,6 @@ import yaml
 from confluent_kafka import Consumer, Producer
 from kubernetes import client
 
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.adapters.policy_file import load_policies
 from streams.adapters.prometheus_api import PrometheusAPI, PrometheusQueryError
@@ -34,7 +33,7 @@ from streams.local import processes
 from streams.local.demo_deployments import ensure_demo_deployments
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
 from tests.cluster_fixture import ClusterHandle
-from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.brokers import SelectedBroker
 from tests.support.kube import create_deployment
 from tests.support.monitoring import (
     Monitoring,
@@ -46,6 +45,7 @@ from tests.support.monitoring import (
 from tests.support.prometheus import Prometheus, binary
 from tests.support.scenario import History, sha
 from tests.support.services import unavailable
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET, Delivery, github_delivery
 
 STALL_S = 3
@@ -109,9 +109,9 @@ def _wait_for(what: str, check: Any, timeout: float, logs: list[Path]) -> None:
     raise AssertionError(f"{what} within {timeout}s\n" + "\n".join(f"{p}:\n{processes.tail(p)}" for p in logs))
 
 
-def _consume_and_stop(bootstrap: str, topic: str, group: str, at_least: int) -> int:
+def _consume_and_stop(broker: SelectedBroker, topic: str, group: str, at_least: int) -> int:
     """A consumer that reads what is there, commits, and stops for good: its partition will stall."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    consumer = Consumer(broker.config({"group.id": group, "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
     read = 0
     deadline = time.monotonic() + 60
@@ -160,7 +160,7 @@ def _deployments(cluster: ClusterHandle, policy_file: Path) -> None:
 
 @pytest.fixture(scope="module")
 def monitored(
-    kafka_bootstrap: str, k8s_cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory
+    kafka_broker: SelectedBroker, k8s_cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Monitored]:
     try:
         binary("prometheus"), binary("promtool")
@@ -168,18 +168,19 @@ def monitored(
         unavailable("Prometheus", e)
     tmp = tmp_path_factory.mktemp("monitoring")
     u = uuid.uuid4().hex[:10]
-    cat: Catalog = apply_topics(kafka_bootstrap, f"m{u}-")
+    names = {"worker_id": f"readiness-{u}", "deploy_group": f"deploy-{u}"}
+    cat: Catalog = apply_topics(kafka_broker, f"m{u}-", **names, lag_groups=[f"paused-{u}"])
     policy_file = _policies(tmp / "autodeploy.yaml", f"m{u}")
     _deployments(k8s_cluster, policy_file)
     ports = {name: processes.free_port() for name in PIPELINE}
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
         "AUTODEPLOY_TOPIC_PREFIX": f"m{u}-",
         "AUTODEPLOY_CONFIG": str(policy_file),
         "GITHUB_WEBHOOK_SECRETS": GITHUB_SECRET.decode(),
         "CIRCLECI_WEBHOOK_SECRETS": CIRCLECI_SECRET.decode(),
-        "AUTODEPLOY_WORKER_ID": f"readiness-{u}",
+        "AUTODEPLOY_WORKER_ID": names["worker_id"],
         "AUTODEPLOY_WORKER_STORE": "memory://",
         "AUTODEPLOY_WORKER_DATADIR": str(tmp / "worker"),
         "AUTODEPLOY_WORKER_PORT": str(ports["worker"]),
@@ -188,7 +189,7 @@ def monitored(
         "AUTODEPLOY_LAG_INTERVAL_S": "1",
         "AUTODEPLOY_LAG_STALL_S": str(STALL_S),
         "KUBECONFIG": str(k8s_cluster.kubeconfig),
-        "AUTODEPLOY_DEPLOY_GROUP": f"deploy-{u}",
+        "AUTODEPLOY_DEPLOY_GROUP": names["deploy_group"],
         "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
         "AUTODEPLOY_DEPLOY_METRICS_PORT": str(ports["deploy-agent"]),
     }
@@ -209,7 +210,7 @@ def monitored(
         _wait_for("worker serves /metrics", lambda: _get(ports["worker"], "/metrics")[0] == 200, 120, [logs["worker"]])
         prometheus.start()
         _wait_for("every target up", lambda: all(h == "up" for h in prometheus.target_health().values()), 30, every_log)
-        _scenario(kafka_bootstrap, cat, ports["webhooks"], f"paused-{u}", list(logs.values()))
+        _scenario(kafka_broker, cat, ports["webhooks"], f"paused-{u}", list(logs.values()))
         firing = 'alertstate="firing"'
         for what, query in {
             "the stalled alert": f'ALERTS{{{firing},group="paused-{u}"}}',
@@ -224,11 +225,10 @@ def monitored(
         prometheus.stop()
         for pid in pids:
             processes.stop(pid)
-        admin = TopicAdmin(kafka_bootstrap)
-        admin.delete(admin.describe([*(t.name for t in cat.topics), f"readiness-{u}-ticks"]))
+        delete_topics(kafka_broker, cat, f"readiness-{u}-ticks")
 
 
-def _scenario(bootstrap: str, cat: Catalog, port: int, paused: str, logs: list[Path]) -> None:
+def _scenario(broker: SelectedBroker, cat: Catalog, port: int, paused: str, logs: list[Path]) -> None:
     """Two commits (the second ready, the first superseded), a third that waits for checks until it expires, a bad
     signature, a record that is no CloudEvent, and a consumer that stops while deliveries keep arriving."""
     a, b, c = sha("m-a"), sha("m-b"), sha("m-c")
@@ -236,12 +236,12 @@ def _scenario(bootstrap: str, cat: Catalog, port: int, paused: str, logs: list[P
     for delivery in history.deliveries:
         assert _post(port, delivery) == 200
     github = cat.topic("github.events").name
-    assert _consume_and_stop(bootstrap, github, paused, at_least=2) >= 2
+    assert _consume_and_stop(broker, github, paused, at_least=2) >= 2
     history = History().actions(b, "success").circleci(b, "success").push(b, c)
     for delivery in history.deliveries:
         assert _post(port, delivery) == 200
     assert _post(port, github_delivery("push", {"zen": "forged"}, secret=b"wrong")) == 401
-    producer = Producer({"bootstrap.servers": bootstrap})
+    producer = Producer(broker.config())
     producer.produce(github, key=b"github.com/acme/shop", value=b"not a cloudevent")
     producer.flush(10)
     # Deliveries keep arriving at a few per second while the paused group stays behind: lag grows over time.

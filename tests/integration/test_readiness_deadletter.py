@@ -8,6 +8,7 @@ from datetime import datetime
 from confluent_kafka import Producer
 
 from streams import catalog
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
 from tests.support.scenario import History, sha
 from tests.support.webhooks import AppClient
@@ -18,11 +19,11 @@ GOOD = sha("deadletter-good")
 
 
 def test_bad_records_are_dead_lettered_with_reasons_and_the_good_ones_still_decide(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     cat, worker, client = worker_pipeline
     github, ci = cat.topic("github.events").name, cat.topic("ci.events").name
-    producer = Producer({"bootstrap.servers": kafka_bootstrap, "partitioner": "murmur2_random"})
+    producer = Producer(kafka_broker.config({"partitioner": "murmur2_random"}))
     key = b"github.com/acme/shop"
     structured = [("content-type", b"application/cloudevents+json")]
     bad_push = {
@@ -42,10 +43,10 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_good_ones_still_deci
     worker.start()
     good = History().push(ZERO, GOOD).circleci(GOOD, "success").actions(GOOD, "success")
     send(client, good)
-    found = decisions(kafka_bootstrap, cat, 2, worker)
+    found = decisions(kafka_broker, cat, 2, worker)
     assert summary(found) == {("ready", GOOD)}
 
-    letters = consume(kafka_bootstrap, cat.topic("autodeploy.deadletter").name, 4, timeout=30)
+    letters = consume(kafka_broker, cat.topic("autodeploy.deadletter").name, 4, timeout=30)
     reasons = {dict(m.headers())["deadletter_reason"].decode(): m for m in letters}
     assert len(letters) == 4, sorted(reasons)
     assert any(r.startswith("not a CloudEvent") for r in reasons)

@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 from streams import catalog
 from streams.config import REPO_ROOT
 from streams.domain.readiness import NAMESPACE
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
 from tests.support.scenario import History, sha
 from tests.support.webhooks import AppClient
@@ -41,12 +42,12 @@ EXPECTED = {("ready", A), ("ready", B), ("ready", D), ("superseded", C), ("ready
 
 
 def test_a_small_history_gives_exactly_the_expected_decisions(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     cat, worker, client = worker_pipeline
     worker.start()
     send(client, scenario())
-    found = decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)  # two services on the repository
+    found = decisions(kafka_broker, cat, 2 * len(EXPECTED), worker)  # two services on the repository
     assert summary(found) == EXPECTED
     superseded = next(d for d in found if d["subject"] == f"shop/{C}")
     assert superseded["data"]["subject"]["content"]["superseded_by"] == D
@@ -59,13 +60,13 @@ def test_a_small_history_gives_exactly_the_expected_decisions(
 
 
 def test_at_loglevel_warning_the_log_has_start_up_partitions_recovery_and_each_decision_and_no_faust_info(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     cat, worker, client = worker_pipeline
     assert worker.loglevel == "warning"  # as `autodeploy up` runs it
     worker.start()
     send(client, scenario())
-    decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)
+    decisions(kafka_broker, cat, 2 * len(EXPECTED), worker)
     github = cat.topic("github.events").name
     deadline = time.monotonic() + 10  # the decisions' lines follow their acks
     while worker.log.read_text().count(" decision kind=") < 2 * len(EXPECTED) and time.monotonic() < deadline:
@@ -86,7 +87,7 @@ def test_at_loglevel_warning_the_log_has_start_up_partitions_recovery_and_each_d
 
 
 def test_kill_9_mid_stream_still_gives_every_decision_and_no_wrong_one(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     cat, worker, client = worker_pipeline
     history = scenario()
@@ -97,7 +98,7 @@ def test_kill_9_mid_stream_still_gives_every_decision_and_no_wrong_one(
     worker.kill()
     send(client, history, half)
     worker.start()
-    found = decisions(kafka_bootstrap, cat, 2 * len(EXPECTED), worker)
+    found = decisions(kafka_broker, cat, 2 * len(EXPECTED), worker)
     assert summary(found) == EXPECTED
     by_id: dict[str, set[tuple[str, str]]] = {}
     for d in found:
@@ -106,7 +107,7 @@ def test_kill_9_mid_stream_still_gives_every_decision_and_no_wrong_one(
 
 
 def test_a_crash_between_writing_the_states_and_publishing_publishes_the_decisions_after_the_restart(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     """The states record the decision before it is published: the restarted worker's replay finds only duplicates and
     decides nothing, so the decision comes from the outbox its crashed batch left in the table, or not at all."""
@@ -121,10 +122,10 @@ def test_a_crash_between_writing_the_states_and_publishing_publishes_the_decisio
         time.sleep(0.2)
     assert "exiting before publishing" in worker.log.read_text()
     topic = cat.topic("deploy.readiness").name
-    assert consume(kafka_bootstrap, topic, 1, timeout=3) == [], "published before the crash: this run tests nothing"
+    assert consume(kafka_broker, topic, 1, timeout=3) == [], "published before the crash: this run tests nothing"
     del worker.env["AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH"]
     worker.start()
-    found = decisions(kafka_bootstrap, cat, 2, worker)  # two services on the repository
+    found = decisions(kafka_broker, cat, 2, worker)  # two services on the repository
     assert sorted((d["type"].split(".")[3], d["data"]["subject"]["content"]["commit"]) for d in found) == [
         ("ready", ready),
         ("ready", ready),
@@ -135,7 +136,7 @@ def test_a_crash_between_writing_the_states_and_publishing_publishes_the_decisio
 
 
 def test_a_recovery_that_fails_stops_the_worker_instead_of_going_on_without_its_unfinished_batches(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
 ) -> None:
     """A worker that resumed after a failed recovery would replay a crashed batch's events as duplicates and never
     publish its outbox; Faust drops the recovery callback's exception. A state record that is not JSON must stop it."""
@@ -143,11 +144,11 @@ def test_a_recovery_that_fails_stops_the_worker_instead_of_going_on_without_its_
     commit = sha("before-the-corruption")
     worker.start()
     send(client, History().push(ZERO, commit).circleci(commit, "success").actions(commit, "success"))
-    decisions(kafka_bootstrap, cat, 2, worker)
+    decisions(kafka_broker, cat, 2, worker)
     worker.kill()
     changelog = f"{worker.env['AUTODEPLOY_WORKER_ID']}-readiness-changelog"
-    meta = next(m for m in consume(kafka_bootstrap, changelog, 1) if m.key().endswith(b"\x00meta"))
-    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    meta = next(m for m in consume(kafka_broker, changelog, 1) if m.key().endswith(b"\x00meta"))
+    producer = Producer(kafka_broker.config())
     producer.produce(changelog, b"{not json", meta.key(), partition=meta.partition())
     assert producer.flush(10) == 0
     shutil.rmtree(tmp_path / "worker")  # recover from the changelog, corrupt record included
@@ -158,7 +159,7 @@ def test_a_recovery_that_fails_stops_the_worker_instead_of_going_on_without_its_
 
 
 def test_a_commit_still_waiting_after_its_ttl_expires_and_says_what_it_waited_for(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
 ) -> None:
     cat, worker, client = worker_pipeline
     policy = (REPO_ROOT / "autodeploy.yaml").read_text().replace("readiness_ttl: 2h", "readiness_ttl: 5s")
@@ -170,14 +171,14 @@ def test_a_commit_still_waiting_after_its_ttl_expires_and_says_what_it_waited_fo
     history.push(ZERO, stuck).circleci(stuck, "success")  # the GitHub Actions check never arrives
     worker.start()
     send(client, history)
-    found = decisions(kafka_bootstrap, cat, 2, worker)
+    found = decisions(kafka_broker, cat, 2, worker)
     assert summary(found) == {("expired", stuck)}
     expired = next(d for d in found if d["subject"] == f"shop/{stuck}")
     assert expired["data"]["subject"]["content"]["missing"] == ["check github_actions:lint (latest: none)"]
 
 
 def test_a_deadline_outlives_a_kill_9_the_restarted_worker_reads_it_back_from_its_table(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
 ) -> None:
     cat, worker, client = worker_pipeline
     ttl = timedelta(seconds=30)
@@ -195,7 +196,7 @@ def test_a_deadline_outlives_a_kill_9_the_restarted_worker_reads_it_back_from_it
     worker.kill()
     assert datetime.now(UTC) < history.start + ttl, "the TTL passed before the kill: this run tests nothing"
     worker.start()
-    found = decisions(kafka_bootstrap, cat, 2, worker)
+    found = decisions(kafka_broker, cat, 2, worker)
     assert summary(found) == {("expired", stuck)}
 
 
@@ -220,7 +221,7 @@ def explained_once_known(worker: Worker, commit: str, facts: int) -> dict[str, A
 
 
 def test_why_answers_which_facts_a_commit_has_and_lacks(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient]
 ) -> None:
     _, worker, client = worker_pipeline
     waiting = sha("waiting")

@@ -17,6 +17,7 @@ from streams.events.decoding import RawRecord
 from streams.events.signing import DirectoryVerifier
 from streams.webhooks.server import WebhookServer
 from tests.integration.test_webhooks_kafka import webhook_settings
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
 from tests.support.scenario import History, sha
 from tests.support.signing import FORGER, TEST_KEY, write_directory
@@ -41,8 +42,8 @@ def records(history: History, *, signed_by: object = TEST_KEY) -> list[Record]:
     return list(publisher.records)
 
 
-def produce(bootstrap: str, cat: catalog.Catalog, out: list[Record]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+def produce(broker: SelectedBroker, cat: catalog.Catalog, out: list[Record]) -> None:
+    producer = Producer(broker.config({"partitioner": "murmur2_random"}))
     for record in out:
         producer.produce(cat.topic(record.topic).name, record.value, record.key, headers=list(record.headers))
     assert producer.flush(30) == 0
@@ -63,7 +64,7 @@ def worker_metric(worker: Worker, name: str, **labels: str) -> float:
 
 
 def test_unsigned_forged_and_tampered_events_decide_nothing_and_replays_change_nothing(
-    kafka_bootstrap: str, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
+    kafka_broker: SelectedBroker, worker_pipeline: tuple[catalog.Catalog, Worker, AppClient], tmp_path: Path
 ) -> None:
     cat, worker, _ = worker_pipeline
     unsigned, forged, tampered, good = (sha(f"signed-{x}") for x in ("unsigned", "forged", "tampered", "good"))
@@ -77,14 +78,14 @@ def test_unsigned_forged_and_tampered_events_decide_nothing_and_replays_change_n
     assert value != push.value
     bad_pushes.append(Record(push.topic, push.key, value, push.headers))
     checks = [r for c in (unsigned, forged, tampered) for r in records(complete(c))[1:]]
-    produce(kafka_bootstrap, cat, [*bad_pushes, *checks])
+    produce(kafka_broker, cat, [*bad_pushes, *checks])
     worker.start()
     good_records = records(complete(good))
-    produce(kafka_bootstrap, cat, good_records)
-    found = decisions(kafka_bootstrap, cat, 2, worker)  # two services on the repository
+    produce(kafka_broker, cat, good_records)
+    found = decisions(kafka_broker, cat, 2, worker)  # two services on the repository
     assert summary(found) == {("ready", good)}
 
-    letters = consume(kafka_bootstrap, cat.topic("autodeploy.deadletter").name, 3, timeout=30)
+    letters = consume(kafka_broker, cat.topic("autodeploy.deadletter").name, 3, timeout=30)
     reasons = sorted(dict(m.headers())["deadletter_reason"].decode() for m in letters)
     assert len(reasons) == 3, reasons
     assert all(r.startswith("signature: ") for r in reasons)
@@ -93,13 +94,13 @@ def test_unsigned_forged_and_tampered_events_decide_nothing_and_replays_change_n
 
     # The decisions are signed by the worker's key (the tests' key here) and verify against the directory.
     verifier = DirectoryVerifier(write_directory(tmp_path / "d.yaml"))
-    for message in consume(kafka_bootstrap, cat.topic("deploy.readiness").name, 2):
+    for message in consume(kafka_broker, cat.topic("deploy.readiness").name, 2):
         raw = RawRecord(message.topic(), 0, 0, message.key(), message.value(), message.headers() or [])
         verified = verifier.verify_record(raw, datetime.now(UTC))
         assert verified is not None and verified.key_id == TEST_KEY.key_id
 
     # A signed event replayed (the same source + id, signature and all) is a duplicate: nothing new is decided.
-    produce(kafka_bootstrap, cat, good_records)
-    again = consume(kafka_bootstrap, cat.topic("deploy.readiness").name, 3, timeout=15, keep_going=worker.alive)
+    produce(kafka_broker, cat, good_records)
+    again = consume(kafka_broker, cat.topic("deploy.readiness").name, 3, timeout=15, keep_going=worker.alive)
     assert len(again) == 2, [json.loads(m.value())["id"] for m in again]
     assert worker_metric(worker, "autodeploy_worker_deadletters_total", reason="signature") == 3

@@ -14,19 +14,20 @@ import pytest
 import yaml
 
 from streams import catalog
-from streams.adapters.kafka_admin import KafkaAdminError, TopicAdmin
+from streams.adapters.kafka_admin import KafkaAdminError
 from streams.catalog.plan import PlanRefused, make_plan
 from streams.config import REPO_ROOT
+from tests.support.brokers import SelectedBroker
+from tests.support.topics import delete_topics
 
 CATALOG = REPO_ROOT / "topics" / "catalog.yaml"
 
 
 @pytest.fixture
-def prefixed(kafka_bootstrap: str, unique: str) -> Iterator[catalog.Catalog]:
+def prefixed(kafka_broker: SelectedBroker, unique: str) -> Iterator[catalog.Catalog]:
     cat = catalog.load(CATALOG).with_prefix(f"t{unique}-")
     yield cat
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
+    delete_topics(kafka_broker, cat)
 
 
 def _with_topic(cat: catalog.Catalog, name: str, **changes: object) -> catalog.Catalog:
@@ -35,9 +36,9 @@ def _with_topic(cat: catalog.Catalog, name: str, **changes: object) -> catalog.C
 
 
 def test_apply_creates_what_the_catalog_says_and_a_second_apply_changes_nothing(
-    kafka_bootstrap: str, prefixed: catalog.Catalog
+    kafka_broker: SelectedBroker, prefixed: catalog.Catalog
 ) -> None:
-    admin = TopicAdmin(kafka_bootstrap)
+    admin = kafka_broker.admin()
     first = make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count())
     assert {c.kind for c in first.changes} == {"create"}
     admin.apply(first)
@@ -53,8 +54,10 @@ def test_apply_creates_what_the_catalog_says_and_a_second_apply_changes_nothing(
     assert second.empty
 
 
-def test_drifted_configs_and_missing_partitions_are_repaired(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
-    admin = TopicAdmin(kafka_bootstrap)
+def test_drifted_configs_and_missing_partitions_are_repaired(
+    kafka_broker: SelectedBroker, prefixed: catalog.Catalog
+) -> None:
+    admin = kafka_broker.admin()
     name = prefixed.topic("deploy.events").name
     small = _with_topic(
         prefixed, name, partitions=2, configs={**prefixed.topic("deploy.events").configs, "retention.ms": "1000"}
@@ -71,8 +74,10 @@ def test_drifted_configs_and_missing_partitions_are_repaired(kafka_bootstrap: st
     assert make_plan(prefixed, admin.describe(t.name for t in prefixed.topics), admin.broker_count()).empty
 
 
-def test_shrinking_and_splitting_the_joined_inputs_are_refused(kafka_bootstrap: str, prefixed: catalog.Catalog) -> None:
-    admin = TopicAdmin(kafka_bootstrap)
+def test_shrinking_and_splitting_the_joined_inputs_are_refused(
+    kafka_broker: SelectedBroker, prefixed: catalog.Catalog
+) -> None:
+    admin = kafka_broker.admin()
     ci = prefixed.topic("ci.events").name
     # As if someone grew one joined input by hand.
     grown = _with_topic(prefixed, ci, partitions=9)
@@ -142,12 +147,12 @@ def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_an_internal_topic_a_sibling_worker_just_created_counts_as_created(
-    kafka_bootstrap: str, unique: str, monkeypatch: pytest.MonkeyPatch
+    kafka_broker: SelectedBroker, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two workers started together both find no ticks topic and both create it: the second's create must not fail
     (it did: `could not create topic ...: Topic '...' already exists.`)."""
     name = f"t{unique}-readiness-ticks"
-    first, second = TopicAdmin(kafka_bootstrap), TopicAdmin(kafka_bootstrap)
+    first, second = kafka_broker.admin(), kafka_broker.admin()
     try:
         assert first.ensure(name, 2, {"retention.ms": "3600000"})
         # The sibling looked before the first one created it.

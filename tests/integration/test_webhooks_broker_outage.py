@@ -11,26 +11,27 @@ from pathlib import Path
 
 import pytest
 
-from streams.adapters.kafka_producer import DurableProducer
 from streams.demo.deliveries import NULL_SHA, Payloads
 from streams.local import kafka
 from streams.webhooks.server import WebhookServer
-from tests.integration.test_webhooks_kafka import apply_topics, webhook_settings
+from tests.integration.test_webhooks_kafka import webhook_settings
+from tests.support.brokers import SelectedBroker, local_broker
 from tests.support.kafka_io import consume
+from tests.support.topics import apply_topics
 from tests.support.webhooks import AppClient, github_delivery
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Iterator[str]:
+def own_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kafka_bootstrap: str) -> Iterator[SelectedBroker]:
     # A broker of this test's own, since it gets stopped; the session broker has cached the jars already.
     monkeypatch.setenv("AUTODEPLOY_STATE_DIR", str(tmp_path))
-    yield kafka.up().bootstrap_servers
+    yield local_broker(kafka.up())
     kafka.down()
 
 
-def test_broker_outage_gives_only_503s_and_loses_no_acknowledged_event(own_broker: str) -> None:
+def test_broker_outage_gives_only_503s_and_loses_no_acknowledged_event(own_broker: SelectedBroker) -> None:
     cat = apply_topics(own_broker, "outage-")
-    producer = DurableProducer(own_broker, {"message.timeout.ms": 20_000})
+    producer = own_broker.producer("webhooks", {"message.timeout.ms": 20_000})
     client = AppClient(WebhookServer(webhook_settings(publish_timeout_s=2.0), cat, producer).app())
     phase = "before"
     results: list[tuple[str, str, int, dict[str, object]]] = []  # (phase, delivery id, status, payload)

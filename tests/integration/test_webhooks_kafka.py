@@ -10,15 +10,14 @@ import pytest
 from jsonschema import Draft7Validator
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
-from streams.adapters.kafka_producer import DurableProducer
-from streams.catalog.plan import make_plan
-from streams.config import REPO_ROOT, WebhookSettings
+from streams.config import WebhookSettings
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
 from streams.webhooks.server import WebhookServer
+from tests.support.brokers import SelectedBroker
 from tests.support.fixtures import FIXTURES
 from tests.support.kafka_io import consume
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.webhooks import (
     CIRCLECI_SECRET,
     EVENTS_TOKEN,
@@ -35,13 +34,6 @@ CLOUDEVENTS_SCHEMA = Draft7Validator(
 )
 
 
-def apply_topics(bootstrap: str, prefix: str) -> catalog.Catalog:
-    cat = catalog.load(REPO_ROOT / "topics" / "catalog.yaml").with_prefix(prefix)
-    admin = TopicAdmin(bootstrap)
-    admin.apply(make_plan(cat, admin.describe(t.name for t in cat.topics), admin.broker_count()))
-    return cat
-
-
 def webhook_settings(**overrides: Any) -> WebhookSettings:
     values: dict[str, Any] = {
         "github_secrets": (GITHUB_SECRET,),
@@ -56,17 +48,12 @@ def webhook_settings(**overrides: Any) -> WebhookSettings:
 
 
 @pytest.fixture
-def pipeline(kafka_bootstrap: str, unique: str) -> Iterator[tuple[catalog.Catalog, AppClient]]:
-    cat = apply_topics(kafka_bootstrap, f"w{unique}-")
-    client = AppClient(WebhookServer(webhook_settings(), cat, _producer(kafka_bootstrap)).app())
+def pipeline(kafka_broker: SelectedBroker, unique: str) -> Iterator[tuple[catalog.Catalog, AppClient]]:
+    cat = apply_topics(kafka_broker, f"w{unique}-")
+    client = AppClient(WebhookServer(webhook_settings(), cat, kafka_broker.producer("webhooks")).app())
     yield cat, client
     client.close()
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
-
-
-def _producer(bootstrap: str) -> DurableProducer:
-    return DurableProducer(bootstrap)
+    delete_topics(kafka_broker, cat)
 
 
 def _check_envelope(message: Any, topic: str) -> dict[str, Any]:
@@ -80,7 +67,7 @@ def _check_envelope(message: Any, topic: str) -> dict[str, Any]:
 
 
 def test_every_github_corpus_payload_lands_on_github_events(
-    kafka_bootstrap: str, pipeline: tuple[catalog.Catalog, AppClient]
+    kafka_broker: SelectedBroker, pipeline: tuple[catalog.Catalog, AppClient]
 ) -> None:
     cat, client = pipeline
     sent: dict[str, tuple[str, Any]] = {}
@@ -92,7 +79,7 @@ def test_every_github_corpus_payload_lands_on_github_events(
         if event != "ping":
             sent[f"delivery-{i}"] = (event, payload)
     topic = cat.topic("github.events").name
-    found = {m.value() and json.loads(m.value())["id"]: m for m in consume(kafka_bootstrap, topic, len(sent))}
+    found = {m.value() and json.loads(m.value())["id"]: m for m in consume(kafka_broker, topic, len(sent))}
     assert sorted(found) == sorted(sent)
     for delivery_id, (event_name, payload) in sent.items():
         event = _check_envelope(found[delivery_id], topic)
@@ -109,7 +96,7 @@ def test_every_github_corpus_payload_lands_on_github_events(
 
 
 def test_every_circleci_corpus_payload_lands_on_ci_events(
-    kafka_bootstrap: str, pipeline: tuple[catalog.Catalog, AppClient]
+    kafka_broker: SelectedBroker, pipeline: tuple[catalog.Catalog, AppClient]
 ) -> None:
     cat, client = pipeline
     sent = {}
@@ -123,7 +110,7 @@ def test_every_circleci_corpus_payload_lands_on_ci_events(
         if payload["type"] != "ping":
             sent[payload["id"]] = payload
     topic = cat.topic("ci.events").name
-    found = {json.loads(m.value())["id"]: m for m in consume(kafka_bootstrap, topic, len(sent))}
+    found = {json.loads(m.value())["id"]: m for m in consume(kafka_broker, topic, len(sent))}
     assert sorted(found) == sorted(sent)
     for delivery_id, payload in sent.items():
         event = _check_envelope(found[delivery_id], topic)
@@ -139,12 +126,12 @@ def test_every_circleci_corpus_payload_lands_on_ci_events(
 
 
 def test_signature_vectors_against_the_running_server(
-    kafka_bootstrap: str, pipeline: tuple[catalog.Catalog, AppClient]
+    kafka_broker: SelectedBroker, pipeline: tuple[catalog.Catalog, AppClient]
 ) -> None:
     """GitHub's published vector, sent as-is: the signature checks, and the non-JSON body is then refused."""
     vector = json.loads((FIXTURES / "github" / "signature-test-vectors.json").read_text())["vectors"][0]
     server = WebhookServer(
-        webhook_settings(github_secrets=(vector["secret"].encode(),)), pipeline[0], _producer(kafka_bootstrap)
+        webhook_settings(github_secrets=(vector["secret"].encode(),)), pipeline[0], kafka_broker.producer("webhooks")
     )
     own = AppClient(server.app())
     headers = {
@@ -161,7 +148,7 @@ def test_signature_vectors_against_the_running_server(
 
 
 def test_cloudevents_producers_in_all_three_modes(
-    kafka_bootstrap: str, pipeline: tuple[catalog.Catalog, AppClient]
+    kafka_broker: SelectedBroker, pipeline: tuple[catalog.Catalog, AppClient]
 ) -> None:
     cat, client = pipeline
     cdevent = json.loads(
@@ -208,7 +195,7 @@ def test_cloudevents_producers_in_all_three_modes(
     assert status == 401
 
     topic = cat.topic("ci.events").name
-    found = {json.loads(m.value())["id"]: m for m in consume(kafka_bootstrap, topic, 4)}
+    found = {json.loads(m.value())["id"]: m for m in consume(kafka_broker, topic, 4)}
     assert sorted(found) == ["b-1", "batch-1", "batch-2", "s-1"]
     for message in found.values():
         event = _check_envelope(message, topic)

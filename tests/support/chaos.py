@@ -27,6 +27,7 @@ from streams.events.dsse_keys import SigningKey
 from streams.events.signing import signed_record
 from streams.webhooks.provider_events import provider_event
 from streams.worker.event_facts import facts_of
+from tests.support.brokers import SelectedBroker
 from tests.support.signing import TEST_KEY
 
 ZERO = "0" * 40
@@ -171,16 +172,11 @@ def expected(scenario: Scenario, cat: catalog.Catalog, policies: Policies) -> di
     return decided
 
 
-def produce(bootstrap: str, cat: catalog.Catalog, records: Iterable[Record], pause_every: int = 0) -> int:
-    """Write `records` as the webhook server does (murmur2 on the repository key, acks=all, idempotent); returns how
-    many Kafka acknowledged."""
+def produce(broker: SelectedBroker, cat: catalog.Catalog, records: Iterable[Record]) -> int:
+    """Write `records` as the webhook server does (murmur2 on the repository key, acks=all, idempotent) and as its
+    principal; returns how many Kafka acknowledged."""
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "partitioner": "murmur2_random",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-        }
+        broker.config({"partitioner": "murmur2_random", "enable.idempotence": True, "linger.ms": 5}, role="webhooks")
     )
     acked = 0
 

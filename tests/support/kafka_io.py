@@ -9,21 +9,27 @@ from collections.abc import Callable, Iterable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
+from tests.support.brokers import SelectedBroker
 
 
 def consume(
-    bootstrap: str, topic: str, expected: int, timeout: float = 30.0, keep_going: Callable[[], bool] = lambda: True
+    broker: SelectedBroker,
+    topic: str,
+    expected: int,
+    timeout: float = 30.0,
+    keep_going: Callable[[], bool] = lambda: True,
 ) -> list[Message]:
     """Every record of `topic` from the beginning, waiting until at least `expected` arrived, the timeout passed, or
     `keep_going` says there is no point (the producing process died)."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
+        broker.config(
+            {
+                "group.id": f"test-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
     )
     consumer.subscribe([topic])
     found: list[Message] = []
@@ -43,13 +49,11 @@ def consume(
     return found
 
 
-def read_to_end(bootstrap: str, topics: Iterable[str], timeout: float) -> list[Message]:
+def read_to_end(broker: SelectedBroker, topics: Iterable[str], timeout: float) -> list[Message]:
     """Every record of `topics`, from each partition's beginning to its end offset when the read starts: for what
     is known to be on the broker already. A read that stops after a quiet second cannot tell records that are not
     there from records not fetched yet."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"test-reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
+    consumer = Consumer(broker.config({"group.id": f"test-reader-{uuid.uuid4().hex}", "enable.auto.commit": False}))
     try:
         metadata = consumer.list_topics(timeout=10)
         ends: dict[tuple[str, int], int] = {}
@@ -77,8 +81,8 @@ class GroupProgress:
     """How many records of `partitions` a consumer group has committed (0 for a partition without a commit); one
     client for all the polls (KafkaOffsets: the admin API's offset fetch can crash the process, see there)."""
 
-    def __init__(self, bootstrap: str, group: str, partitions: Iterable[tuple[str, int]]) -> None:
-        self._offsets = KafkaOffsets(bootstrap)
+    def __init__(self, broker: SelectedBroker, group: str, partitions: Iterable[tuple[str, int]]) -> None:
+        self._offsets = KafkaOffsets(broker.bootstrap_servers, security=broker.security)
         self._partitions = list(partitions)
         self._group = group
 
@@ -91,17 +95,18 @@ class GroupProgress:
 
 
 def read_all(
-    bootstrap: str, topics: Iterable[str], done: Callable[[list[Message]], bool], timeout: float
+    broker: SelectedBroker, topics: Iterable[str], done: Callable[[list[Message]], bool], timeout: float
 ) -> list[Message]:
     """Every record of `topics` from the beginning, read until `done(records so far)` holds and a second passes
     quietly (late duplicates show up too), or the timeout passes."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        broker.config(
+            {
+                "group.id": f"test-reader-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
     )
     consumer.subscribe(list(topics))
     found: list[Message] = []

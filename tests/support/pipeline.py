@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.policy_file import load_policies
 from streams.config import REPO_ROOT
 from streams.domain.policy import Policies
 from streams.local import processes
 from streams.local.demo_deployments import ensure_demo_deployments
-from tests.integration.test_webhooks_kafka import apply_topics
+from tests.support.brokers import SelectedBroker
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
 
 
@@ -54,9 +54,11 @@ def _wait_ready(url: str, proc: object, log: Path, timeout: float = 60) -> None:
 
 
 @contextmanager
-def running_pipeline(bootstrap: str, kubeconfig: Path, namespace: str, unique: str, work: Path) -> Iterator[Pipeline]:
-    prefix = f"e{unique}-"
-    cat = apply_topics(bootstrap, prefix)
+def running_pipeline(
+    broker: SelectedBroker, kubeconfig: Path, namespace: str, unique: str, work: Path
+) -> Iterator[Pipeline]:
+    prefix, worker_id, deploy_group = f"e{unique}-", f"readiness-{unique}", f"deploy-{unique}"
+    cat = apply_topics(broker, prefix, worker_id=worker_id, deploy_group=deploy_group)
     policy_file = work / "autodeploy.yaml"
     policy_file.write_text(
         (REPO_ROOT / "autodeploy.yaml").read_text().replace("namespace: shop,", f"namespace: {namespace},")
@@ -67,18 +69,18 @@ def running_pipeline(bootstrap: str, kubeconfig: Path, namespace: str, unique: s
     ports = {"webhooks": processes.free_port(), "worker": processes.free_port(), "agent": processes.free_port()}
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "AUTODEPLOY_TOPIC_PREFIX": prefix,
         "AUTODEPLOY_CONFIG": str(policy_file),
         "GITHUB_WEBHOOK_SECRETS": GITHUB_SECRET.decode(),
         "CIRCLECI_WEBHOOK_SECRETS": CIRCLECI_SECRET.decode(),
-        "AUTODEPLOY_WORKER_ID": f"readiness-{unique}",
+        "AUTODEPLOY_WORKER_ID": worker_id,
         "AUTODEPLOY_WORKER_DATADIR": str(work / "worker"),
         "AUTODEPLOY_WORKER_PORT": str(ports["worker"]),
-        "AUTODEPLOY_WORKER_INSTANCE_ID": f"readiness-{unique}-0",
+        "AUTODEPLOY_WORKER_INSTANCE_ID": f"{worker_id}-0",
         "AUTODEPLOY_WORKER_LAG": "0",
         "KUBECONFIG": str(kubeconfig),
-        "AUTODEPLOY_DEPLOY_GROUP": f"deploy-{unique}",
+        "AUTODEPLOY_DEPLOY_GROUP": deploy_group,
         "AUTODEPLOY_DEPLOY_METRICS_PORT": str(ports["agent"]),
         "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
     }
@@ -102,5 +104,4 @@ def running_pipeline(bootstrap: str, kubeconfig: Path, namespace: str, unique: s
         for proc in pipeline.procs.values():
             processes.stop(proc.pid, timeout=15)  # type: ignore[attr-defined]
         print(pipeline.tails(), file=sys.stderr)
-        admin = TopicAdmin(bootstrap)
-        admin.delete(admin.describe(t.name for t in cat.topics))
+        delete_topics(broker, cat)

@@ -14,15 +14,15 @@ from typing import Any
 import pytest
 
 from streams import catalog
-from streams.adapters.kafka_admin import TopicAdmin
-from streams.adapters.kafka_producer import DurableProducer
 from streams.config import REPO_ROOT
 from streams.local.processes import free_port
 from streams.webhooks.server import WebhookServer
-from tests.integration.test_webhooks_kafka import apply_topics, webhook_settings
+from tests.integration.test_webhooks_kafka import webhook_settings
+from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
 from tests.support.scenario import History
 from tests.support.signing import TEST_KEY
+from tests.support.topics import apply_topics, delete_topics
 from tests.support.webhooks import AppClient
 
 
@@ -50,32 +50,34 @@ class Worker:
 
 @pytest.fixture
 def worker_pipeline(
-    kafka_bootstrap: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, unique: str, tmp_path: Path
 ) -> Iterator[tuple[catalog.Catalog, Worker, AppClient]]:
-    prefix = f"r{unique}-"
-    cat = apply_topics(kafka_bootstrap, prefix)
+    """The worker (`autodeploy worker`, a process of its own) and the webhook server (in this process) that feeds
+    it, each as its own principal."""
+    prefix, worker_id = f"r{unique}-", f"readiness-{unique}"
+    cat = apply_topics(kafka_broker, prefix, worker_id=worker_id)
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
         "AUTODEPLOY_TOPIC_PREFIX": prefix,
         "AUTODEPLOY_CONFIG": str(REPO_ROOT / "autodeploy.yaml"),
-        "AUTODEPLOY_WORKER_ID": f"readiness-{unique}",
+        "AUTODEPLOY_WORKER_ID": worker_id,
         "AUTODEPLOY_WORKER_DATADIR": str(tmp_path / "worker"),
         "AUTODEPLOY_WORKER_PORT": str(free_port()),
-        "AUTODEPLOY_WORKER_INSTANCE_ID": f"readiness-{unique}-0",
+        "AUTODEPLOY_WORKER_INSTANCE_ID": f"{worker_id}-0",
     }
     worker = Worker(env, tmp_path / "worker.log")
-    client = AppClient(WebhookServer(webhook_settings(), cat, DurableProducer(kafka_bootstrap), signer=TEST_KEY).app())
+    server = WebhookServer(webhook_settings(), cat, kafka_broker.producer("webhooks"), signer=TEST_KEY)
+    client = AppClient(server.app())
     yield cat, worker, client
     worker.kill(signal.SIGTERM)
     client.close()
-    admin = TopicAdmin(kafka_bootstrap)
-    admin.delete(admin.describe(t.name for t in cat.topics))
+    delete_topics(kafka_broker, cat)
     print((tmp_path / "worker.log").read_text()[-3000:])
 
 
-def decisions(bootstrap: str, cat: catalog.Catalog, expected: int, worker: Worker) -> list[dict[str, Any]]:
-    found = consume(bootstrap, cat.topic("deploy.readiness").name, expected, timeout=90, keep_going=worker.alive)
+def decisions(broker: SelectedBroker, cat: catalog.Catalog, expected: int, worker: Worker) -> list[dict[str, Any]]:
+    found = consume(broker, cat.topic("deploy.readiness").name, expected, timeout=90, keep_going=worker.alive)
     assert worker.alive(), "the worker died: " + worker.log.read_text()[-3000:]
     return [json.loads(m.value()) for m in found]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from streams import catalog
-from streams.catalog.acls import AclBinding, AclError, load_acls, plan_acls
+from streams.adapters.kafka_offsets import READER_GROUP
+from streams.catalog.acls import AclBinding, AclError, load_acls, plan_acls, plan_grants
 from streams.config import REPO_ROOT
 from streams.local import kafka
 
@@ -42,7 +43,9 @@ def test_least_privilege() -> None:
     assert "deploy.events" not in _allowed(worker, "WRITE")
     assert _allowed(agent, "READ") == {"deploy.readiness", "deployer"}
     assert _allowed(agent, "WRITE") == {"deploy.events", "autodeploy.deadletter"}
-    assert {b.operation for b in _spec() if b.principal == lag} == {"DESCRIBE"}
+    assert {b.operation for b in _spec() if b.principal == lag} == {"DESCRIBE", "READ"}
+    # READ only where it measures the age of the oldest unconsumed record: not the worker's changelog (its state).
+    assert _allowed(lag, "READ") == {"github.events", "ci.events", "deploy.readiness", "readiness-ticks"}
     assert not {b for b in _spec() if b.operation in ("ALTER", "DELETE", "ALTER_CONFIGS", "CLUSTER_ACTION")}
     assert {b.principal for b in _spec() if b.operation == "CREATE"} == {worker}  # its internal topics only
 
@@ -87,3 +90,18 @@ def test_the_plan_creates_what_is_missing_and_deletes_only_managed_principals_ex
     assert set(plan.delete) == {stray, deny}
     assert "(DENY from 10.0.0.1)" in deny.description
     assert plan_acls(spec, spec.bindings).empty
+
+
+def test_the_lag_exporter_may_describe_the_group_its_record_reader_names() -> None:
+    lag = "User:autodeploy-lag-exporter"
+    assert READER_GROUP in {b.name for b in _spec() if b.principal == lag and b.resource_type == "GROUP"}
+
+
+def test_grants_create_what_is_missing_and_delete_nothing() -> None:
+    cat = catalog.load(REPO_ROOT / "topics" / "catalog.yaml")
+    spec = load_acls(ACLS, cat, NAMES)
+    kept = sorted(spec.bindings)[1:]
+    other_pipeline = AclBinding("User:autodeploy-worker", "GROUP", "LITERAL", "readiness-of-another-test", "READ")
+    plan = plan_grants(spec, [*kept, other_pipeline])
+    assert (plan.create, plan.delete) == ((sorted(spec.bindings)[0],), ())
+    assert plan_grants(spec, spec.bindings).empty

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.config import ConfigError, KafkaSecurity, Settings
+from streams.cli import build_parser
+from streams.config import ConfigError, KafkaSecurity, LocalSettings, Settings
 from streams.worker.app import faust_credentials
 
 
@@ -77,3 +78,25 @@ def test_sasl_ssl_gives_faust_a_tls_context() -> None:
 def test_mistakes_name_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         KafkaSecurity.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("value", "secure"),
+    [(None, True), ("", True), ("1", True), ("yes", True), ("0", False), ("false", False), (" No ", False)],
+)
+def test_the_local_broker_is_secured_unless_the_setting_says_no(value: str | None, secure: bool) -> None:
+    env = {} if value is None else {"AUTODEPLOY_KAFKA_SECURE": value}
+    assert LocalSettings.from_env(env).kafka_secure is secure
+
+
+@pytest.mark.parametrize("command", [["kafka", "up"], ["up"]])
+@pytest.mark.parametrize(("flags", "secure"), [([], None), (["--insecure"], False), (["--secure"], True)])
+def test_insecure_is_the_flag_and_secure_the_default(command: list[str], flags: list[str], secure: bool | None) -> None:
+    # None: neither flag, so kafka.up() asks AUTODEPLOY_KAFKA_SECURE (secured unless it says no).
+    assert build_parser().parse_args([*command, *flags]).secure is secure
+
+
+def test_insecure_and_secure_together_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["kafka", "up", "--insecure", "--secure"])
+    assert "not allowed with argument" in capsys.readouterr().err

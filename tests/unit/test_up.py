@@ -126,4 +126,5 @@ def test_a_ctrl_c_while_the_control_plane_starts_stops_the_broker_it_started(
     assert up_cmds.run(args) == 0
     out = capsys.readouterr().out
     assert "stopping what this command started" in out and "kafka        stopped in " in out
+    assert "NOT secured (--insecure)" in out  # the fake broker is a plain one: a person must not miss that
     assert services.stopped == ["cluster", "kafka"]
