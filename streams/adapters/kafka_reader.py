@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streams.config import KafkaSecurity
+
+T = TypeVar("T")
 
 
 class ReadFailed(RuntimeError):
@@ -66,8 +70,8 @@ def _read(consumer: Consumer, topics: list[str], since_ms: int | None, timeout_s
         partitions += [TopicPartition(topic, p) for p in sorted(found.partitions)]
     ends = {}
     assigned = []
-    for tp in _starts(consumer, partitions, since_ms, timeout_s):
-        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+    for tp in _retried(lambda: _starts(consumer, partitions, since_ms, timeout_s), timeout_s):
+        low, high = _retried(partial(consumer.get_watermark_offsets, tp, timeout=timeout_s), timeout_s)
         start = low if tp.offset == OFFSET_BEGINNING else tp.offset
         if start != OFFSET_END and start < high:
             ends[(tp.topic, tp.partition)] = high
@@ -91,6 +95,21 @@ def _read(consumer: Consumer, topics: list[str], since_ms: int | None, timeout_s
             if record.offset + 1 >= end:
                 del ends[where]
     return records
+
+
+def _retried(ask: Callable[[], T], timeout_s: float) -> T:
+    """`ask()`, again while the broker answers with a retriable error (a topic just created has no leader yet)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            return ask()
+        except KafkaException as e:
+            error = e.args[0] if e.args else None
+            if not (isinstance(error, KafkaError) and error.retriable()) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
 
 
 def _starts(
