@@ -1,0 +1,99 @@
+"""What signing writes by hand for speed is what the spec's plain definitions give: the envelope and material JSON
+(`json.dumps` compact), the time's normal form (`fromisoformat`, UTC, `strftime`) and the core digest (SHA-256 over
+the concatenated digests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.events.dsse import Envelope, Signature
+from streams.events.verification_material import (
+    CORE_ATTRIBUTES,
+    UnsupportedAttribute,
+    VerificationMaterial,
+    core_digest,
+    normalize_time,
+)
+
+
+def _reference_envelope(envelope: Envelope) -> bytes:
+    import base64  # noqa: PLC0415
+
+    signatures = [
+        {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode()}
+        if s.keyid
+        else {"sig": base64.b64encode(s.sig).decode()}
+        for s in envelope.signatures
+    ]
+    doc = {
+        "payloadType": envelope.payload_type,
+        "payload": base64.b64encode(envelope.payload).decode(),
+        "signatures": signatures,
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)  # no lone surrogates: UTF-8 has none
+
+
+@settings(max_examples=300, deadline=None)
+@given(_text, st.binary(max_size=40), st.lists(st.tuples(_text, st.binary(max_size=64)), max_size=3))
+def test_the_envelope_is_the_compact_json_dumps(
+    payload_type: str, payload: bytes, signatures: list[tuple[str, bytes]]
+) -> None:
+    envelope = Envelope(payload_type, payload, tuple(Signature(k, s) for k, s in signatures))
+    assert envelope.to_json() == _reference_envelope(envelope)
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_the_material_without_extensions_is_the_compact_json_dumps(core: bytes) -> None:
+    import base64  # noqa: PLC0415
+
+    expected = json.dumps({"core": base64.b64encode(core).decode()}, separators=(",", ":")).encode()
+    assert VerificationMaterial(core).to_json() == expected
+
+
+def _reference_time(value: str | datetime) -> str:
+    moment = datetime.fromisoformat(value.strip().upper()) if isinstance(value, str) else value
+    if moment.utcoffset() is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_zones = st.sampled_from([None, UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-9, minutes=-30))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=_zones), st.booleans())
+def test_the_time_normal_form_is_the_plain_definitions(moment: datetime, as_text: bool) -> None:
+    value: str | datetime = moment
+    if as_text:
+        value = moment.isoformat().replace("+00:00", "Z") if moment.tzinfo else moment.isoformat()
+    assert normalize_time(value) == _reference_time(value)
+
+
+@pytest.mark.parametrize("text", ["2026-02-30T10:00:00Z", "2026-12-03T24:00:00Z", "2026-12-03T10:00:60Z"])
+def test_a_time_that_does_not_exist_is_refused_on_the_quick_path_too(text: str) -> None:
+    with pytest.raises(UnsupportedAttribute):
+        normalize_time(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(CORE_ATTRIBUTES), _text), st.binary(max_size=64))
+def test_the_core_digest_is_the_digest_of_the_concatenated_digests(attributes: dict[str, str], data: bytes) -> None:
+    attributes["time"] = "2026-12-03T10:49:12.5+01:00"
+
+    def sha(value: bytes) -> bytes:
+        return hashlib.sha256(value).digest()
+
+    parts = [
+        sha(_reference_time(attributes[name]).encode() if name == "time" else attributes.get(name, "").encode())
+        for name in CORE_ATTRIBUTES
+    ]
+    assert core_digest(attributes, data) == sha(b"".join([*parts, sha(data)]))
