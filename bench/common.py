@@ -66,6 +66,13 @@ def process(
         processes.stop(proc.pid, timeout=10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far, all its threads (Linux /proc): what a run cost the process
+    whatever the cores it ran on, so that work moved to another thread is not counted as work saved."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def signing_algorithm() -> str:
     """What signs and verifies in the benchmarks: the tests' key (tests/support/signing.py) and its library."""
     name = "Ed25519" if isinstance(TEST_KEY.private_key, Ed25519PrivateKey) else "ECDSA P-256"

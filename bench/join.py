@@ -39,7 +39,7 @@ from confluent_kafka import Producer
 from confluent_kafka import TopicPartition as ConfluentTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from bench.common import ROOT, broker, process, record, signing_algorithm
+from bench.common import ROOT, broker, cpu_seconds, process, record, signing_algorithm
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
@@ -174,6 +174,11 @@ class WorkerRun:
     total_s: float
     processed_after_start: int  # records committed after the first commit
     pid: int
+    steady_cpu_s: float = 0.0  # the worker process's CPU time (all threads) from its first commit to the last
+
+
+def _cpu_us_per_event(run: WorkerRun) -> float:
+    return run.steady_cpu_s / run.processed_after_start * 1e6
 
 
 def worker_env(p: Pipeline, group: str, port: int) -> dict[str, str]:
@@ -196,14 +201,15 @@ def worker(p: Pipeline, group: str, port: int | None = None, **env: str) -> cont
     return process(argv, p.work / f"{group}.log", f"http://127.0.0.1:{port}/", {**worker_env(p, group, port), **env})
 
 
-def wait_committed(offsets: Offsets, timeout: float = 1800) -> tuple[float, int]:
-    """(when, committed) at the group's first commit; returns once everything up to the end is committed."""
+def wait_committed(offsets: Offsets, timeout: float = 1800, pid: int | None = None) -> tuple[float, int, float]:
+    """(when, committed, the CPU time of process `pid` then) at the group's first commit; returns once everything up
+    to the end is committed."""
     deadline = time.monotonic() + timeout
-    first: tuple[float, int] | None = None
+    first: tuple[float, int, float] | None = None
     while time.monotonic() < deadline:
         done = offsets.committed()
         if done and first is None:
-            first = (time.perf_counter(), done)
+            first = (time.perf_counter(), done, cpu_seconds(pid) if pid else 0.0)
         if done >= offsets.end:
             assert first is not None
             return first
@@ -216,9 +222,10 @@ def run_worker(p: Pipeline, **env: str) -> WorkerRun:
     offsets = Offsets(p, group)
     start = time.perf_counter()
     with worker(p, group, **env) as proc:
-        first_at, first_done = wait_committed(offsets)
+        first_at, first_done, first_cpu = wait_committed(offsets, pid=proc.pid)
         end = time.perf_counter()
-    return WorkerRun(first_at - start, end - first_at, end - start, offsets.end - first_done, proc.pid)
+        cpu = cpu_seconds(proc.pid) - first_cpu
+    return WorkerRun(first_at - start, end - first_at, end - start, offsets.end - first_done, proc.pid, cpu)
 
 
 async def _raw(p: Pipeline, total: int) -> float:
@@ -279,12 +286,20 @@ def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
             off_run, on_run = run_worker(p, **off), run_worker(p)
         pairs.append((on_run, off_run))
         on_s, off_s = _steady(on_run), _steady(off_run)
-        print(f"round {round_}: join events/s verification on {on_s:,.0f}, off {off_s:,.0f}, on/off {on_s / off_s:.3f}")
+        on_cpu, off_cpu = _cpu_us_per_event(on_run), _cpu_us_per_event(off_run)
+        print(
+            f"round {round_}: join events/s verification on {on_s:,.0f}, off {off_s:,.0f}, on/off {on_s / off_s:.3f};"
+            f" worker CPU per event on {on_cpu:.0f} us, off {off_cpu:.0f} us",
+            flush=True,
+        )
     runs = sorted(pairs, key=lambda pair: _steady(pair[0]))
     run = runs[len(runs) // 2][0]  # the median verifying run
     raw, steady, overall = total / raw_s, _steady(run), total / run.total_s
     steady_off = statistics.median(_steady(off_run) for _, off_run in pairs)
     on_off = statistics.median(_steady(on_run) / _steady(off_run) for on_run, off_run in pairs)
+    cpu_on = statistics.median(_cpu_us_per_event(on_run) for on_run, _ in pairs)
+    cpu_off = statistics.median(_cpu_us_per_event(off_run) for _, off_run in pairs)
+    cpu_on_off = statistics.median(_cpu_us_per_event(on_run) / _cpu_us_per_event(off_run) for on_run, off_run in pairs)
 
     def row(metric: str, value: float, baseline: float | None, goal: str = "") -> dict[str, Any]:
         ratio = value / baseline if baseline else None
@@ -314,6 +329,11 @@ def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
             "ratio": on_off,  # the median of the rounds' ratios
         },
         row("join events/s, verification off (baseline: raw aiokafka)", steady_off, raw),
+        {
+            # The worker process's CPU time (all threads) per event: what verification costs wherever it runs.
+            **row("worker CPU us per event, verification on / off (baseline)", cpu_on, cpu_off),
+            "ratio": cpu_on_off,
+        },
         row("worker startup s (to first commit)", run.startup_s, None),
         row("events", total, total),
         *rows,
