@@ -19,7 +19,7 @@ from datetime import datetime
 from streams.domain.keys import KeyDirectory, SignaturePolicy
 from streams.events.ce_wire import WireEvent
 from streams.events.dsse import Envelope, EnvelopeError, Signature, b64decode_either, pae, parse_envelope
-from streams.events.dsse_keys import PublicKey, SigningKey, load_public_key, verify_signature
+from streams.events.dsse_keys import SigningKey, load_public_key, signature_check
 from streams.events.verification_errors import (
     BadSignature,
     CoreDigestMismatch,
@@ -179,7 +179,7 @@ class Verifier:
         infer_extension_types: bool = True,
     ) -> None:
         self._directory = keys
-        self._public: dict[str, PublicKey] = {k.key_id: load_public_key(k.public_key_pem) for k in keys.entries()}
+        self._public = {k.key_id: signature_check(load_public_key(k.public_key_pem)) for k in keys.entries()}
         self._policy = policy
         self._mode = mode
         self._types = dict(extension_types or {})
@@ -228,7 +228,7 @@ class Verifier:
             if refusal is not None:
                 refused = refused or KeyNotAccepted(f"key {signature.keyid!r}: {refusal.value}", refusal)
                 continue
-            if verify_signature(public, signature.sig, message):
+            if public(signature.sig, message):
                 return signature.keyid
             bad = True
         if bad:

@@ -1,18 +1,23 @@
-"""What signing writes by hand for speed is what the spec's plain definitions give: the envelope and material JSON
-(`json.dumps` compact), the time's normal form (`fromisoformat`, UTC, `strftime`) and the core digest (SHA-256 over
-the concatenated digests)."""
+"""What signing does its own way for speed gives what the plain definitions give: the envelope and material JSON
+(`json.dumps` compact), the time's normal form (`fromisoformat`, UTC, `strftime`), the core digest (SHA-256 over the
+concatenated digests), and Ed25519 with libsodium (`cryptography`'s signatures and verdicts)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.events.dsse import Envelope, Signature
+from streams.events.dsse_keys import SigningKey, implementation, verify_signature
 from streams.events.verification_material import (
     CORE_ATTRIBUTES,
     UnsupportedAttribute,
@@ -97,3 +102,41 @@ def test_the_core_digest_is_the_digest_of_the_concatenated_digests(attributes: d
         for name in CORE_ATTRIBUTES
     ]
     assert core_digest(attributes, data) == sha(b"".join([*parts, sha(data)]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=300))
+def test_libsodium_makes_the_signature_cryptography_makes_and_both_accept_it(seed: bytes, message: bytes) -> None:
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    key = SigningKey("k", private)
+    signature = key.sign(message)
+    assert signature == private.sign(message)  # Ed25519 is deterministic: the same bytes from both libraries
+    assert verify_signature(key.public_key(), signature, message)
+    private.public_key().verify(signature, message)  # cryptography's check, raising if it disagreed
+
+
+@pytest.mark.parametrize(
+    "bend",
+    [
+        lambda sig, msg: (sig[:-1] + bytes([sig[-1] ^ 1]), msg),
+        lambda sig, msg: (sig, msg + b"x"),
+        lambda sig, msg: (sig[:63], msg),
+        lambda sig, msg: (sig + b"\0", msg),
+        lambda sig, msg: (b"", msg),
+    ],
+    ids=["signature bit", "message byte", "short", "long", "empty"],
+)
+def test_a_bent_ed25519_signature_is_refused_by_both_libraries(bend: Any) -> None:
+    private = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    message = b"DSSEv1 4 type 5 hello"
+    signature, signed = bend(SigningKey("k", private).sign(message), message)
+    assert not verify_signature(private.public_key(), signature, signed)
+    with pytest.raises(InvalidSignature):
+        private.public_key().verify(signature, signed)
+
+
+def test_the_benchmarks_name_the_library() -> None:
+    assert implementation(SigningKey("k", Ed25519PrivateKey.generate())).startswith("Ed25519, libsodium (PyNaCl ")
+    assert implementation(SigningKey("k", ec.generate_private_key(ec.SECP256R1()))).startswith(
+        "ECDSA P-256, cryptography "
+    )
