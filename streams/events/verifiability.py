@@ -60,13 +60,11 @@ __all__ = [
     "SignatureRequired",
     "UnknownKey",
     "UnknownPayloadType",
-    "Unsigned",
     "UnsupportedExtension",
     "VerificationFailed",
     "Verified",
     "Verifier",
     "sign",
-    "to_sign",
 ]
 
 
@@ -92,43 +90,6 @@ class Verified:
     unverified: Mapping[str, object] = field(default_factory=dict)  # passthrough mode only
 
 
-@dataclass(frozen=True)
-class Unsigned:
-    """An event's VERIFICATION_MATERIAL before its signature: `message` is what the key signs (DSSE's PAE), and
-    `material` makes the `dssematerial` value of a signature over it. Apart, so that the signature itself can be
-    made elsewhere (another thread) while the rest stays with the caller."""
-
-    payload: bytes
-
-    @property
-    def message(self) -> bytes:
-        return pae(PAYLOAD_TYPE, self.payload)
-
-    def material(self, key_id: str, signature: bytes) -> str:
-        """Base64 of the UTF-8 DSSE envelope, as it travels in a JSON member or a `ce_dssematerial` header."""
-        envelope = Envelope(PAYLOAD_TYPE, self.payload, (Signature(key_id, signature),))
-        return base64.b64encode(envelope.to_json()).decode("ascii")
-
-
-def to_sign(
-    event: WireEvent,
-    signed_extensions: Sequence[str] = (),
-    extension_types: Mapping[str, AttributeType] | None = None,
-) -> Unsigned:
-    """The spec's signing protocol, steps 2-6: what `sign` signs (see there for what it refuses)."""
-    names = tuple(signed_extensions)
-    check_signed_names(names)
-    attributes = event.attributes
-    if MATERIAL_ATTRIBUTE in attributes:
-        attributes = {k: v for k, v in attributes.items() if k != MATERIAL_ATTRIBUTE}
-    material = VerificationMaterial(
-        core_digest(attributes, event.data),
-        ext_digest(attributes, names, extension_types) if names else None,
-        names or None,
-    )
-    return Unsigned(material.to_json())
-
-
 def sign(
     event: WireEvent,
     key: SigningKey,
@@ -141,8 +102,20 @@ def sign(
     `dssematerial`, and an extension whose value no CloudEvents type serializes; an existing `dssematerial` is
     neither digested nor kept (the caller replaces it).
     """
-    unsigned = to_sign(event, signed_extensions, extension_types)
-    return unsigned.material(key.key_id, key.sign(unsigned.message))
+    names = tuple(signed_extensions)
+    check_signed_names(names)
+    attributes = event.attributes
+    if MATERIAL_ATTRIBUTE in attributes:
+        attributes = {k: v for k, v in attributes.items() if k != MATERIAL_ATTRIBUTE}
+    material = VerificationMaterial(
+        core_digest(attributes, event.data),
+        ext_digest(attributes, names, extension_types) if names else None,
+        names or None,
+    )
+    payload = material.to_json()
+    signature = Signature(key.key_id, key.sign(pae(PAYLOAD_TYPE, payload)))
+    envelope = Envelope(PAYLOAD_TYPE, payload, (signature,))
+    return base64.b64encode(envelope.to_json()).decode("ascii")
 
 
 def _read_material(value: object) -> Envelope:
