@@ -48,6 +48,7 @@ from streams.catalog.plan import make_plan
 from streams.demo.deliveries import Payloads
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
+from streams.events.dsse_keys import SigningKey
 from streams.events.signing import signed_record
 from streams.local.processes import free_port
 from streams.webhooks.provider_events import provider_event
@@ -96,23 +97,28 @@ def pipeline(work: Path, repositories: int, checks: int = 2) -> Iterator[Pipelin
             admin.delete(t.name for t in cat.topics)
 
 
-def events(repositories: int, commits: int, checks: int, start: datetime | None = None) -> Iterator[Record]:
+def events(
+    repositories: int, commits: int, checks: int, start: datetime | None = None, key: SigningKey = TEST_KEY
+) -> Iterator[Record]:
     """Per commit of each repository, in rounds over the repositories: its push, then `checks` successful checks
-    (CircleCI build-test on ci.events, GitHub Actions lint on github.events), built by the demo's payload builder."""
+    (CircleCI build-test on ci.events, GitHub Actions lint on github.events), built by the demo's payload builder
+    and signed by `key` as the webhook server signs them."""
     moment = start or datetime.now(UTC) - timedelta(minutes=30)
     heads = [_ZERO] * repositories
     for i in range(commits):
         for r in range(repositories):
             payloads, commit = bench_repository(r), hashlib.sha1(f"{r}/{i}".encode(), usedforsecurity=False).hexdigest()
-            yield _github("push", payloads.push(heads[r], commit, moment), moment)
+            yield _github("push", payloads.push(heads[r], commit, moment), moment, key)
             heads[r] = commit
             if checks > 1:
-                yield _github("workflow_run", payloads.workflow_run(commit, "success", moment, name="lint"), moment)
+                yield _github(
+                    "workflow_run", payloads.workflow_run(commit, "success", moment, name="lint"), moment, key
+                )
             c = payloads.circleci_workflow(
                 commit, "success", moment, name="build-test", delivery=f"{r}-{i}", workflow=f"w{r}-{i}"
             )
             body = orjson.dumps(c)
-            yield signed_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events", TEST_KEY)
+            yield signed_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events", key)
             moment += timedelta(milliseconds=1)
 
 
@@ -121,11 +127,11 @@ def bench_repository(r: int) -> Payloads:
     return Payloads(f"acme/repo{r}")
 
 
-def _github(event: str, payload: dict[str, Any], received: datetime) -> Record:
+def _github(event: str, payload: dict[str, Any], received: datetime, key: SigningKey) -> Record:
     body = orjson.dumps(payload)
     delivery = hashlib.sha1(body, usedforsecurity=False).hexdigest()
     cloud_event = provider_event(github_attributes(event, payload), delivery, body, received)
-    return signed_record(cloud_event, "github.events", TEST_KEY)
+    return signed_record(cloud_event, "github.events", key)
 
 
 def produce(p: Pipeline, records: Iterator[Record]) -> int:
