@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from streams.events.dsse import read_json
+
 __all__ = [
     "CORE_ATTRIBUTES",
     "MATERIAL_ATTRIBUTE",
@@ -234,7 +236,7 @@ def _digest_field(doc: Mapping[str, object], name: str) -> bytes | None:
 def parse_material(payload: bytes) -> VerificationMaterial:
     """The DSSE payload as VERIFICATION_MATERIAL, checked (verification protocol step 6); unknown members ignored."""
     try:
-        doc = json.loads(payload.decode("utf-8"))
+        doc = read_json(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidMaterial(f"the payload is not a JSON object: {e}") from None
     if not isinstance(doc, dict):

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events.dsse import Envelope, Signature
+from streams.events.dsse import Envelope, Signature, read_json
 from streams.events.dsse_keys import SigningKey, implementation, verify_signature
 from streams.events.verification_material import (
     CORE_ATTRIBUTES,
@@ -140,3 +140,50 @@ def test_the_benchmarks_name_the_library() -> None:
     assert implementation(SigningKey("k", ec.generate_private_key(ec.SECP256R1()))).startswith(
         "ECDSA P-256, cryptography "
     )
+
+
+def _reference_json(raw: bytes) -> str:
+    def refuse(name: str) -> object:
+        raise json.JSONDecodeError(f"{name} is not JSON", name, 0)
+
+    try:
+        return repr(json.loads(raw.decode("utf-8"), parse_constant=refuse))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return type(e).__name__
+
+
+def _read(raw: bytes) -> str:
+    try:
+        return repr(read_json(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return type(e).__name__
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values, st.booleans(), st.binary(max_size=2), st.integers(min_value=0))
+def test_json_read_by_msgspec_first_reads_as_the_standard_library(
+    value: Any, ascii_only: bool, noise: bytes, at: int
+) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", errors="surrogatepass")
+    assert _read(text) == _reference_json(text)
+    where = at % (len(text) + 1)
+    bent = text[:where] + noise + text[where:]
+    assert _read(bent) == _reference_json(bent)
+
+
+@pytest.mark.parametrize(
+    "raw", [b'{"a": NaN}', b'{"a": "\\ud800"}', b'{"a": 1, "a": 2}', b"[1e999]", b"\xff", b"12345678901234567890123"]
+)
+def test_json_the_two_readers_differ_on_is_answered_by_the_standard_library(raw: bytes) -> None:
+    assert _read(raw) == _reference_json(raw)
