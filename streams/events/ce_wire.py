@@ -52,6 +52,9 @@ _OPEN = re.compile(rb"[ \t\n\r]*\{")
 # A member's name and its colon; JSON strings hold no raw control characters, so `.` needs no DOTALL.
 _NAME = re.compile(rb'[ \t\n\r]*"([^"\\]*(?:\\.[^"\\]*)*)"[ \t\n\r]*:[ \t\n\r]*')
 _AFTER = re.compile(rb"[ \t\n\r]*([,}])")
+# What autodeploy writes (encoding.py): compact, string attributes without escapes, `data` last.
+_COMPACT_HEAD = re.compile(rb'\{((?:"[^"\\]*":"[^"\\]*",)*)"data":')
+_COMPACT_PAIR = re.compile(rb'"([^"\\]*)":"([^"\\]*)"')
 _SIMPLE = re.compile(rb'[ \t\n\r]*"([^"\\]*)"[ \t\n\r]*:[ \t\n\r]*"([^"\\]*)"[ \t\n\r]*([,}])')
 _CE_PREFIX = "ce_"
 _CONTENT_TYPE = "content-type"
@@ -117,7 +120,7 @@ def _quick(value: bytes) -> WireEvent | None:
         raws = _RAW_MEMBERS.decode(value)
     except (UnicodeDecodeError, msgspec.DecodeError):
         return None
-    members = _walk(value, raws)
+    members = _compact(value, raws) or _walk(value, raws)
     if members is None or ("data" in members and "data_base64" in members):
         return None
     attributes = {name: member for name, (member, _) in members.items() if name not in ("data", "data_base64")}
@@ -175,6 +178,25 @@ def _walk(value: bytes, raws: Mapping[str, msgspec.Raw]) -> dict[str, tuple[obje
         index = step.end()
         if value[index - 1 : index] == b"}":
             return members if len(members) == len(raws) else None  # fewer names than members: one repeated
+
+
+def _compact(value: bytes, raws: Mapping[str, msgspec.Raw]) -> dict[str, tuple[object, tuple[int, int]]] | None:
+    """`_walk` in two regular expressions for a record laid out as autodeploy writes it; None for any other."""
+    head = _COMPACT_HEAD.match(value)
+    data = raws.get("data")
+    if head is None or data is None:
+        return None
+    end = head.end() + len(data)
+    # Only the closing brace after `data`'s bytes: it is the last member and starts right after its name (a data
+    # value never ends in whitespace), and, not among the pairs, the only `data`.
+    if value[end:].strip(b" \t\n\r") != b"}":
+        return None
+    pairs = _COMPACT_PAIR.findall(value, 1, head.end())
+    members: dict[str, tuple[object, tuple[int, int]]] = {
+        name.decode("utf-8"): (member.decode("utf-8"), (0, 0)) for name, member in pairs
+    }
+    members["data"] = (None, (head.end(), end))
+    return members if len(members) == len(pairs) + 1 == len(raws) else None  # else a name repeated
 
 
 def _member_name(raw: bytes) -> str:

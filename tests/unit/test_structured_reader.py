@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
-from streams.events.ce_wire import MalformedEvent, WireEvent, _exact, _quick, from_structured
+from streams.events.ce_wire import _RAW_MEMBERS, MalformedEvent, WireEvent, _compact, _exact, _quick, from_structured
 from streams.events.signing import signed_record, signed_structured
 from streams.webhooks.provider_events import provider_event
 from tests.support.fixtures import fixture
@@ -65,12 +65,20 @@ def test_the_quick_reader_reads_autodeploys_records_as_the_reference_does(value:
     _same(value)
 
 
+@pytest.mark.parametrize("value", REAL)
+def test_records_as_autodeploy_writes_them_take_the_shortest_way(value: bytes) -> None:
+    assert _compact(value, _RAW_MEMBERS.decode(value)) is not None
+
+
 @pytest.mark.parametrize(
     ("value", "says"),
     [
         (SMALL[:-1] + b', "data": {}}', "members given twice: ['data']"),
         (SMALL[:-1] + b', "d\\u0061ta": {}}', "members given twice: ['data']"),
         (SMALL.replace(b'"id": "1"', b'"id": "1", "id": "1"'), "members given twice: ['id']"),
+        (b'{"id":"1","id":"2","data":{}}', "members given twice: ['id']"),  # as autodeploy lays records out
+        (b'{"id":"1","data":{},"data":{}}', "members given twice: ['data']"),
+        (b'{"id":"1","data":{"a":"}"},"data":"}"}', "members given twice: ['data']"),
         (SMALL.replace(b'"id": "1"', b'"id": NaN'), None),
         (SMALL + b" x", "bytes after the JSON object"),
         (b"\xef\xbb\xbf" + SMALL, "a structured CloudEvent is a JSON object"),
