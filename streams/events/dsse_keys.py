@@ -8,7 +8,7 @@ checked with libsodium (PyNaCl) on the same key bytes: it signs in ~20 us and ve
 (OpenSSL) takes ~31 and ~97 on the same machine (docs/performance.md), and one signature per event is most of what
 signing and verifying cost. Ed25519 is deterministic, so both libraries make the very same signature (a test holds
 them to it); libsodium's verification is the stricter of the two (it also refuses small-order points and
-non-canonical encodings, which no honest signer produces).
+non-canonical encodings of the key and of R, which no honest signer produces).
 """
 
 from __future__ import annotations
