@@ -53,6 +53,7 @@ docs: install ## build the documentation site (docs/, mkdocs.yml) into site/; --
 
 bench: install ## benchmarks, each as a ratio to a baseline measured in the same run (results in bench/results.json)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
+	$(BIN)/python -m bench.signing
 	$(BIN)/python -m bench.webhooks
 	$(PYTHON) -m venv .venv-quix  # Quix Streams pins confluent-kafka < 2.13; autodeploy needs >= 2.16
 	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema jsonschema-rs orjson

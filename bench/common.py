@@ -12,12 +12,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from streams.events.dsse_keys import implementation
 from streams.local import kafka, processes
 from tests.support.signing import TEST_KEY, configure_session
 
@@ -68,10 +66,17 @@ def process(
         processes.stop(proc.pid, timeout=10)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process `pid` so far, all its threads (Linux /proc): what a run cost the process
+    whatever the cores it ran on, so that work moved to another thread is not counted as work saved."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def signing_algorithm() -> str:
-    """What signs and verifies in the benchmarks: the tests' key (tests/support/signing.py) and its library."""
-    name = "Ed25519" if isinstance(TEST_KEY.private_key, Ed25519PrivateKey) else "ECDSA P-256"
-    return f"{name} DSSE, cryptography {version('cryptography')}"
+    """What signs and verifies in the benchmarks: the tests' key (tests/support/signing.py), its algorithm and the
+    library that signs and verifies with it."""
+    return f"DSSE, {implementation(TEST_KEY)}"
 
 
 def machine() -> dict[str, Any]:

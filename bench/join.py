@@ -39,7 +39,7 @@ from confluent_kafka import Producer
 from confluent_kafka import TopicPartition as ConfluentTP
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
-from bench.common import ROOT, broker, process, record, signing_algorithm
+from bench.common import ROOT, broker, cpu_seconds, process, record, signing_algorithm
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
@@ -48,6 +48,7 @@ from streams.catalog.plan import make_plan
 from streams.demo.deliveries import Payloads
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.webhook_mapping import github_attributes
+from streams.events.dsse_keys import SigningKey
 from streams.events.signing import signed_record
 from streams.local.processes import free_port
 from streams.webhooks.provider_events import provider_event
@@ -96,23 +97,28 @@ def pipeline(work: Path, repositories: int, checks: int = 2) -> Iterator[Pipelin
             admin.delete(t.name for t in cat.topics)
 
 
-def events(repositories: int, commits: int, checks: int, start: datetime | None = None) -> Iterator[Record]:
+def events(
+    repositories: int, commits: int, checks: int, start: datetime | None = None, key: SigningKey = TEST_KEY
+) -> Iterator[Record]:
     """Per commit of each repository, in rounds over the repositories: its push, then `checks` successful checks
-    (CircleCI build-test on ci.events, GitHub Actions lint on github.events), built by the demo's payload builder."""
+    (CircleCI build-test on ci.events, GitHub Actions lint on github.events), built by the demo's payload builder
+    and signed by `key` as the webhook server signs them."""
     moment = start or datetime.now(UTC) - timedelta(minutes=30)
     heads = [_ZERO] * repositories
     for i in range(commits):
         for r in range(repositories):
             payloads, commit = bench_repository(r), hashlib.sha1(f"{r}/{i}".encode(), usedforsecurity=False).hexdigest()
-            yield _github("push", payloads.push(heads[r], commit, moment), moment)
+            yield _github("push", payloads.push(heads[r], commit, moment), moment, key)
             heads[r] = commit
             if checks > 1:
-                yield _github("workflow_run", payloads.workflow_run(commit, "success", moment, name="lint"), moment)
+                yield _github(
+                    "workflow_run", payloads.workflow_run(commit, "success", moment, name="lint"), moment, key
+                )
             c = payloads.circleci_workflow(
                 commit, "success", moment, name="build-test", delivery=f"{r}-{i}", workflow=f"w{r}-{i}"
             )
             body = orjson.dumps(c)
-            yield signed_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events", TEST_KEY)
+            yield signed_record(provider_event(circleci_attributes(c), c["id"], body, moment), "ci.events", key)
             moment += timedelta(milliseconds=1)
 
 
@@ -121,11 +127,11 @@ def bench_repository(r: int) -> Payloads:
     return Payloads(f"acme/repo{r}")
 
 
-def _github(event: str, payload: dict[str, Any], received: datetime) -> Record:
+def _github(event: str, payload: dict[str, Any], received: datetime, key: SigningKey) -> Record:
     body = orjson.dumps(payload)
     delivery = hashlib.sha1(body, usedforsecurity=False).hexdigest()
     cloud_event = provider_event(github_attributes(event, payload), delivery, body, received)
-    return signed_record(cloud_event, "github.events", TEST_KEY)
+    return signed_record(cloud_event, "github.events", key)
 
 
 def produce(p: Pipeline, records: Iterator[Record]) -> int:
@@ -174,6 +180,11 @@ class WorkerRun:
     total_s: float
     processed_after_start: int  # records committed after the first commit
     pid: int
+    steady_cpu_s: float = 0.0  # the worker process's CPU time (all threads) from its first commit to the last
+
+
+def _cpu_us_per_event(run: WorkerRun) -> float:
+    return run.steady_cpu_s / run.processed_after_start * 1e6
 
 
 def worker_env(p: Pipeline, group: str, port: int) -> dict[str, str]:
@@ -196,14 +207,15 @@ def worker(p: Pipeline, group: str, port: int | None = None, **env: str) -> cont
     return process(argv, p.work / f"{group}.log", f"http://127.0.0.1:{port}/", {**worker_env(p, group, port), **env})
 
 
-def wait_committed(offsets: Offsets, timeout: float = 1800) -> tuple[float, int]:
-    """(when, committed) at the group's first commit; returns once everything up to the end is committed."""
+def wait_committed(offsets: Offsets, timeout: float = 1800, pid: int | None = None) -> tuple[float, int, float]:
+    """(when, committed, the CPU time of process `pid` then) at the group's first commit; returns once everything up
+    to the end is committed."""
     deadline = time.monotonic() + timeout
-    first: tuple[float, int] | None = None
+    first: tuple[float, int, float] | None = None
     while time.monotonic() < deadline:
         done = offsets.committed()
         if done and first is None:
-            first = (time.perf_counter(), done)
+            first = (time.perf_counter(), done, cpu_seconds(pid) if pid else 0.0)
         if done >= offsets.end:
             assert first is not None
             return first
@@ -216,9 +228,10 @@ def run_worker(p: Pipeline, **env: str) -> WorkerRun:
     offsets = Offsets(p, group)
     start = time.perf_counter()
     with worker(p, group, **env) as proc:
-        first_at, first_done = wait_committed(offsets)
+        first_at, first_done, first_cpu = wait_committed(offsets, pid=proc.pid)
         end = time.perf_counter()
-    return WorkerRun(first_at - start, end - first_at, end - start, offsets.end - first_done, proc.pid)
+        cpu = cpu_seconds(proc.pid) - first_cpu
+    return WorkerRun(first_at - start, end - first_at, end - start, offsets.end - first_done, proc.pid, cpu)
 
 
 async def _raw(p: Pipeline, total: int) -> float:
@@ -279,12 +292,20 @@ def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
             off_run, on_run = run_worker(p, **off), run_worker(p)
         pairs.append((on_run, off_run))
         on_s, off_s = _steady(on_run), _steady(off_run)
-        print(f"round {round_}: join events/s verification on {on_s:,.0f}, off {off_s:,.0f}, on/off {on_s / off_s:.3f}")
+        on_cpu, off_cpu = _cpu_us_per_event(on_run), _cpu_us_per_event(off_run)
+        print(
+            f"round {round_}: join events/s verification on {on_s:,.0f}, off {off_s:,.0f}, on/off {on_s / off_s:.3f};"
+            f" worker CPU per event on {on_cpu:.0f} us, off {off_cpu:.0f} us",
+            flush=True,
+        )
     runs = sorted(pairs, key=lambda pair: _steady(pair[0]))
     run = runs[len(runs) // 2][0]  # the median verifying run
     raw, steady, overall = total / raw_s, _steady(run), total / run.total_s
     steady_off = statistics.median(_steady(off_run) for _, off_run in pairs)
     on_off = statistics.median(_steady(on_run) / _steady(off_run) for on_run, off_run in pairs)
+    cpu_on = statistics.median(_cpu_us_per_event(on_run) for on_run, _ in pairs)
+    cpu_off = statistics.median(_cpu_us_per_event(off_run) for _, off_run in pairs)
+    cpu_on_off = statistics.median(_cpu_us_per_event(on_run) / _cpu_us_per_event(off_run) for on_run, off_run in pairs)
 
     def row(metric: str, value: float, baseline: float | None, goal: str = "") -> dict[str, Any]:
         ratio = value / baseline if baseline else None
@@ -314,6 +335,11 @@ def _measure(p: Pipeline, args: argparse.Namespace) -> list[dict[str, Any]]:
             "ratio": on_off,  # the median of the rounds' ratios
         },
         row("join events/s, verification off (baseline: raw aiokafka)", steady_off, raw),
+        {
+            # The worker process's CPU time (all threads) per event: what verification costs wherever it runs.
+            **row("worker CPU us per event, verification on / off (baseline)", cpu_on, cpu_off),
+            "ratio": cpu_on_off,
+        },
         row("worker startup s (to first commit)", run.startup_s, None),
         row("events", total, total),
         *rows,

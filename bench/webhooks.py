@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, broker, process, record, signing_algorithm
+from bench.common import ROOT, broker, cpu_seconds, process, record, signing_algorithm
 from streams import catalog
 from streams.adapters.kafka_admin import TopicAdmin
 from streams.catalog.plan import make_plan
@@ -57,7 +57,9 @@ def _seconds(text: str) -> float:
     return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, float]:
+def wrk(url: str, script: Path, seconds: int, connections: int, pid: int) -> dict[str, float]:
+    """wrk's figures, and the server's (`pid`) CPU time per request over the run."""
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
@@ -65,6 +67,8 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, flo
         check=True,
         timeout=seconds + 60,
     ).stdout
+    cpu = cpu_seconds(pid) - cpu
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _seconds(re.search(r"^\s*50%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
     p99 = _seconds(re.search(r"^\s*99%\s+(\S+)", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -74,6 +78,7 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, flo
         "p50_ms": p50 * 1000,
         "p99_ms": p99 * 1000,
         "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "cpu_us": cpu / requests * 1e6,
     }
 
 
@@ -119,10 +124,13 @@ def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argpars
     algorithm = signing_algorithm()
     print(f"webhooks: the server signs with {algorithm}; the unsigned round runs AUTODEPLOY_INSECURE_NO_SIGNATURES=1")
     with (
-        process(bare_argv, work / "bare.log", f"http://127.0.0.1:{bare_port}/webhooks/github"),
-        process(real_argv, work / "real.log", f"http://127.0.0.1:{real_port}/healthz", env),
-        process(unsigned_argv, work / "unsigned.log", f"http://127.0.0.1:{unsigned_port}/healthz", unsigned_env),
+        process(bare_argv, work / "bare.log", f"http://127.0.0.1:{bare_port}/webhooks/github") as bare_proc,
+        process(real_argv, work / "real.log", f"http://127.0.0.1:{real_port}/healthz", env) as real_proc,
+        process(
+            unsigned_argv, work / "unsigned.log", f"http://127.0.0.1:{unsigned_port}/healthz", unsigned_env
+        ) as unsigned_proc,
     ):
+        pids = {"bare": bare_proc.pid, "autodeploy": real_proc.pid, "unsigned": unsigned_proc.pid}
         for round_ in range(args.rounds + 1):  # round 0 warms them up and is discarded
             for name, port in servers:
                 script = work / f"{name}-{round_}.lua"
@@ -130,14 +138,16 @@ def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argpars
                     LUA.format(body=work / "body.json", signature=github_signature(SECRET, body), run=f"{name}{round_}")
                 )
                 seconds = 2 if round_ == 0 else args.seconds
-                result = wrk(f"http://127.0.0.1:{port}/webhooks/github", script, seconds, args.connections)
+                result = wrk(f"http://127.0.0.1:{port}/webhooks/github", script, seconds, args.connections, pids[name])
                 if round_:
                     runs[name].append(result)
             if round_:
                 bare_rps, signed_rps, unsigned_rps = (runs[name][-1]["rps"] for name, _ in servers)
+                signed_cpu, unsigned_cpu = (runs[name][-1]["cpu_us"] for name in ("autodeploy", "unsigned"))
                 print(
                     f"round {round_}: bare aiohttp {bare_rps:,.0f}/s, signed {signed_rps:,.0f}/s,"
-                    f" unsigned {unsigned_rps:,.0f}/s, signed/unsigned {signed_rps / unsigned_rps:.3f}",
+                    f" unsigned {unsigned_rps:,.0f}/s, signed/unsigned {signed_rps / unsigned_rps:.3f};"
+                    f" server CPU per webhook signed {signed_cpu:.0f} us, unsigned {unsigned_cpu:.0f} us",
                     flush=True,
                 )
     bare, real, unsigned = (
@@ -189,6 +199,23 @@ def _measure(work: Path, bootstrap: str, prefix: str, body: bytes, args: argpars
                 s["rps"] / u["rps"] for s, u in zip(runs["autodeploy"], runs["unsigned"], strict=True)
             ),
             "goal": ">= 0.9",
+        },
+        {
+            # CPU time of the server process (all its threads) per request: what signing costs wherever it runs.
+            "metric": "server CPU us per webhook, signed / unsigned (baseline column: unsigned)",
+            "autodeploy": real["cpu_us"],
+            "baseline (bare aiohttp)": unsigned["cpu_us"],
+            "ratio": statistics.median(
+                s["cpu_us"] / u["cpu_us"] for s, u in zip(runs["autodeploy"], runs["unsigned"], strict=True)
+            ),
+            "goal": "",
+        },
+        {
+            "metric": "bare aiohttp server CPU us per request",
+            "autodeploy": None,
+            "baseline (bare aiohttp)": bare["cpu_us"],
+            "ratio": None,
+            "goal": "",
         },
         {
             "metric": "p50 latency ms signed / unsigned (baseline column: unsigned)",

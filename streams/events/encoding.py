@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as kafka_binding
@@ -19,11 +21,15 @@ class RawJsonDataFormat(JSONFormat):
     agent hand over their CDEvents already encoded for the same reason.
     """
 
-    def write(self, event: BaseCloudEvent) -> bytes:
+    def write(self, event: BaseCloudEvent, extensions: Mapping[str, str] | None = None) -> bytes:
+        """The event, with `extensions` added to its attributes (a signature's `dssematerial`) when given."""
         data = event.get_data()
         if not isinstance(data, bytes | bytearray) or not _json_media(event.get_datacontenttype()):
+            if extensions:  # the SDK writes only what an event holds: one more event, with them
+                event = type(event)({**event.get_attributes(), **extensions}, data)
             return super().write(event)
-        head = orjson.dumps(event.get_attributes(), option=orjson.OPT_UTC_Z)
+        attributes = {**event.get_attributes(), **extensions} if extensions else event.get_attributes()
+        head = orjson.dumps(attributes, option=orjson.OPT_UTC_Z)
         return b"".join((head[:-1], b',"data":', data, b"}"))
 
 
@@ -35,10 +41,10 @@ STRUCTURED_JSON = RawJsonDataFormat()
 STRUCTURED_HEADERS = ((CONTENT_TYPE_HEADER, STRUCTURED_JSON.get_content_type().encode()),)
 
 
-def structured_record(event: BaseCloudEvent, topic: str) -> Record:
+def structured_record(event: BaseCloudEvent, topic: str, extensions: Mapping[str, str] | None = None) -> Record:
     """Structured JSON mode, keyed by the `partitionkey` extension: what the SDK's `kafka.to_structured` writes with
-    its default key mapper, without the intermediate message."""
+    its default key mapper, without the intermediate message; `extensions` are written as the event's own."""
     key = event.get_extension(kafka_binding.PARTITIONKEY_ATTR)
     if key is not None and not isinstance(key, bytes):
         key = str(key).encode()
-    return Record(topic, key, STRUCTURED_JSON.write(event), STRUCTURED_HEADERS)
+    return Record(topic, key, STRUCTURED_JSON.write(event, extensions), STRUCTURED_HEADERS)

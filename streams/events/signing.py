@@ -39,10 +39,7 @@ def signed_record(event: BaseCloudEvent, topic: str, key: SigningKey | None) -> 
     material is computed from the event as built, before it is written: the record's bytes are not read back."""
     if key is None:
         return structured_record(event, topic)
-    material = sign(from_sdk(event), key)
-    attributes = {**event.get_attributes(), MATERIAL_ATTRIBUTE: material}
-    # The event's own class: a ProviderEvent keeps its cheaper validation.
-    return structured_record(type(event)(attributes, event.get_data()), topic)
+    return structured_record(event, topic, {MATERIAL_ATTRIBUTE: sign(from_sdk(event), key)})
 
 
 def signed_structured(value: bytes, key: SigningKey) -> bytes:

@@ -18,8 +18,8 @@ from datetime import datetime
 
 from streams.domain.keys import KeyDirectory, SignaturePolicy
 from streams.events.ce_wire import WireEvent
-from streams.events.dsse import Envelope, EnvelopeError, Signature, b64decode_either, parse_envelope
-from streams.events.dsse_keys import PublicKey, SigningKey, load_public_key, verify_signature
+from streams.events.dsse import Envelope, EnvelopeError, Signature, b64decode_either, pae, parse_envelope
+from streams.events.dsse_keys import SigningKey, load_public_key, signature_check
 from streams.events.verification_errors import (
     BadSignature,
     CoreDigestMismatch,
@@ -90,10 +90,6 @@ class Verified:
     unverified: Mapping[str, object] = field(default_factory=dict)  # passthrough mode only
 
 
-def _encode_material(envelope: Envelope) -> str:
-    return base64.b64encode(envelope.to_json()).decode("ascii")
-
-
 def sign(
     event: WireEvent,
     key: SigningKey,
@@ -108,16 +104,18 @@ def sign(
     """
     names = tuple(signed_extensions)
     check_signed_names(names)
-    attributes = {k: v for k, v in event.attributes.items() if k != MATERIAL_ATTRIBUTE}
+    attributes = event.attributes
+    if MATERIAL_ATTRIBUTE in attributes:
+        attributes = {k: v for k, v in attributes.items() if k != MATERIAL_ATTRIBUTE}
     material = VerificationMaterial(
         core_digest(attributes, event.data),
         ext_digest(attributes, names, extension_types) if names else None,
         names or None,
     )
     payload = material.to_json()
-    envelope = Envelope(PAYLOAD_TYPE, payload, ())
-    signature = Signature(key.key_id, key.sign(envelope.pae()))
-    return _encode_material(Envelope(PAYLOAD_TYPE, payload, (signature,)))
+    signature = Signature(key.key_id, key.sign(pae(PAYLOAD_TYPE, payload)))
+    envelope = Envelope(PAYLOAD_TYPE, payload, (signature,))
+    return base64.b64encode(envelope.to_json()).decode("ascii")
 
 
 def _read_material(value: object) -> Envelope:
@@ -154,7 +152,7 @@ class Verifier:
         infer_extension_types: bool = True,
     ) -> None:
         self._directory = keys
-        self._public: dict[str, PublicKey] = {k.key_id: load_public_key(k.public_key_pem) for k in keys.entries()}
+        self._public = {k.key_id: signature_check(load_public_key(k.public_key_pem)) for k in keys.entries()}
         self._policy = policy
         self._mode = mode
         self._types = dict(extension_types or {})
@@ -203,7 +201,7 @@ class Verifier:
             if refusal is not None:
                 refused = refused or KeyNotAccepted(f"key {signature.keyid!r}: {refusal.value}", refusal)
                 continue
-            if verify_signature(public, signature.sig, message):
+            if public(signature.sig, message):
                 return signature.keyid
             bad = True
         if bad:

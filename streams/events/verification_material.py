@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from streams.events.dsse import read_json
+
 __all__ = [
     "CORE_ATTRIBUTES",
     "MATERIAL_ATTRIBUTE",
@@ -38,6 +40,10 @@ CORE_ATTRIBUTES = ("id", "source", "specversion", "type", "datacontenttype", "da
 _EMPTY_DIGEST = hashlib.sha256(b"").digest()
 _DIGEST_SIZE = 32
 _INTEGER = re.compile(r"-?(0|[1-9][0-9]*)")
+# Already UTC at whole or finer seconds, as autodeploy's producers write it: the normal form is its first 19
+# characters and a Z, once `fromisoformat` has said the date and time exist (years from 1000: see below).
+_UTC_SECONDS = re.compile(r"[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z")
+_sha256 = hashlib.sha256
 _INT32 = range(-(2**31), 2**31)
 
 
@@ -69,6 +75,12 @@ def normalize_time(value: object) -> str:
     rounded: SDKs keep different precision, and cutting is what every one of them can reproduce.
     """
     if isinstance(value, str):
+        if _UTC_SECONDS.fullmatch(value):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                raise UnsupportedAttribute(f"not an RFC 3339 timestamp: {value!r}") from None
+            return value[:19] + "Z"
         text = value.strip()
         try:
             # fromisoformat takes `Z` and any number of fraction digits from 3.11 on; RFC 3339 allows `t`/`z` too.
@@ -81,7 +93,10 @@ def normalize_time(value: object) -> str:
         raise UnsupportedAttribute(f"a Timestamp must be a string or a datetime, not {type(value).__name__}")
     if moment.utcoffset() is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment.astimezone(UTC)
+    if moment.year < 1000:  # strftime does not pad such a year (`999-...`); kept as it signed
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.isoformat()[:19] + "Z"  # the same text, in half the time
 
 
 def infer_type(value: object) -> AttributeType:
@@ -140,19 +155,19 @@ def core_digest(attributes: Mapping[str, object], data: bytes) -> bytes:
 
     Absent and empty are the same digest; the spec accepts that (Security Considerations).
     """
-    parts = []
+    outer = _sha256()
     for name in CORE_ATTRIBUTES:
         value = attributes.get(name)
         if value is None:
-            parts.append(_EMPTY_DIGEST)
+            outer.update(_EMPTY_DIGEST)
         elif name == "time":
-            parts.append(_digest_of(normalize_time(value).encode()))
+            outer.update(_sha256(normalize_time(value).encode()).digest())
         elif isinstance(value, str):
-            parts.append(_digest_of(value.encode("utf-8")))
+            outer.update(_sha256(value.encode("utf-8")).digest())
         else:
             raise UnsupportedAttribute(f"the {name} attribute must be a string, not {type(value).__name__}")
-    parts.append(_digest_of(data))
-    return hashlib.sha256(b"".join(parts)).digest()
+    outer.update(_sha256(data).digest())
+    return outer.digest()
 
 
 def ext_digest(
@@ -197,8 +212,10 @@ class VerificationMaterial:
 
     def to_json(self) -> bytes:
         """Compact JSON, members in the spec's order: the serialization the vectors' payloads use."""
+        if self.ext is None:  # what autodeploy signs: json.dumps's bytes, without the call
+            return b'{"core":"%b"}' % base64.b64encode(self.core)
         doc: dict[str, object] = {"core": base64.b64encode(self.core).decode("ascii")}
-        if self.ext is not None and self.signedextattrs is not None:
+        if self.signedextattrs is not None:
             doc["ext"] = base64.b64encode(self.ext).decode("ascii")
             doc["signedextattrs"] = list(self.signedextattrs)
         return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
@@ -219,7 +236,7 @@ def _digest_field(doc: Mapping[str, object], name: str) -> bytes | None:
 def parse_material(payload: bytes) -> VerificationMaterial:
     """The DSSE payload as VERIFICATION_MATERIAL, checked (verification protocol step 6); unknown members ignored."""
     try:
-        doc = json.loads(payload.decode("utf-8"))
+        doc = read_json(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InvalidMaterial(f"the payload is not a JSON object: {e}") from None
     if not isinstance(doc, dict):

@@ -95,3 +95,23 @@ def test_keys_of_any_type_are_encoded_as_the_sdk_maps_them(key: object) -> None:
     cloud_event = CloudEvent(attributes, {"a": 1})
     expected = kafka_binding.to_structured(cloud_event, STRUCTURED_JSON).key
     assert structured_record(cloud_event, "t").key == (expected.encode() if isinstance(expected, str) else expected)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "data"),
+    [("application/json", b'{"a":  1}'), ("application/json", {"a": 1}), ("application/octet-stream", b"\x00\x01")],
+    ids=["json bytes (written verbatim)", "json value (the SDK writes it)", "binary (base64)"],
+)
+def test_extensions_given_apart_are_written_as_the_events_own(content_type: str, data: Any) -> None:
+    attributes = {
+        "specversion": "1.0",
+        "id": "x",
+        "source": "/s",
+        "type": "t",
+        "time": RECEIVED,
+        "datacontenttype": content_type,
+    }
+    holding = CloudEvent({**attributes, "dssematerial": "c2ln"}, data)
+    assert structured_record(CloudEvent(attributes, data), "t", {"dssematerial": "c2ln"}) == structured_record(
+        holding, "t"
+    )
