@@ -27,6 +27,7 @@ from tests.support.services import unavailable
 class ClusterHandle:
     kubeconfig: Path
     local: bool  # True: our kwok-backed plane, where the `never-ready` image tag is honoured by a kwok stage
+    state_dir: Path | None = None  # the local plane's AUTODEPLOY_STATE_DIR (set only where `cluster` is asked)
 
     def api_client(self, bearer_token: str | None = None) -> Any:
         """An ApiClient for this cluster; with `bearer_token`, authenticated as that token instead."""
@@ -60,19 +61,24 @@ def k8s_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
             unavailable("a Kubernetes cluster", FileNotFoundError(f"kubeconfig {external} does not exist"))
         yield ClusterHandle(kubeconfig=external, local=False)
         return
+    # Our own state dir: a developer's `autodeploy cluster up` is neither reused nor stopped by the tests. Set only
+    # while the plane starts and stops: left set for the session, it hid the session broker's state (and so its
+    # credentials) from every process started after the first test that needed the cluster.
+    state = str(tmp_path_factory.mktemp("cluster-state"))
     with pytest.MonkeyPatch.context() as patch:
-        # Our own state dir: a developer's `autodeploy cluster up` is neither reused nor stopped by the tests.
-        patch.setenv("AUTODEPLOY_STATE_DIR", str(tmp_path_factory.mktemp("cluster-state")))
+        patch.setenv("AUTODEPLOY_STATE_DIR", state)
         started = time.monotonic()
         try:
             info = cluster.up(progress=lambda line: print(f"[cluster] {line}", file=sys.stderr, flush=True))
         except Exception as error:
             cluster.down()
             unavailable("a Kubernetes cluster", error)
-        print(f"[cluster] up in {time.monotonic() - started:.1f}s: {info.kubeconfig}", file=sys.stderr)
-        try:
-            yield ClusterHandle(kubeconfig=info.kubeconfig, local=True)
-        finally:
+    print(f"[cluster] up in {time.monotonic() - started:.1f}s: {info.kubeconfig}", file=sys.stderr)
+    try:
+        yield ClusterHandle(kubeconfig=info.kubeconfig, local=True, state_dir=Path(state))
+    finally:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AUTODEPLOY_STATE_DIR", state)
             cluster.down()
 
 
