@@ -7,6 +7,7 @@ state dir (binaries built once into the user cache, reused after). Under CI=true
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -28,6 +29,13 @@ class ClusterHandle:
     kubeconfig: Path
     local: bool  # True: our kwok-backed plane, where the `never-ready` image tag is honoured by a kwok stage
     state_dir: Path | None = None  # the local plane's AUTODEPLOY_STATE_DIR (set only where `cluster` is asked)
+
+    @contextlib.contextmanager
+    def asked(self) -> Iterator[None]:
+        """AUTODEPLOY_STATE_DIR set to the local plane's, for `streams.local.cluster` calls, and only meanwhile."""
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AUTODEPLOY_STATE_DIR", str(self.state_dir))
+            yield
 
     def api_client(self, bearer_token: str | None = None) -> Any:
         """An ApiClient for this cluster; with `bearer_token`, authenticated as that token instead."""

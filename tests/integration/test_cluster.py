@@ -34,11 +34,11 @@ def deployment(name: str, image: str, replicas: int, progress_deadline: int | No
     )
 
 
-def test_status_reports_every_component(k8s_cluster: ClusterHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_reports_every_component(k8s_cluster: ClusterHandle) -> None:
     if not k8s_cluster.local:
         pytest.skip("external cluster: no local processes")
-    monkeypatch.setenv("AUTODEPLOY_STATE_DIR", str(k8s_cluster.state_dir))
-    current = cluster.status()
+    with k8s_cluster.asked():
+        current = cluster.status()
     assert current.running, current.describe()
     assert set(current.components) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from streams.adapters.kafka_offsets import KafkaOffsets
 from streams.domain.lag import Position
@@ -21,7 +22,17 @@ def topic(kafka_broker: SelectedBroker, unique: str) -> Iterator[str]:
     # The groups are the ones the exporter watches (a worker's and a deploy agent's), "nobody" one it is told of.
     names = {"worker_id": f"lagging-{unique}", "deploy_group": f"caught-up-{unique}"}
     cat = apply_topics(kafka_broker, f"lag{unique}-", **names, lag_groups=[f"nobody-{unique}"])
-    yield cat.topic("deploy.readiness").name  # what the deploy agent's group consumes
+    name = cat.topic("deploy.readiness").name  # what the deploy agent's group consumes
+    # The test dates its records an hour back, which only a topic stamped by its producers keeps (the catalog's
+    # topics are LogAppendTime).
+    created_at_the_producer = ConfigEntry(
+        "message.timestamp.type", "CreateTime", incremental_operation=AlterConfigOpType.SET
+    )
+    resource = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=[created_at_the_producer])
+    admin = AdminClient(kafka_broker.config())  # kept: a collected client cancels what it was asked
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+    yield name
     delete_topics(kafka_broker, cat)
 
 

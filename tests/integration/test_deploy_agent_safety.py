@@ -185,7 +185,8 @@ def test_api_server_outage_is_retried_with_backoff_in_order(
     client.AppsV1Api(admin).patch_namespaced_deployment("shop", shop, body)
     with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin)) as handled:
         time.sleep(3)  # let the agent join its group, so the outage hits the rollout, not the start
-        cluster.stop_component("kube-apiserver")
+        with k8s_cluster.asked():
+            cluster.stop_component("kube-apiserver")
         down_at = time.monotonic()
         try:
             produce(kafka_broker, topics, first)
@@ -194,7 +195,8 @@ def test_api_server_outage_is_retried_with_backoff_in_order(
             time.sleep(8)
             assert handled == []
         finally:
-            cluster.start_component("kube-apiserver")
+            with k8s_cluster.asked():
+                cluster.start_component("kube-apiserver")
         back_at, back_wall = time.monotonic(), datetime.now(UTC)
         wait_handled(handled, 1, timeout=180)
         first_done_at = time.monotonic()
