@@ -1,5 +1,5 @@
 """Faust's own ceiling: a trivial agent that only counts the records (the same `take_events` batches as the worker),
-on the same broker and topics. Run by bench/join.py in a process of its own; writes events/s as JSON to --out (Faust
+on the same broker and topics, with the worker's batch, fetch and stream buffer sizes. Run by bench/join.py in a process of its own; writes events/s as JSON to --out (Faust
 redirects stdout into its log).
 
     python -m bench.faust_floor --bootstrap HOST:PORT --topics a,b --total N --out result.json
@@ -19,6 +19,8 @@ from typing import Any
 import faust
 from faust.worker import Worker
 
+from streams.worker.app import BATCH_SIZE, BATCH_WITHIN_S, FETCH_PARTITION_BYTES, STREAM_BUFFER_EVENTS
+
 
 def main() -> int:
     parser = argparse.ArgumentParser()
@@ -35,13 +37,15 @@ def main() -> int:
             datadir=datadir,
             web_enabled=False,
             consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=FETCH_PARTITION_BYTES,
+            stream_buffer_maxsize=STREAM_BUFFER_EVENTS,
         )
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         source = app.topic(*args.topics.split(","), **raw)
         seen = {"events": 0, "first": 0.0}
 
         async def count(stream: Any) -> Any:
-            async for events in stream.take_events(1000, within=0.1):
+            async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
                 seen["first"] = seen["first"] or time.perf_counter()
                 seen["events"] += len(events)
                 if seen["events"] >= args.total:

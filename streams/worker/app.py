@@ -57,12 +57,22 @@ from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
+from streams.worker.publishing import Publishing
 from streams.worker.state_store import Outbox, StateStore
 from streams.worker.unfinished import UnfinishedBatches
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 1000  # events folded before their decisions are sent and their states written
+BATCH_SIZE = 2000  # events folded before their decisions are sent and their states written
+# A batch writes one changelog record per repository it changed: through a backlog, the larger the batch, the more
+# events share each write (docs/performance.md).
+STREAM_BUFFER_EVENTS = 4 * BATCH_SIZE  # Faust's per-stream buffer (default 4096) must hold more than a batch
+# Per partition and fetch (Faust's default 1 MiB is ~150 pushes): with it the agent waited for records about as
+# long as it folded them, because each fetch brought only a fraction of a batch.
+FETCH_PARTITION_BYTES = 4 * 1024 * 1024
+# A state record is up to STATE_DEFER_BYTES and more; at aiokafka's default batch (16 KiB) each one was a produce
+# request of its own, awaited in turn, and the changelog's flush took a third of a batch's time.
+PRODUCER_BATCH_BYTES = 512 * 1024  # well under the broker's default message.max.bytes (1 MiB)
 BATCH_WITHIN_S = 0.1  # how long a batch waits to fill up: also the most a decision waits under light load
 # The clock's records: kept an hour, stamped by the broker like the inputs they are merged with.
 TICKS_CONFIGS = {"retention.ms": "3600000", "message.timestamp.type": "LogAppendTime"}
@@ -141,6 +151,9 @@ class ReadinessWorker:
             topic_replication_factor=1,
             table_standby_replicas=0,
             producer_acks=-1,
+            producer_max_batch_size=PRODUCER_BATCH_BYTES,
+            consumer_max_fetch_size=FETCH_PARTITION_BYTES,
+            stream_buffer_maxsize=STREAM_BUFFER_EVENTS,
             consumer_auto_offset_reset="earliest",
             web_port=settings.web_port,
             web_host=settings.web_host,
@@ -198,6 +211,8 @@ class ReadinessWorker:
         self.merge = TimeOrderedMerge[EventT[Any]](
             ranks, skew_ms=settings.merge_skew_ms, idle_ms=settings.merge_idle_ms
         )
+        self.publishing = Publishing()
+        self._publication: asyncio.Future[None] | None = None  # the batch folded ahead, being published
         self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
         self._stopping = False
         self.clock = LogClock(settings.merge_skew_ms)
@@ -260,10 +275,9 @@ class ReadinessWorker:
             )
         if not released.items:
             return
-        await self._fold_batch(released.items)
-        consumer = self.app.consumer
-        for event in released.items:
-            event.message.ack(consumer)
+        # Published and acked while the next batch folds (`_fold_batch`): the merge holds a reference to each record,
+        # so Faust does not commit it before this batch's decisions are acknowledged.
+        await self._fold_batch(released.items, ahead=True)
 
     def _lag(self, topic: str, partition: int, received: int | None) -> Lag:
         """What the partition has left to deliver to the agent, as of the consumer's last fetch."""
@@ -310,10 +324,15 @@ class ReadinessWorker:
         if dropped:
             log.info("rebalance: held records dropped, read again after it records=%d", len(dropped))
 
-    async def _fold_batch(self, events: Sequence[EventT[Any]]) -> None:
-        """Fold a batch against the states in memory, write each changed state once with its outbox, await the
-        changelog, then send the decisions and dead letters and await their acks. Take acks the batch's offsets only
-        after this returns."""
+    async def _fold_batch(self, events: Sequence[EventT[Any]], *, ahead: bool = False) -> None:
+        """Fold a batch against the states in memory and write each changed state once with its outbox; then
+        `_publish` it: await the changelog, send the decisions and dead letters, await their acks.
+
+        Without `ahead`, this returns once the batch is published, and the caller acks it. With `ahead`, the batch is
+        published (and its records acked) in a task while the next batch folds: the agent would otherwise sit idle
+        through two round trips to the broker per batch. At most one batch is ahead of its publication; its failure
+        fails the next call. A state saved while earlier decisions of its repository are unacknowledged carries them
+        in its outbox too (`Outbox`): a crash between the two then publishes both again, never neither."""
         batch = Batch()
         ticks = self.ticks_topic.get_topic_name()
         self._finish_crashed(batch, events)
@@ -341,14 +360,52 @@ class ReadinessWorker:
         outgoing = self._records(batch)
         for repository, state in batch.states.items():
             event = batch.events[repository]
-            outbox = Outbox(batch.read[repository], outgoing.get(repository, ()))
+            outbox = self.publishing.outbox(repository, batch.read[repository], outgoing.get(repository, ()))
             with current(event):  # the changelog and store partition of a table write is the current event's
                 self._store(repository, state, event.message.partition, outbox, rewrite=repository in batch.republish)
+        number = self.publishing.start(outgoing, batch.read)
+        previous = self._publication
+        publication = asyncio.ensure_future(self._publish(batch, outgoing, number, events, previous, ack=ahead))
+        if not ahead:
+            await publication
+            return
+        self._publication = publication
+        publication.add_done_callback(self._published)
+        if previous is not None:
+            await previous  # one batch ahead at most: its failure (a broker down) stops the agent here
+
+    def _published(self, publication: asyncio.Future[None]) -> None:
+        """A batch published ahead that failed (the producer gave up) stops the worker, even with no batch after it
+        to notice: its records are unacked, and a restart publishes its outbox again."""
+        if publication.cancelled() or publication.exception() is None:
+            return
+        error = publication.exception()
+        log.critical("publishing a batch failed, stopping error=%r", error)
+        asyncio.ensure_future(self.app.crash(error))
+
+    async def _publish(
+        self,
+        batch: Batch,
+        outgoing: dict[str, tuple[Record, ...]],
+        number: int,
+        events: Sequence[EventT[Any]],
+        previous: asyncio.Future[None] | None,
+        *,
+        ack: bool,
+    ) -> None:
+        """Publish a folded batch after the one before it; `ack`: then ack its records (held by the merge)."""
+        if previous is not None:
+            await previous
         await self.app.producer.flush()  # the changelog holds the states before anything they record is published
         if self.settings.exit_before_publish and batch.decisions:
             log.warning("exiting before publishing, as configured (AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH)")
             os._exit(137)
         await self._emit(batch, outgoing)
+        self.publishing.done(number)
+        if ack:
+            consumer = self.app.consumer
+            for event in events:
+                event.message.ack(consumer)
         topics = (event.message.topic for event in events)
         self.metrics.batch("readiness", topics, batch.decisions, batch.deadletter_reasons, datetime.now(UTC))
 
