@@ -48,6 +48,7 @@ from streams.events.decoding import RawRecord, Undecodable
 from streams.events.dsse_keys import SigningKey
 from streams.events.signing import DirectoryVerifier
 from streams.worker.batch import Batch, current, received
+from streams.worker.changelog_restore import ChangelogRestore, RestoringTable
 from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
@@ -147,6 +148,7 @@ class ReadinessWorker:
             web_enabled=settings.web_enabled,
             topic_allow_declare=True,
             consumer_group_instance_id=settings.instance_id,
+            Table=RestoringTable,
             **faust_credentials(security),
         )
         raw: dict[str, Any] = {
@@ -176,6 +178,9 @@ class ReadinessWorker:
                 "max_write_buffer_number": 2,
             },
             on_recover=self._recover,
+            restore_from=ChangelogRestore(bootstrap_servers, security, settings.app_id)
+            if settings.bulk_restore
+            else None,
         )
         self.store = StateStore(
             self.table,

@@ -6,6 +6,10 @@ from __future__ import annotations
 import inspect
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.tables.base import Collection
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import ConsumerRebalanceListener
 
@@ -29,3 +33,26 @@ def test_the_readiness_app_overrides_what_faust_calls() -> None:
     assert ReadinessApp.on_rebalance_start.__qualname__.startswith("ReadinessApp")
     assert hasattr(faust.App, "on_rebalance_start")
     assert inspect.iscoroutinefunction(faust.App.on_stop)
+
+
+def test_a_table_is_rebalanced_its_store_opening_the_databases_before_recovery_reads_their_persisted_offsets() -> None:
+    """The bulk restore (streams/worker/changelog_restore.py) runs in the table's on_rebalance, after its store opened
+    the newly assigned partitions' databases and before the recovery reads where to start from each."""
+    manager = inspect.getsource(TableManager.on_rebalance)
+    assert manager.index("T(table.on_rebalance)(") < manager.index("T(self.recovery.on_rebalance)(")
+    assert "self.data.on_rebalance(" in inspect.getsource(Collection.on_rebalance)
+    assert "self._db_for_partition(" in inspect.getsource(RocksDBStore._try_open_db_for_partition)
+    assert "persisted_offset = table.persisted_offset(tp)" in inspect.getsource(Recovery._add)
+    assert "self.conf.Table(" in inspect.getsource(faust.App.Table)
+
+
+def test_the_rocksdb_store_persists_the_last_changelog_offset_it_applied() -> None:
+    """The restore writes through the store's own database handles and records its last offset as Faust's replay does
+    (the recovery reads that record again and goes on after it)."""
+    applied = inspect.getsource(RocksDBStore.apply_changelog_batch)
+    assert "max(offset, tp_offsets[tp])" in applied
+    assert "self.set_persisted_offset(tp, offset)" in applied
+    assert "rocksdict.WriteBatch(raw_mode=True)" in applied
+    assert callable(RocksDBStore._db_for_partition)
+    assert "offset_key" in inspect.getsource(RocksDBStore.persisted_offset)
+    assert "offset = 0" in inspect.getsource(Recovery._seek_offsets)  # seeks to the persisted offset itself

@@ -1,0 +1,144 @@
+"""The bulk restore of the table's changelog into Faust's RocksDB store (streams/worker/changelog_restore.py), against
+a real store and a consumer that hands out prepared records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import faust
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from faust.stores.rocksdb import Store as RocksDBStore
+from faust.types import TP
+
+from streams.config import KafkaSecurity, WorkerSettings
+from streams.worker.changelog_restore import ChangelogRestore, RestoringTable, RocksDBTarget, _ranges, _read
+
+TOPIC = "t-readiness-changelog"
+
+
+@dataclass
+class Message:
+    partition_: int
+    offset_: int | None
+    key_: bytes | None
+    value_: bytes | None
+    code: int | None = None
+
+    def error(self) -> KafkaError | None:
+        return None if self.code is None else KafkaError(self.code)
+
+    def partition(self) -> int:
+        return self.partition_
+
+    def offset(self) -> int | None:
+        return self.offset_
+
+    def key(self) -> bytes | None:
+        return self.key_
+
+    def value(self) -> bytes | None:
+        return self.value_
+
+
+def eof(partition: int) -> Message:
+    return Message(partition, None, None, None, KafkaError._PARTITION_EOF)
+
+
+class FakeConsumer:
+    """Hands out `batches` one consume call at a time; offsets per partition as a broker's watermarks."""
+
+    def __init__(self, batches: list[list[Message]], watermarks: dict[int, tuple[int, int]] | None = None) -> None:
+        self.batches = iter(batches)
+        self.watermarks = watermarks or {}
+        self.assigned: list[tuple[int, int]] = []
+
+    def assign(self, partitions: list[object]) -> None:
+        self.assigned = [(tp.partition, tp.offset) for tp in partitions]  # type: ignore[attr-defined]
+
+    def consume(self, num_messages: int, timeout: float) -> list[Message]:
+        return next(self.batches, [])
+
+    def get_watermark_offsets(self, tp: object, timeout: float) -> tuple[int, int]:
+        return self.watermarks[tp.partition]  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RocksDBStore]:
+    app = faust.App("t", broker="kafka://localhost:1", store="rocksdb://", datadir=str(tmp_path))
+    table = app.Table("readiness", key_type=bytes, value_type=bytes, partitions=2)
+    store = table.data
+    assert isinstance(store, RocksDBStore) and store.use_rocksdict
+    yield store
+
+
+def test_records_are_applied_in_order_a_tombstone_deletes_and_the_last_offset_is_persisted(
+    store: RocksDBStore,
+) -> None:
+    target = RocksDBTarget(store, TOPIC)
+    consumer = FakeConsumer(
+        [
+            [Message(0, 0, b"a", b"1"), Message(1, 0, b"b", b"1"), Message(0, 1, b"a", b"2")],
+            [Message(0, 2, b"c", b"1"), Message(0, 3, b"c", None), Message(1, 1, b"b", b"2")],
+        ]
+    )
+    records = _read(consumer, target, {0: 0, 1: 0}, {0: 4, 1: 2}, lambda: False)  # type: ignore[arg-type]
+    assert records == 6
+    db0, db1 = store._db_for_partition(0), store._db_for_partition(1)
+    assert (db0.get(b"a"), db0.get(b"c"), db1.get(b"b")) == (b"2", None, b"2")
+    # Where Faust's recovery starts (it reads the last applied record again, as after its own replay).
+    assert store.persisted_offset(TP(TOPIC, 0)) == 3
+    assert store.persisted_offset(TP(TOPIC, 1)) == 1
+    assert sorted(k for k, _ in store._visible_items(db0)) == [b"a"]  # the offset key stays Faust's own
+
+
+def test_a_partition_ends_at_its_end_offset_or_at_eof_and_later_records_are_left_to_faust(store: RocksDBStore) -> None:
+    target = RocksDBTarget(store, TOPIC)
+    consumer = FakeConsumer(
+        [
+            [Message(0, 5, b"a", b"1"), eof(1)],
+            [Message(0, 6, b"a", b"2")],  # after the end offset read at the start
+            [Message(0, 7, b"never", b"read")],
+        ]
+    )
+    records = _read(consumer, target, {0: 5, 1: 3}, {0: 6, 1: 4}, lambda: False)  # type: ignore[arg-type]
+    assert records == 1
+    assert store._db_for_partition(0).get(b"a") == b"1"
+    assert store.persisted_offset(TP(TOPIC, 0)) == 5
+    assert store.persisted_offset(TP(TOPIC, 1)) is None
+    assert consumer.assigned == [(0, 5), (1, 3)]
+
+
+def test_an_error_stops_the_restore_leaving_what_was_written_with_its_offset(store: RocksDBStore) -> None:
+    target = RocksDBTarget(store, TOPIC)
+    consumer = FakeConsumer(
+        [[Message(0, 0, b"a", b"1")], [Message(0, None, None, None, KafkaError.TOPIC_AUTHORIZATION_FAILED)]]
+    )
+    with pytest.raises(KafkaException):
+        _read(consumer, target, {0: 0}, {0: 10}, lambda: False)  # type: ignore[arg-type]
+    assert store._db_for_partition(0).get(b"a") == b"1"
+    assert store.persisted_offset(TP(TOPIC, 0)) == 0
+
+
+def test_a_stop_ends_the_restore_between_batches(store: RocksDBStore) -> None:
+    target = RocksDBTarget(store, TOPIC)
+    consumer = FakeConsumer([[Message(0, 0, b"a", b"1")], [Message(0, 1, b"a", b"2")]])
+    calls = iter([False, True])
+    assert _read(consumer, target, {0: 0}, {0: 10}, lambda: next(calls)) == 1  # type: ignore[arg-type]
+
+
+def test_it_reads_from_after_the_persisted_offset_and_leaves_short_tails_to_faust(store: RocksDBStore) -> None:
+    target = RocksDBTarget(store, TOPIC)
+    store.set_persisted_offset(TP(TOPIC, 0), 99)
+    consumer = FakeConsumer([], {0: (0, 200), 1: (40, 45)})
+    source = ChangelogRestore("localhost:1", KafkaSecurity(), "t", min_records=10)
+    starts, ends = _ranges(consumer, source, target, [0, 1])  # type: ignore[arg-type]
+    assert (starts, ends) == ({0: 100}, {0: 200})
+
+
+def test_the_bulk_restore_is_on_unless_turned_off() -> None:
+    assert WorkerSettings.from_env({}).bulk_restore
+    assert not WorkerSettings.from_env({"AUTODEPLOY_WORKER_BULK_RESTORE": "0"}).bulk_restore
+    assert issubclass(RestoringTable, faust.Table)
