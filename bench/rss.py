@@ -109,7 +109,7 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
             producer.poll(0.1)
 
 
-def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]:
     """The missing check of `commit`, as the webhook server would have written it: (topic, key, value, headers).
     The headers say the record is a structured CloudEvent: without them the worker reads a binary-mode event with
     no attributes and dead-letters it (the bench then timed out waiting for its decision)."""
@@ -153,7 +153,10 @@ def measure(p: Pipeline, args: argparse.Namespace, commits: int) -> list[dict[st
     producer = Producer({"bootstrap.servers": p.bootstrap, "partitioner": "murmur2_random"})
     rows: list[dict[str, Any]] = []
     port = free_port()  # the same web address across restarts, as a StatefulSet pod keeps its name
-    runs = [("fresh worker (changelog)", 0, {}), ("after kill -9 (local RocksDB)", 1, {})]
+    runs: list[tuple[str, int, dict[str, str]]] = [
+        ("fresh worker (changelog)", 0, {}),
+        ("after kill -9 (local RocksDB)", 1, {}),
+    ]
     if args.faust_replay:  # first, then its table is dropped: the fresh run after it starts from nothing again
         runs.insert(0, ("fresh worker, Faust's replay only", 2, {"AUTODEPLOY_WORKER_BULK_RESTORE": "0"}))
     for run, target, env in runs:
