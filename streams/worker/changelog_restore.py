@@ -64,7 +64,7 @@ class ChangelogRestore:
     group: str
     min_records: int = MIN_RECORDS
 
-    def consumer(self) -> Consumer:
+    def consumer(self, **overrides: Any) -> Consumer:
         return Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
@@ -74,6 +74,7 @@ class ChangelogRestore:
                 "enable.partition.eof": True,
                 "queued.max.messages.kbytes": QUEUED_KBYTES,
                 **self.security.librdkafka(),
+                **overrides,
             }
         )
 
@@ -90,17 +91,22 @@ class RocksDBTarget:
         return offset
 
     def write(self, partition: int, records: Iterable[tuple[bytes, bytes | None]], last_offset: int) -> None:
-        """Apply `records` (key, value; None deletes) in order, then record `last_offset` as restored."""
+        """Apply `records` (key, value; None deletes) in order, and record `last_offset` as restored, at once."""
         batch = rocksdict.WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
                 batch.delete(key)
             else:
                 batch.put(key, value)
+        # Where `set_persisted_offset` puts it, in the same batch: no crash separates the two.
+        batch.put(self.store.offset_key, str(last_offset).encode())
         # Private: the database Faust's store opened for the partition (a second handle would find it locked).
         self.store._db_for_partition(partition).write(batch)
-        # After the records it covers: a crash in between replays them again, which changes nothing.
-        self.store.set_persisted_offset(TP(self.topic, partition), last_offset)
+
+    def finish(self, partition: int) -> None:
+        """Flush the memtables the restore filled: their memory (up to two write buffers per partition) would stay
+        taken until the worker's own writes filled them again."""
+        self.store._db_for_partition(partition).flush(True)
 
 
 def restore(
@@ -119,6 +125,8 @@ def restore(
         records = _read(consumer, target, starts, ends, should_stop) if starts else 0
     finally:
         consumer.close()
+        for partition in starts:
+            target.finish(partition)
     return Restored(records, tuple(sorted(starts)), time.monotonic() - started)
 
 

@@ -54,5 +54,7 @@ def test_the_rocksdb_store_persists_the_last_changelog_offset_it_applied() -> No
     assert "self.set_persisted_offset(tp, offset)" in applied
     assert "rocksdict.WriteBatch(raw_mode=True)" in applied
     assert callable(RocksDBStore._db_for_partition)
-    assert "offset_key" in inspect.getsource(RocksDBStore.persisted_offset)
+    # The restore writes the offset record itself, in the batch of the records it covers.
+    assert "put(self.offset_key, str(offset).encode())" in inspect.getsource(RocksDBStore.set_persisted_offset)
+    assert "get(self.offset_key)" in inspect.getsource(RocksDBStore.persisted_offset)
     assert "offset = 0" in inspect.getsource(Recovery._seek_offsets)  # seeks to the persisted offset itself

@@ -1,0 +1,114 @@
+"""The bulk restore alone (streams/worker/changelog_restore.py), without a worker: bench.rss's seeded changelog read
+into a fresh RocksDB store as the worker opens it, timed as a whole and without its writes (consume only).
+
+    python -m bench.restore [--commits 1000000] [--per-repository 50] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import Consumer, TopicPartition
+
+from bench.common import record
+from bench.join import pipeline
+from bench.rss import seed
+from streams.config import KafkaSecurity
+from streams.local.processes import free_port
+from streams.worker import changelog_restore
+from streams.worker.changelog_restore import ChangelogRestore, RocksDBTarget, restore
+
+
+def store(datadir: Path, topic_partitions: int) -> Any:
+    """Faust's RocksDB store of the worker's table, with the worker's options."""
+    app = faust.App("bench-restore", broker="kafka://localhost:1", store="rocksdb://", datadir=str(datadir))
+    table = app.Table(
+        "readiness",
+        key_type=bytes,
+        value_type=bytes,
+        partitions=topic_partitions,
+        options={
+            "block_cache_size": 16 * 1024 * 1024,
+            "write_buffer_size": 8 * 1024 * 1024,
+            "max_write_buffer_number": 2,
+        },
+    )
+    return table.data
+
+
+def consume_only(bootstrap: str, topic: str, partitions: int, config: dict[str, Any]) -> tuple[int, float, float]:
+    """(records, seconds, this process's CPU seconds): how fast librdkafka alone hands the changelog over."""
+    source = ChangelogRestore(bootstrap, KafkaSecurity(), f"bench-restore-{free_port()}")
+    consumer: Consumer = source.consumer(**config)
+    started, cpu = time.monotonic(), time.process_time()
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    pending, records = set(range(partitions)), 0
+    while pending:
+        for message in consumer.consume(changelog_restore.CONSUME_RECORDS, 0.5):
+            if message.error() is not None:
+                pending.discard(message.partition())
+            else:
+                records += 1
+                message.key(), message.value()
+    consumer.close()
+    return records, time.monotonic() - started, time.process_time() - cpu
+
+
+# librdkafka settings tried against the restore's own (see changelog_restore.ChangelogRestore.consumer).
+CONSUMER_VARIANTS: dict[str, dict[str, Any]] = {
+    "the restore's": {},
+    "librdkafka's default prefetch": {"queued.max.messages.kbytes": 65536},
+    "16 MiB per partition fetch": {"max.partition.fetch.bytes": 16 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024},
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commits", type=int, default=1_000_000)
+    parser.add_argument("--per-repository", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    repositories = args.commits // args.per_repository
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp, pipeline(Path(tmp), repositories) as p:
+        partitions = p.catalog.topic("github.events").partitions
+        app_id = f"bench-restore-{free_port()}"
+        seed(p, app_id, repositories, args.per_repository, partitions)
+        topic = f"{app_id}-readiness-changelog"
+        for round_ in range(args.rounds):
+            for name, config in CONSUMER_VARIANTS.items():
+                records, elapsed, cpu = consume_only(p.bootstrap, topic, partitions, config)
+                rows.append(
+                    {
+                        "metric": f"consume only ({name}), records/s (round {round_ + 1})",
+                        "autodeploy": records / elapsed,
+                        "seconds": elapsed,
+                        "cpu seconds": cpu,
+                    }
+                )
+                print(rows[-1], flush=True)
+            data = store(Path(tmp) / f"restore-{round_}", partitions)
+            for partition in range(partitions):
+                data._db_for_partition(partition)
+            source = ChangelogRestore(p.bootstrap, KafkaSecurity(), app_id, min_records=0)
+            restored = restore(source, RocksDBTarget(data, topic), range(partitions))
+            rows.append(
+                {
+                    "metric": f"restore into RocksDB, records/s (round {round_ + 1}, {restored.records:,} records)",
+                    "autodeploy": restored.records / restored.elapsed_s,
+                    "seconds": restored.elapsed_s,
+                }
+            )
+            print(rows[-1], flush=True)
+    record("restore", rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
