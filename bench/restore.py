@@ -63,8 +63,11 @@ def consume_only(bootstrap: str, topic: str, partitions: int, config: dict[str, 
 # librdkafka settings tried against the restore's own (see changelog_restore.ChangelogRestore.consumer).
 CONSUMER_VARIANTS: dict[str, dict[str, Any]] = {
     "the restore's": {},
-    "librdkafka's default prefetch": {"queued.max.messages.kbytes": 65536},
-    "16 MiB per partition fetch": {"max.partition.fetch.bytes": 16 * 1024 * 1024, "fetch.max.bytes": 64 * 1024 * 1024},
+    "16 MiB prefetch, librdkafka's 1 s backoff when it is full": {"fetch.queue.backoff.ms": 1000},
+    "librdkafka's default prefetch (64 MiB) and backoff": {
+        "queued.max.messages.kbytes": 65536,
+        "fetch.queue.backoff.ms": 1000,
+    },
 }
 
 

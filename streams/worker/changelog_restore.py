@@ -40,6 +40,9 @@ MIN_RECORDS = 5_000
 CONSUME_RECORDS = 5_000  # records per consume call, and so at most per write batch
 # librdkafka prefetches up to this much per consumer (64 MiB by default): the worker's memory, for a few seconds.
 QUEUED_KBYTES = 16 * 1024
+# How long librdkafka waits to fetch again once that prefetch is full (1 s by default): with a smaller prefetch than
+# its default, the default wait made the restore 5x slower (bench.restore; docs/performance.md).
+QUEUE_BACKOFF_MS = 10
 STALLED_S = 30.0  # no record for this long while some are missing: give up, and Faust replays the rest
 
 
@@ -73,6 +76,7 @@ class ChangelogRestore:
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
                 "queued.max.messages.kbytes": QUEUED_KBYTES,
+                "fetch.queue.backoff.ms": QUEUE_BACKOFF_MS,
                 **self.security.librdkafka(),
                 **overrides,
             }
