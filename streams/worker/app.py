@@ -58,7 +58,8 @@ from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
-from streams.worker.state_store import Outbox, StateStore
+from streams.worker.state_store import META, Outbox, StateStore
+from streams.worker.table_scan import meta_records
 from streams.worker.unfinished import UnfinishedBatches
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ class ReadinessWorker:
             defer_bytes=STATE_DEFER_BYTES,
             cache_commits=settings.cache_commits,
             table_sorted=settings.store.startswith(("rocksdb:", "rocksdict:")),
+            meta_records=meta_records(self.table, META.encode()),
         )
         # A batch writes one changelog record per repository it changed, all at once; Faust pauses every stream
         # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.

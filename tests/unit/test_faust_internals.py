@@ -58,3 +58,9 @@ def test_the_rocksdb_store_persists_the_last_changelog_offset_it_applied() -> No
     assert "put(self.offset_key, str(offset).encode())" in inspect.getsource(RocksDBStore.set_persisted_offset)
     assert "get(self.offset_key)" in inspect.getsource(RocksDBStore.persisted_offset)
     assert "offset = 0" in inspect.getsource(Recovery._seek_offsets)  # seeks to the persisted offset itself
+
+
+def test_the_rocksdb_store_iterates_the_databases_of_its_active_partitions() -> None:
+    """The recovery's meta scan (streams/worker/table_scan.py) reads the databases the table's own iteration reads."""
+    assert "self._dbs_for_actives()" in inspect.getsource(RocksDBStore._iteritems)
+    assert "it.seek_to_first()" in inspect.getsource(RocksDBStore._visible_keys)  # raw keys, in order
