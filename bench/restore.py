@@ -10,10 +10,12 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import faust
+import rocksdict
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.common import record
@@ -23,6 +25,7 @@ from streams.config import KafkaSecurity
 from streams.local.processes import free_port
 from streams.worker import changelog_restore
 from streams.worker.changelog_restore import ChangelogRestore, RocksDBTarget, restore
+from streams.worker.heap import trim_heap
 
 
 def store(datadir: Path, topic_partitions: int) -> Any:
@@ -71,11 +74,32 @@ CONSUMER_VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _no_wal() -> rocksdict.WriteOptions:
+    options = rocksdict.WriteOptions()
+    setattr(options, "disable_wal", True)  # noqa: B010 - a property at run time; the stub declares a method
+    return options
+
+
+# RocksDB write options tried for the restore's write batches.
+WRITE_VARIANTS: dict[str, Callable[[], rocksdict.WriteOptions | None]] = {
+    "the restore's": lambda: None,
+    "without the write-ahead log": _no_wal,
+}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commits", type=int, default=1_000_000)
     parser.add_argument("--per-repository", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="only the restore's own consumer settings")
     args = parser.parse_args()
     repositories = args.commits // args.per_repository
     rows = []
@@ -85,7 +109,7 @@ def main() -> int:
         seed(p, app_id, repositories, args.per_repository, partitions)
         topic = f"{app_id}-readiness-changelog"
         for round_ in range(args.rounds):
-            for name, config in CONSUMER_VARIANTS.items():
+            for name, config in list(CONSUMER_VARIANTS.items())[: 1 if args.quick else None]:
                 records, elapsed, cpu = consume_only(p.bootstrap, topic, partitions, config)
                 rows.append(
                     {
@@ -96,19 +120,29 @@ def main() -> int:
                     }
                 )
                 print(rows[-1], flush=True)
-            data = store(Path(tmp) / f"restore-{round_}", partitions)
-            for partition in range(partitions):
-                data._db_for_partition(partition)
-            source = ChangelogRestore(p.bootstrap, KafkaSecurity(), app_id, min_records=0)
-            restored = restore(source, RocksDBTarget(data, topic), range(partitions))
-            rows.append(
-                {
-                    "metric": f"restore into RocksDB, records/s (round {round_ + 1}, {restored.records:,} records)",
-                    "autodeploy": restored.records / restored.elapsed_s,
-                    "seconds": restored.elapsed_s,
-                }
-            )
-            print(rows[-1], flush=True)
+            for name, options in WRITE_VARIANTS.items():
+                data = store(Path(tmp) / f"restore-{round_}-{len(rows)}", partitions)
+                for partition in range(partitions):
+                    data._db_for_partition(partition)
+                source = ChangelogRestore(p.bootstrap, KafkaSecurity(), app_id, min_records=0)
+                before = rss_mb()
+                restored = restore(source, RocksDBTarget(data, topic, options()), range(partitions))
+                after = rss_mb()
+                trim_heap()
+                time.sleep(5)  # RocksDB's background compactions
+                trim_heap()
+                rows.append(
+                    {
+                        "metric": f"restore into RocksDB ({name}), records/s (round {round_ + 1})",
+                        "records": restored.records,
+                        "autodeploy": restored.records / restored.elapsed_s,
+                        "seconds": restored.elapsed_s,
+                        "RSS MB growth": after - before,
+                        "RSS MB growth, 5 s later, trimmed": rss_mb() - before,
+                    }
+                )
+                print(rows[-1], flush=True)
+                del data
     record("restore", rows)
     return 0
 

@@ -55,6 +55,7 @@ class Restored:
     records: int
     partitions: tuple[int, ...]
     elapsed_s: float
+    write_s: float = 0.0  # of which in RocksDB's writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +87,10 @@ class ChangelogRestore:
 class RocksDBTarget:
     """Faust's RocksDB store of one table as the restore writes it (the store's partition databases, opened by it)."""
 
-    def __init__(self, store: RocksDBStore, topic: str) -> None:
+    def __init__(self, store: RocksDBStore, topic: str, options: rocksdict.WriteOptions | None = None) -> None:
         self.store = store
         self.topic = topic
+        self.options = options  # RocksDB's write options; None: its defaults (bench.restore tries others)
 
     def persisted_offset(self, partition: int) -> int | None:
         offset: int | None = self.store.persisted_offset(TP(self.topic, partition))
@@ -105,7 +107,11 @@ class RocksDBTarget:
         # Where `set_persisted_offset` puts it, in the same batch: no crash separates the two.
         batch.put(self.store.offset_key, str(last_offset).encode())
         # Private: the database Faust's store opened for the partition (a second handle would find it locked).
-        self.store._db_for_partition(partition).write(batch)
+        db = self.store._db_for_partition(partition)
+        if self.options is None:
+            db.write(batch)
+        else:
+            db.write(batch, self.options)
 
     def finish(self, partition: int) -> None:
         """Flush the memtables the restore filled: their memory (up to two write buffers per partition) would stay
@@ -126,12 +132,12 @@ def restore(
     consumer = source.consumer()
     try:
         starts, ends = _ranges(consumer, source, target, partitions)
-        records = _read(consumer, target, starts, ends, should_stop) if starts else 0
+        records, write_s = _read(consumer, target, starts, ends, should_stop) if starts else (0, 0.0)
     finally:
         consumer.close()
-        for partition in starts:
-            target.finish(partition)
-    return Restored(records, tuple(sorted(starts)), time.monotonic() - started)
+    for partition in starts:
+        target.finish(partition)
+    return Restored(records, tuple(sorted(starts)), time.monotonic() - started, write_s)
 
 
 def _ranges(
@@ -155,10 +161,11 @@ def _read(
     starts: Mapping[int, int],
     ends: Mapping[int, int],
     should_stop: Callable[[], bool],
-) -> int:
+) -> tuple[int, float]:
+    """(records written, seconds spent writing them)."""
     consumer.assign([TopicPartition(target.topic, p, offset) for p, offset in starts.items()])
     pending = set(starts)
-    records = 0
+    records, write_s = 0, 0.0
     last_record = time.monotonic()
     while pending and not should_stop():
         messages = consumer.consume(CONSUME_RECORDS, 0.5)
@@ -186,10 +193,12 @@ def _read(
             last[partition] = offset
             if offset >= ends[partition] - 1:
                 pending.discard(partition)
+        writing = time.monotonic()
         for partition, offset in last.items():
             target.write(partition, batches.get(partition, ()), offset)
             records += len(batches.get(partition, ()))
-    return records
+        write_s += time.monotonic() - writing
+    return records, write_s
 
 
 class RestoringTable(faust.Table[bytes, bytes]):
@@ -223,10 +232,11 @@ class RestoringTable(faust.Table[bytes, bytes]):
             return
         if restored.records:
             log.info(
-                "table restored in bulk records=%d partitions=%s elapsed_s=%.2f rate=%.0f/s",
+                "table restored in bulk records=%d partitions=%s elapsed_s=%.2f write_s=%.2f rate=%.0f/s",
                 restored.records,
                 ",".join(map(str, restored.partitions)),
                 restored.elapsed_s,
+                restored.write_s,
                 restored.records / max(restored.elapsed_s, 1e-9),
             )
             trim_heap()  # the consumer's buffers are freed: give their pages back

@@ -84,7 +84,7 @@ def test_records_are_applied_in_order_a_tombstone_deletes_and_the_last_offset_is
             [Message(0, 2, b"c", b"1"), Message(0, 3, b"c", None), Message(1, 1, b"b", b"2")],
         ]
     )
-    records = _read(consumer, target, {0: 0, 1: 0}, {0: 4, 1: 2}, lambda: False)  # type: ignore[arg-type]
+    records, _ = _read(consumer, target, {0: 0, 1: 0}, {0: 4, 1: 2}, lambda: False)  # type: ignore[arg-type]
     assert records == 6
     db0, db1 = store._db_for_partition(0), store._db_for_partition(1)
     assert (db0.get(b"a"), db0.get(b"c"), db1.get(b"b")) == (b"2", None, b"2")
@@ -103,7 +103,7 @@ def test_a_partition_ends_at_its_end_offset_or_at_eof_and_later_records_are_left
             [Message(0, 7, b"never", b"read")],
         ]
     )
-    records = _read(consumer, target, {0: 5, 1: 3}, {0: 6, 1: 4}, lambda: False)  # type: ignore[arg-type]
+    records, _ = _read(consumer, target, {0: 5, 1: 3}, {0: 6, 1: 4}, lambda: False)  # type: ignore[arg-type]
     assert records == 1
     assert store._db_for_partition(0).get(b"a") == b"1"
     assert store.persisted_offset(TP(TOPIC, 0)) == 5
@@ -126,7 +126,7 @@ def test_a_stop_ends_the_restore_between_batches(store: RocksDBStore) -> None:
     target = RocksDBTarget(store, TOPIC)
     consumer = FakeConsumer([[Message(0, 0, b"a", b"1")], [Message(0, 1, b"a", b"2")]])
     calls = iter([False, True])
-    assert _read(consumer, target, {0: 0}, {0: 10}, lambda: next(calls)) == 1  # type: ignore[arg-type]
+    assert _read(consumer, target, {0: 0}, {0: 10}, lambda: next(calls))[0] == 1  # type: ignore[arg-type]
 
 
 def test_it_reads_from_after_the_persisted_offset_and_leaves_short_tails_to_faust(store: RocksDBStore) -> None:
