@@ -12,7 +12,7 @@ topic as the worker itself would write them. Then, per size:
 With `--faust-replay`, a fresh worker is first timed without the bulk restore (Faust's own record-by-record replay),
 then its data directory is removed and the two runs above follow.
 
-    python -m bench.rss [--sizes 100000,1000000] [--per-repository 50] [--faust-replay]
+    python -m bench.rss [--sizes 100000,1000000] [--per-repository 50] [--faust-replay] [--settle 20]
 """
 
 from __future__ import annotations
@@ -171,10 +171,17 @@ def measure(p: Pipeline, args: argparse.Namespace, commits: int) -> list[dict[st
             recovered = decisions.wait_for(commit_of(app_id, target, args.per_repository - 1)) - start
             time.sleep(2)  # let the decision's own writes land
             used = memory(proc.pid)
+            if args.settle:  # RocksDB compacts what a fresh worker restored for a while yet
+                time.sleep(args.settle)
+                settled = memory(proc.pid)
             os.kill(proc.pid, signal.SIGKILL)
         decisions.consumer.close()
         rows.append(_row(f"recovery s, {seeded:,} commits, {run}", recovered, None, "< 30"))
         rows.append(_row(f"worker RSS MB, {seeded:,} commits, {run}", used["VmRSS"], None, "< 400"))
+        if args.settle:
+            rows.append(
+                _row(f"worker RSS MB {args.settle:.0f} s later, {seeded:,} commits, {run}", settled["VmRSS"], None)
+            )
     rows.append(_row(f"seeding s, {seeded:,} commits (pure rules, then the changelog)", seed_s, None))
     return rows
 
@@ -210,6 +217,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="tracked commits, comma-separated")
     parser.add_argument("--per-repository", type=int, default=50)
+    parser.add_argument("--settle", type=float, default=0, help="also the RSS this many seconds after the first")
     parser.add_argument(
         "--faust-replay",
         action="store_true",
