@@ -1,5 +1,6 @@
 """The bulk restore alone (streams/worker/changelog_restore.py), without a worker: bench.rss's seeded changelog read
-into a fresh RocksDB store as the worker opens it, timed as a whole and without its writes (consume only).
+into fresh RocksDB databases opened with the worker's options, timed as a whole and without its writes (consume
+only), with the RSS it leaves in the process that ran it.
 
     python -m bench.restore [--commits 1000000] [--per-repository 50] [--rounds 2]
 """
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import faust
 import rocksdict
 from confluent_kafka import Consumer, TopicPartition
 
@@ -27,27 +27,12 @@ from streams.worker import changelog_restore
 from streams.worker.changelog_restore import ChangelogRestore, RocksDBTarget, restore
 from streams.worker.heap import trim_heap
 
-
-def store(datadir: Path, topic_partitions: int) -> Any:
-    """Faust's RocksDB store of the worker's table, with the worker's options."""
-    app = faust.App("bench-restore", broker="kafka://localhost:1", store="rocksdb://", datadir=str(datadir))
-    table = app.Table(
-        "readiness",
-        key_type=bytes,
-        value_type=bytes,
-        partitions=topic_partitions,
-        options={
-            "block_cache_size": 16 * 1024 * 1024,
-            "write_buffer_size": 8 * 1024 * 1024,
-            "max_write_buffer_number": 2,
-        },
-    )
-    return table.data
+OPTIONS = {"block_cache_size": 16 * 1024 * 1024, "write_buffer_size": 8 * 1024 * 1024, "max_write_buffer_number": 2}
 
 
 def consume_only(bootstrap: str, topic: str, partitions: int, config: dict[str, Any]) -> tuple[int, float, float]:
     """(records, seconds, this process's CPU seconds): how fast librdkafka alone hands the changelog over."""
-    source = ChangelogRestore(bootstrap, KafkaSecurity(), f"bench-restore-{free_port()}")
+    source = ChangelogRestore.of(bootstrap, KafkaSecurity(), f"bench-restore-{free_port()}")
     consumer: Consumer = source.consumer(**config)
     started, cpu = time.monotonic(), time.process_time()
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
@@ -121,12 +106,10 @@ def main() -> int:
                 )
                 print(rows[-1], flush=True)
             for name, options in WRITE_VARIANTS.items():
-                data = store(Path(tmp) / f"restore-{round_}-{len(rows)}", partitions)
-                for partition in range(partitions):
-                    data._db_for_partition(partition)
-                source = ChangelogRestore(p.bootstrap, KafkaSecurity(), app_id, min_records=0)
+                paths = {n: str(Path(tmp) / f"restore-{round_}-{len(rows)}" / f"{n}.db") for n in range(partitions)}
+                source = ChangelogRestore.of(p.bootstrap, KafkaSecurity(), app_id)
                 before = rss_mb()
-                restored = restore(source, RocksDBTarget(data, topic, options()), range(partitions))
+                restored = restore(source, RocksDBTarget(topic, paths, OPTIONS, options()), range(partitions))
                 after = rss_mb()
                 trim_heap()
                 time.sleep(5)  # RocksDB's background compactions
@@ -142,7 +125,6 @@ def main() -> int:
                     }
                 )
                 print(rows[-1], flush=True)
-                del data
     record("restore", rows)
     return 0
 

@@ -179,7 +179,7 @@ class ReadinessWorker:
                 "max_write_buffer_number": 2,
             },
             on_recover=self._recover,
-            restore_from=ChangelogRestore(bootstrap_servers, security, settings.app_id)
+            restore_from=ChangelogRestore.of(bootstrap_servers, security, settings.app_id)
             if settings.bulk_restore
             else None,
         )

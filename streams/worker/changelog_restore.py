@@ -1,42 +1,51 @@
-"""The table's changelog read in bulk into RocksDB, before Faust's own recovery replays it record by record.
+"""The table's changelog read in bulk into RocksDB, in a process of its own, before Faust's recovery replays it.
 
-Faust recovers a table through its consumer and streams, one record at a time: ~6,300 records/s on 2 cores, 115 s
-for the ~720k changelog records of 1M tracked commits (docs/performance.md). This reads the same partitions with a
-librdkafka consumer, thousands of records per call, and writes them into the same RocksDB databases with one write
-batch per partition per call, then records the last offset written where Faust's store keeps it
-(`set_persisted_offset`). Faust's recovery starts after that offset and finds only what was written since.
+Faust recovers a table through its consumer and streams, one record at a time: ~6,300-11,000 records/s on 2 cores,
+80-126 s for the ~720k changelog records of 1M tracked commits (docs/performance.md). This reads the same partitions
+with a librdkafka consumer, thousands of records per call, and writes them into the partitions' RocksDB databases
+with one write batch per partition per call, the last offset written in the same batch, where Faust's store keeps it
+(`Store.offset_key`). Faust's recovery then starts from that offset and finds only what was written since.
 
 The table ends as Faust's replay would leave it: the same records, in the changelog's order, into the same databases,
-a tombstone deleting its key. A failure or a stop part way leaves a prefix of each partition with its offset, which is
+a tombstone deleting its key. A failure or a kill part way leaves a prefix of each partition with its offset, which is
 what Faust's own recovery leaves when interrupted: the rest is replayed (by Faust now, or by the next start).
 
-`RestoringTable.on_rebalance` runs it after the store has opened the newly assigned partitions' databases and before
-Faust's recovery reads their persisted offsets; tests/unit/test_faust_internals.py fails if Faust changes that order
-or the store's methods used here.
+A child process does it (`python -m streams.worker.changelog_restore`, its request on stdin), before the store opens
+the newly assigned partitions' databases: the restore's buffers (the consumer's, the memtables, ~200 MB at 1M
+commits) would otherwise stay in the worker's heap and thread arenas after it (+86-120 MB of RSS measured in the
+worker). `RestoringTable.on_rebalance` starts it; tests/unit/test_faust_internals.py fails if Faust changes what
+this relies on (the order of a rebalance, the offset record, the databases' paths and options).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import json
 import logging
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import faust
 import rocksdict
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from faust.stores.rocksdb import RocksDBOptions
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import TP
 
 from streams.config import KafkaSecurity
-from streams.worker.heap import trim_heap
 
 log = logging.getLogger(__name__)
 
-# Below this many records left, Faust's replay takes about as long as starting a consumer: left to it.
-MIN_RECORDS = 5_000
+# Partitions with fewer records left are left to Faust's replay. Any tail goes through here: one path for every
+# restart, which the fault suite's kills exercise (the child costs ~0.3 s whatever it reads).
+MIN_RECORDS = 1
 CONSUME_RECORDS = 5_000  # records per consume call, and so at most per write batch
 # librdkafka prefetches up to this much per consumer (64 MiB by default): the worker's memory, for a few seconds.
 QUEUED_KBYTES = 16 * 1024
@@ -44,6 +53,7 @@ QUEUED_KBYTES = 16 * 1024
 # its default, the default wait made the restore 5x slower (bench.restore; docs/performance.md).
 QUEUE_BACKOFF_MS = 10
 STALLED_S = 30.0  # no record for this long while some are missing: give up, and Faust replays the rest
+OFFSET_KEY: bytes = RocksDBStore.offset_key  # the key of the last changelog offset a partition's database holds
 
 
 class RestoreStalled(RuntimeError):
@@ -60,13 +70,18 @@ class Restored:
 
 @dataclass(frozen=True, slots=True)
 class ChangelogRestore:
-    """How to reach the changelog: the worker's bootstrap servers, Kafka identity and group (its id: never joined nor
-    committed to here, but librdkafka asks for a group's coordinator and the worker may describe its own)."""
+    """How to reach the changelog: the worker's bootstrap servers, Kafka identity (`KafkaSecurity.librdkafka()`) and
+    group (its id: never joined nor committed to here, but librdkafka asks for a group's coordinator and the worker
+    may describe its own)."""
 
     bootstrap_servers: str
-    security: KafkaSecurity
+    security: dict[str, str]
     group: str
     min_records: int = MIN_RECORDS
+
+    @classmethod
+    def of(cls, bootstrap_servers: str, security: KafkaSecurity, group: str) -> ChangelogRestore:
+        return cls(bootstrap_servers, security.librdkafka(), group)
 
     def consumer(self, **overrides: Any) -> Consumer:
         return Consumer(
@@ -78,23 +93,37 @@ class ChangelogRestore:
                 "enable.partition.eof": True,
                 "queued.max.messages.kbytes": QUEUED_KBYTES,
                 "fetch.queue.backoff.ms": QUEUE_BACKOFF_MS,
-                **self.security.librdkafka(),
+                **self.security,
                 **overrides,
             }
         )
 
 
 class RocksDBTarget:
-    """Faust's RocksDB store of one table as the restore writes it (the store's partition databases, opened by it)."""
+    """The table's partition databases, opened by path with the options Faust's store opens them with (the same
+    `RocksDBOptions`), in the restoring process."""
 
-    def __init__(self, store: RocksDBStore, topic: str, options: rocksdict.WriteOptions | None = None) -> None:
-        self.store = store
+    def __init__(
+        self,
+        topic: str,
+        paths: Mapping[int, str],
+        options: Mapping[str, Any],
+        write_options: rocksdict.WriteOptions | None = None,
+    ) -> None:
         self.topic = topic
-        self.options = options  # RocksDB's write options; None: its defaults (bench.restore tries others)
+        self.paths = paths
+        self.options = RocksDBOptions(**options, use_rocksdict=True)
+        self.write_options = write_options  # None: RocksDB's defaults (bench.restore tries others)
+        self._dbs: dict[int, rocksdict.Rdict] = {}
+
+    def db(self, partition: int) -> rocksdict.Rdict:
+        if partition not in self._dbs:
+            self._dbs[partition] = self.options.open(Path(self.paths[partition]))
+        return self._dbs[partition]
 
     def persisted_offset(self, partition: int) -> int | None:
-        offset: int | None = self.store.persisted_offset(TP(self.topic, partition))
-        return offset
+        raw = self.db(partition).get(OFFSET_KEY)
+        return None if raw is None else int(raw)
 
     def write(self, partition: int, records: Iterable[tuple[bytes, bytes | None]], last_offset: int) -> None:
         """Apply `records` (key, value; None deletes) in order, and record `last_offset` as restored, at once."""
@@ -104,19 +133,18 @@ class RocksDBTarget:
                 batch.delete(key)
             else:
                 batch.put(key, value)
-        # Where `set_persisted_offset` puts it, in the same batch: no crash separates the two.
-        batch.put(self.store.offset_key, str(last_offset).encode())
-        # Private: the database Faust's store opened for the partition (a second handle would find it locked).
-        db = self.store._db_for_partition(partition)
-        if self.options is None:
+        # Where Faust's store keeps it (`set_persisted_offset`), in the same batch: no crash separates the two.
+        batch.put(OFFSET_KEY, str(last_offset).encode())
+        db = self.db(partition)
+        if self.write_options is None:
             db.write(batch)
         else:
-            db.write(batch, self.options)
+            db.write(batch, self.write_options)
 
-    def finish(self, partition: int) -> None:
-        """Flush the memtables the restore filled: their memory (up to two write buffers per partition) would stay
-        taken until the worker's own writes filled them again."""
-        self.store._db_for_partition(partition).flush(True)
+    def close(self) -> None:
+        for db in self._dbs.values():
+            db.close()  # flushes the memtables
+        self._dbs.clear()
 
 
 def restore(
@@ -126,8 +154,7 @@ def restore(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Restored:
     """Read each partition from after its persisted offset (or its first record) to its end offset as of now, into
-    `target`. Partitions with fewer than `source.min_records` records left are left to Faust. Blocking: run it in a
-    thread."""
+    `target`. Partitions with fewer than `source.min_records` records left are left to Faust."""
     started = time.monotonic()
     consumer = source.consumer()
     try:
@@ -135,8 +162,7 @@ def restore(
         records, write_s = _read(consumer, target, starts, ends, should_stop) if starts else (0, 0.0)
     finally:
         consumer.close()
-    for partition in starts:
-        target.finish(partition)
+        target.close()
     return Restored(records, tuple(sorted(starts)), time.monotonic() - started, write_s)
 
 
@@ -202,8 +228,8 @@ def _read(
 
 
 class RestoringTable(faust.Table[bytes, bytes]):
-    """Faust's table, restored in bulk from its changelog (`restore`) as partitions are assigned to it, when its
-    store is RocksDB through rocksdict (the worker's); any other store is left to Faust's recovery."""
+    """Faust's table, restored in bulk from its changelog by a child process (`main`) as partitions are assigned to
+    it, when its store is RocksDB through rocksdict (the worker's); any other store is left to Faust's recovery."""
 
     def __init__(self, *args: Any, restore_from: ChangelogRestore | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -212,24 +238,51 @@ class RestoringTable(faust.Table[bytes, bytes]):
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
-        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)  # opens the databases first
         store = self.data
-        if self._restore_from is None or not isinstance(store, RocksDBStore) or not store.use_rocksdict:
-            return
-        topic = self.changelog_topic.get_topic_name()
-        standbys = self.app.assignor.assigned_standbys()
-        partitions = sorted(tp.partition for tp in newly_assigned if tp.topic == topic and tp not in standbys)
-        if not partitions:
-            return
-        target = RocksDBTarget(store, topic)
-        try:
-            restored = await asyncio.to_thread(
-                restore, self._restore_from, target, partitions, lambda: bool(self.app.should_stop)
+        if self._restore_from is not None and isinstance(store, RocksDBStore) and store.use_rocksdict:
+            topic = self.changelog_topic.get_topic_name()
+            standbys = self.app.assignor.assigned_standbys()
+            # Private: the databases the store has open (a revoked partition's stays open until collected); the
+            # child could not open those, and Faust replays them.
+            partitions = sorted(
+                tp.partition
+                for tp in newly_assigned
+                if tp.topic == topic and tp not in standbys and tp.partition not in store._dbs
             )
-        except (KafkaException, RestoreStalled):
+            if partitions:
+                await self._restore(store, topic, partitions)
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)  # then the store opens them
+
+    async def _restore(self, store: RocksDBStore, topic: str, partitions: list[int]) -> None:
+        source = self._restore_from
+        assert source is not None
+        request = {
+            "source": asdict(source),
+            "topic": topic,
+            "paths": {p: str(store.partition_path(p)) for p in partitions},
+            "options": dict(store.options or {}),  # what Faust's store opens its databases with
+        }
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            __name__,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await child.communicate(json.dumps(request).encode())
+        except asyncio.CancelledError:
+            child.kill()
+            raise
+        if child.returncode != 0:
             # Whatever was written is a prefix with its offset: Faust's recovery replays the rest.
-            log.warning("bulk restore of the table failed, Faust's recovery replays the rest", exc_info=True)
+            tail = err.decode(errors="replace").strip().splitlines()[-5:]
+            log.warning(
+                "bulk restore of the table failed, Faust's recovery replays it rc=%s %s", child.returncode, tail
+            )
             return
+        restored = Restored(**json.loads(out.decode().strip().splitlines()[-1]))
         if restored.records:
             log.info(
                 "table restored in bulk records=%d partitions=%s elapsed_s=%.2f write_s=%.2f rate=%.0f/s",
@@ -239,4 +292,31 @@ class RestoringTable(faust.Table[bytes, bytes]):
                 restored.write_s,
                 restored.records / max(restored.elapsed_s, 1e-9),
             )
-            trim_heap()  # the consumer's buffers are freed: give their pages back
+
+
+def main() -> int:
+    """The child: a request (see `RestoringTable._restore`) on stdin, the `Restored` as JSON on stdout."""
+    _die_with_parent()
+    request = json.load(sys.stdin)
+    source = ChangelogRestore(**request["source"])
+    paths = {int(p): path for p, path in request["paths"].items()}
+    target = RocksDBTarget(request["topic"], paths, request["options"])
+    restored = restore(source, target, sorted(paths))
+    print(json.dumps(asdict(restored)), flush=True)
+    return 0
+
+
+def _die_with_parent() -> None:
+    """A worker killed during its restore must not leave the child holding the databases' locks (the restarted
+    worker's store waits for them): Linux's parent-death signal; elsewhere, the child finishes on its own."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+
+
+_PR_SET_PDEATHSIG = 1
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -36,8 +36,8 @@ def test_the_readiness_app_overrides_what_faust_calls() -> None:
 
 
 def test_a_table_is_rebalanced_its_store_opening_the_databases_before_recovery_reads_their_persisted_offsets() -> None:
-    """The bulk restore (streams/worker/changelog_restore.py) runs in the table's on_rebalance, after its store opened
-    the newly assigned partitions' databases and before the recovery reads where to start from each."""
+    """The bulk restore (streams/worker/changelog_restore.py) runs first in the table's on_rebalance, before its store
+    opens the newly assigned partitions' databases and the recovery reads where to start from each."""
     manager = inspect.getsource(TableManager.on_rebalance)
     assert manager.index("T(table.on_rebalance)(") < manager.index("T(self.recovery.on_rebalance)(")
     assert "self.data.on_rebalance(" in inspect.getsource(Collection.on_rebalance)
@@ -46,18 +46,22 @@ def test_a_table_is_rebalanced_its_store_opening_the_databases_before_recovery_r
     assert "self.conf.Table(" in inspect.getsource(faust.App.Table)
 
 
-def test_the_rocksdb_store_persists_the_last_changelog_offset_it_applied() -> None:
-    """The restore writes through the store's own database handles and records its last offset as Faust's replay does
-    (the recovery reads that record again and goes on after it)."""
+def test_the_rocksdb_store_opens_a_partition_by_its_path_with_its_options_and_keeps_the_last_offset_applied() -> None:
+    """The child opens each database as the store does (its path, `RocksDBOptions` from the table's options) and
+    writes the offset record as the store's replay does (the recovery reads that record again and goes on after)."""
+    assert "self.rocksdb_options.open(" in inspect.getsource(RocksDBStore._open_for_partition)
+    assert "path = self.partition_path(partition)" in inspect.getsource(RocksDBStore._open_for_partition)
+    assert "RocksDBOptions(\n            **self.options, use_rocksdict=self.use_rocksdict" in inspect.getsource(
+        RocksDBStore.__init__
+    )
     applied = inspect.getsource(RocksDBStore.apply_changelog_batch)
     assert "max(offset, tp_offsets[tp])" in applied
     assert "self.set_persisted_offset(tp, offset)" in applied
     assert "rocksdict.WriteBatch(raw_mode=True)" in applied
-    assert callable(RocksDBStore._db_for_partition)
-    # The restore writes the offset record itself, in the batch of the records it covers.
     assert "put(self.offset_key, str(offset).encode())" in inspect.getsource(RocksDBStore.set_persisted_offset)
-    assert "get(self.offset_key)" in inspect.getsource(RocksDBStore.persisted_offset)
+    assert "int(offset)" in inspect.getsource(RocksDBStore.persisted_offset)
     assert "offset = 0" in inspect.getsource(Recovery._seek_offsets)  # seeks to the persisted offset itself
+    assert "self._dbs.pop(tp.partition, None)" in inspect.getsource(RocksDBStore.revoke_partitions)
 
 
 def test_the_rocksdb_store_iterates_the_databases_of_its_active_partitions() -> None:
