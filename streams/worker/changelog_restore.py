@@ -118,7 +118,7 @@ class RocksDBTarget:
 
     def db(self, partition: int) -> rocksdict.Rdict:
         if partition not in self._dbs:
-            self._dbs[partition] = self.options.open(Path(self.paths[partition]))
+            self._dbs[partition] = self.options.open(_restoring(self.paths[partition]))
         return self._dbs[partition]
 
     def persisted_offset(self, partition: int) -> int | None:
@@ -142,9 +142,17 @@ class RocksDBTarget:
             db.write(batch, self.write_options)
 
     def close(self) -> None:
-        for db in self._dbs.values():
-            db.close()  # flushes the memtables
+        """Close the databases (flushing their memtables) and give them their names: the worker then replays their
+        tail, if any. A restore killed before this leaves them under their `.restoring` names, and the next one goes
+        on from their offsets in bulk instead of Faust replaying the rest record by record."""
+        for partition, db in self._dbs.items():
+            db.close()
+            _restoring(self.paths[partition]).rename(self.paths[partition])
         self._dbs.clear()
+
+
+def _restoring(path: str) -> Path:
+    return Path(f"{path}.restoring")
 
 
 def restore(

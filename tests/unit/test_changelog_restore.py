@@ -108,6 +108,23 @@ def test_records_are_applied_in_order_a_tombstone_deletes_and_faust_reads_them_a
     assert sorted(k for k, _ in store._visible_items(db0)) == [b"a"]  # the offset record stays Faust's own
 
 
+def test_a_restore_cut_short_by_a_kill_goes_on_in_bulk_and_faust_opens_it_under_its_name_once_closed(
+    tmp_path: Path, target: RocksDBTarget
+) -> None:
+    _read(FakeConsumer([[Message(0, 0, b"a", b"1")]]), target, {0: 0}, {0: 1}, lambda: False)  # type: ignore[arg-type]
+    path = Path(target.paths[0])
+    assert not path.exists()  # the worker's store has nothing there: the next start restores it in bulk again
+    target.db(0).close()  # as a kill leaves it, without the rename
+    target._dbs.clear()
+    again = RocksDBTarget(TOPIC, target.paths, OPTIONS)
+    assert again.persisted_offset(0) == 0  # goes on from there
+    again.write(0, [(b"b", b"2")], 1)
+    again.close()
+    store = faust_store(tmp_path)
+    assert store.persisted_offset(TP(TOPIC, 0)) == 1
+    assert (store._db_for_partition(0).get(b"a"), store._db_for_partition(0).get(b"b")) == (b"1", b"2")
+
+
 def test_a_partition_ends_at_its_end_offset_or_at_eof_and_later_records_are_left_to_faust(
     target: RocksDBTarget,
 ) -> None:
