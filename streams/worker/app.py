@@ -48,7 +48,7 @@ from streams.events.decoding import RawRecord, Undecodable
 from streams.events.dsse_keys import SigningKey
 from streams.events.signing import DirectoryVerifier
 from streams.worker.batch import Batch, current, received
-from streams.worker.changelog_restore import ChangelogRestore, RestoringTable
+from streams.worker.changelog_restore import CHANGELOG_CONFIGS, ChangelogRestore, RestoringTable
 from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
@@ -179,6 +179,7 @@ class ReadinessWorker:
                 "max_write_buffer_number": 2,
             },
             on_recover=self._recover,
+            extra_topic_configs=CHANGELOG_CONFIGS,
             restore_from=ChangelogRestore.of(bootstrap_servers, security, settings.app_id)
             if settings.bulk_restore
             else None,

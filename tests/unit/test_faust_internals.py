@@ -68,3 +68,8 @@ def test_the_rocksdb_store_iterates_the_databases_of_its_active_partitions() -> 
     """The recovery's meta scan (streams/worker/table_scan.py) reads the databases the table's own iteration reads."""
     assert "self._dbs_for_actives()" in inspect.getsource(RocksDBStore._iteritems)
     assert "it.seek_to_first()" in inspect.getsource(RocksDBStore._visible_keys)  # raw keys, in order
+
+
+def test_a_table_creates_its_changelog_with_its_extra_topic_configs() -> None:
+    """The worker's changelog configs (changelog_restore.CHANGELOG_CONFIGS) reach the topic Faust declares."""
+    assert "config=self.extra_topic_configs," in inspect.getsource(Collection._new_changelog_topic)
