@@ -81,20 +81,23 @@ def pipeline(work: Path, repositories: int, checks: int = 2) -> Iterator[Pipelin
         admin = TopicAdmin(bootstrap)
         admin.apply(make_plan(cat, admin.describe(t.name for t in cat.topics), admin.broker_count()))
         policy = work / "policy.yaml"
-        required = ["{circleci: build-test}", "{github_actions: lint}"][:checks]
-        policy.write_text(
-            "services:\n"
-            + "".join(
-                f"  svc{r}:\n    repository: github.com/acme/repo{r}\n    branch: main\n"
-                f"    required_checks: [{', '.join(required)}]\n    image: ghcr.io/acme/repo{r}:{{sha}}\n"
-                f"    kubernetes: {{namespace: repo{r}, deployment: app, container: app}}\n"
-                for r in range(repositories)
-            )
-        )
+        policy.write_text(policy_yaml(repositories, checks))
         try:
             yield Pipeline(work, bootstrap, cat, prefix, policy)
         finally:
             admin.delete(t.name for t in cat.topics)
+
+
+def policy_yaml(repositories: int, checks: int = 2) -> str:
+    """The benchmarks' policy file: service svc<r> per repository github.com/acme/repo<r>, branch main, `checks`
+    required checks (CircleCI build-test, GitHub Actions lint), its own image and namespace."""
+    required = ["{circleci: build-test}", "{github_actions: lint}"][:checks]
+    return "services:\n" + "".join(
+        f"  svc{r}:\n    repository: github.com/acme/repo{r}\n    branch: main\n"
+        f"    required_checks: [{', '.join(required)}]\n    image: ghcr.io/acme/repo{r}:{{sha}}\n"
+        f"    kubernetes: {{namespace: repo{r}, deployment: app, container: app}}\n"
+        for r in range(repositories)
+    )
 
 
 def events(

@@ -17,14 +17,16 @@ from streams.domain.freeze import FreezeWindow, Frozen, active
 _SHORTHAND: Final = re.compile(r"[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+")
 
 
-@dataclass(frozen=True)
+# Slots: a policy file may hold 20,000 services, and a __dict__ per object was most of what each one cost
+# (docs/performance.md).
+@dataclass(frozen=True, slots=True)
 class KubernetesTarget:
     namespace: str
     deployment: str
     container: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServicePolicy:
     name: str  # the service, also the key of deploy.readiness and deploy.events
     repository: str  # github.com/<owner>/<name>, lowercase

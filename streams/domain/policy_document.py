@@ -9,19 +9,21 @@ names are errors (a key given twice too, which the file's reader refuses), and e
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from streams.domain.facts import CheckId, CheckKind
 from streams.domain.freeze import FreezeWindow
 from streams.domain.policy import KubernetesTarget, Policies, ServicePolicy, normalise_repository
 from streams.domain.policy_freeze import FreezeFieldError, parse_freeze
 
-__all__ = ["PolicyError", "parse_duration", "parse_policies"]
+__all__ = ["PolicyBuilder", "PolicyError", "parse_duration", "parse_policies"]
 
 
 class PolicyError(ValueError):
@@ -73,6 +75,7 @@ DEFAULT_MAX_FAILED_ROLLOUTS: Final = 3
 _KUBERNETES_KEYS: Final = ("namespace", "deployment", "container")
 _TOP_KEYS: Final = ("services",)
 _TOP_OPTIONAL: Final = ("freeze",)
+_T = TypeVar("_T")
 
 
 def parse_duration(text: object) -> timedelta:
@@ -88,14 +91,18 @@ def _mapping(value: object, field: str, required: tuple[str, ...], optional: tup
         raise _Invalid(field, f"must be a mapping with {', '.join(required)}")
     allowed = (*required, *optional)
     for key in value:
-        if key not in allowed:
-            near = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"did you mean {near[0]}?" if near else f"allowed: {', '.join(allowed)}"
-            raise _Invalid(_join(field, key), f"unknown key ({hint})")
+        _known(key, field, allowed)
     for key in required:
         if key not in value:
             raise _Invalid(_join(field, key), "is required")
     return value
+
+
+def _known(key: object, field: str, allowed: tuple[str, ...]) -> None:
+    if key not in allowed:
+        near = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f"did you mean {near[0]}?" if near else f"allowed: {', '.join(allowed)}"
+        raise _Invalid(_join(field, key), f"unknown key ({hint})")
 
 
 def _join(field: str, key: object) -> str:
@@ -166,7 +173,9 @@ def _max_failed_rollouts(doc: Mapping[str, Any], field: str) -> int:
     return value
 
 
-def _service(name: object, value: object, field: str, global_freeze: tuple[FreezeWindow, ...]) -> ServicePolicy:
+def _service(
+    name: object, value: object, field: str, global_freeze: tuple[FreezeWindow, ...], share: _Share
+) -> ServicePolicy:
     if not isinstance(name, str) or not _SLUG.fullmatch(name):
         raise _Invalid(field, "service names must match [a-z0-9][a-z0-9-]* (at most 63 characters)")
     doc = _mapping(value, field, _SERVICE_KEYS, _SERVICE_OPTIONAL)
@@ -188,7 +197,7 @@ def _service(name: object, value: object, field: str, global_freeze: tuple[Freez
             raise _Invalid(f"{field}.image_from_package", "must be an image name without tag, e.g. ghcr.io/acme/shop")
     k8s = _mapping(doc["kubernetes"], f"{field}.kubernetes", _KUBERNETES_KEYS)
     label = "a DNS-1123 label (lowercase letters, digits and '-', at most 63)"
-    names = (_matching(k8s[key], f"{field}.kubernetes.{key}", _DNS_LABEL, label) for key in _KUBERNETES_KEYS)
+    names = (share(_matching(k8s[key], f"{field}.kubernetes.{key}", _DNS_LABEL, label)) for key in _KUBERNETES_KEYS)
     target = KubernetesTarget(*names)
     environment = DEFAULT_ENVIRONMENT
     if "environment" in doc:
@@ -202,41 +211,111 @@ def _service(name: object, value: object, field: str, global_freeze: tuple[Freez
     freeze = global_freeze + (_freeze(doc["freeze"], f"{field}.freeze") if "freeze" in doc else ())
     return ServicePolicy(
         name,
-        repository,
-        branch,
-        checks,
+        share(repository),
+        share(branch),
+        share(tuple(share(check) for check in checks)),
         template,
-        package,
+        share(package),
         target,
-        environment,
-        ttl,
-        freeze,
+        share(environment),
+        share(ttl),
+        share(freeze),
         _max_failed_rollouts(doc, field),
     )
+
+
+class _Share:
+    """One object for equal values: the services of a file repeat the same branch, checks, containers, time to
+    live and freeze windows, and each kept its own copy (docs/performance.md, the policy's memory). Everything
+    shared is immutable."""
+
+    def __init__(self) -> None:
+        self._seen: dict[object, object] = {}
+
+    def __call__(self, value: _T) -> _T:
+        shared: _T = self._seen.setdefault(value, value)  # type: ignore[assignment]  # equal, so of the same type
+        return shared
+
+
+class PolicyBuilder:
+    """Policies built from the policy file's parts in the order a reader meets them, one service at a time, so
+    that a file of thousands of services never exists whole as parsed data (streams.adapters.policy_file walks the
+    file so; docs/performance.md has what that saves). Each method raises PolicyError for a wrong part.
+
+    The checks are parse_policies' own, in the file's order: with several mistakes in a file, the first one met is
+    reported (parse_policies checks the top-level keys before any service)."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._keys: set[str] = set()
+        self._services: list[ServicePolicy] = []
+        self._owners: dict[tuple[str, str], str] = {}
+        self._global_freeze: tuple[FreezeWindow, ...] = ()
+        self._share = _Share()
+
+    def key(self, key: object) -> None:
+        """A top-level key, before its value."""
+        with self._errors():
+            _known(key, "", (*_TOP_KEYS, *_TOP_OPTIONAL))
+            self._keys.add(str(key))
+
+    def freeze(self, value: object) -> None:
+        """The value of the top-level `freeze`: windows of every service."""
+        with self._errors():
+            self._global_freeze = self._share(_freeze(value, "freeze"))
+            # A file may give `freeze` after `services`: the services met before it hold its windows too.
+            self._services = [replace(s, freeze=self._share(self._global_freeze + s.freeze)) for s in self._services]
+
+    def services(self, value: object) -> None:
+        """The value of the top-level `services`, whole (`service` takes them one at a time)."""
+        with self._errors():
+            if not isinstance(value, dict) or not value:
+                raise _Invalid("services", "must map at least one service name to its policy")
+        for name, service in value.items():
+            self.service(name, service)
+
+    def service(self, name: object, value: object) -> None:
+        """One entry of `services`."""
+        field = f"services.{name}"
+        with self._errors():
+            service = _service(name, value, field, self._global_freeze, self._share)
+            key = (service.target.namespace, service.target.deployment)
+            if key in self._owners:
+                raise _Invalid(
+                    f"{field}.kubernetes",
+                    f"deploys {key[0]}/{key[1]}, which service {self._owners[key]} already deploys",
+                )
+            self._owners[key] = service.name
+        self._services.append(service)
+
+    def build(self) -> Policies:
+        with self._errors():
+            if "services" not in self._keys:
+                raise _Invalid("services", "is required")
+            if not self._services:
+                raise _Invalid("services", "must map at least one service name to its policy")
+        return Policies(tuple(self._services))
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except _Invalid as e:
+            raise PolicyError(self._where, e.field, e.problem) from None
 
 
 def parse_policies(doc: Any, where: str) -> Policies:
     """The policies in a parsed document (None for an empty file); `where` (the file, usually) starts every error
     message."""
+    builder = PolicyBuilder(where)
     try:
         if doc is None:
             raise _Invalid("services", "is required (the file is empty)")
         top = _mapping(doc, "", _TOP_KEYS, _TOP_OPTIONAL)
-        global_freeze = _freeze(top["freeze"], "freeze") if "freeze" in top else ()
-        if not isinstance(top["services"], dict) or not top["services"]:
-            raise _Invalid("services", "must map at least one service name to its policy")
-        services = tuple(
-            _service(name, value, f"services.{name}", global_freeze) for name, value in top["services"].items()
-        )
-        owners: dict[tuple[str, str], str] = {}
-        for service in services:
-            key = (service.target.namespace, service.target.deployment)
-            if key in owners:
-                raise _Invalid(
-                    f"services.{service.name}.kubernetes",
-                    f"deploys {key[0]}/{key[1]}, which service {owners[key]} already deploys",
-                )
-            owners[key] = service.name
     except _Invalid as e:
         raise PolicyError(where, e.field, e.problem) from None
-    return Policies(services)
+    builder.key("services")
+    if "freeze" in top:
+        builder.freeze(top["freeze"])
+    builder.services(top["services"])
+    return builder.build()

@@ -272,3 +272,66 @@ services:
     assert service.image_for("abcdef0123" * 4) == "ghcr.io/acme/shop:abcdef0"
     with pytest.raises(PolicyError, match="common: unknown key"):
         load_policies(write(tmp_path, text))
+
+
+def test_the_file_read_service_by_service_gives_what_the_whole_document_gives(tmp_path: Path) -> None:
+    # load_policies walks the file (streams.domain.policy_document.PolicyBuilder); parse_policies takes it whole.
+    freeze = "freeze:\n  - {name: weekend, weekly: 'Fri 18:00 - Mon 08:00', timezone: Europe/Berlin}\n"
+    services = DEMO.read_text(encoding="utf-8").split("\nservices:\n", 1)[1]
+    own = "    freeze: [{name: night, weekly: 'Mon 22:00 - Tue 06:00'}]\n"
+    for text in (freeze + "services:\n" + services + own, "services:\n" + services + own + freeze):
+        walked = load_policies(write(tmp_path, text))
+        assert walked == parse_policies(yaml.safe_load(text), "t")
+        assert [w.name for w in walked.service("shop").freeze] == ["weekend"]
+        assert [w.name for w in walked.service("shop-worker").freeze] == ["weekend", "night"]
+
+
+def test_equal_parts_of_services_are_one_object_and_cannot_change(tmp_path: Path) -> None:
+    policies = load_policies(DEMO)
+    shop, worker = policies.services
+    assert shop.required_checks is worker.required_checks
+    assert shop.repository is worker.repository
+    assert shop.readiness_ttl is worker.readiness_ttl
+    with pytest.raises(AttributeError):
+        shop.branch = "dev"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        shop.target.container = "x"  # type: ignore[misc]
+    assert not hasattr(shop, "__dict__")  # slots: 20,000 services must stay small (docs/performance.md)
+    assert worker.branch == "main"
+    assert worker.target.container == "worker"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("services: {}\n", "services: must map at least one service name to its policy"),
+        ("services:\n", "services: must map at least one service name to its policy"),
+        ("services: [shop]\n", "services: must map at least one service name to its policy"),
+        ("freeze: []\n", "services: is required"),
+        ("- services\n", "must be a mapping with services"),
+        ("servics: {}\n", "servics: unknown key \\(did you mean services\\?\\)"),
+        ("services:\n  Shop: {}\n", "services.Shop: service names must match"),
+    ],
+)
+def test_a_walked_file_names_the_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        load_policies(write(tmp_path, text))
+
+
+def test_services_merged_from_an_anchored_service(tmp_path: Path) -> None:
+    text = """
+services:
+  shop: &shop
+    repository: acme/shop
+    branch: main
+    required_checks: [{circleci: build-test}]
+    image: ghcr.io/acme/shop:{sha}
+    kubernetes: {namespace: shop, deployment: shop, container: app}
+  shop-worker:
+    <<: *shop
+    image: ghcr.io/acme/shop-worker:{sha}
+    kubernetes: {namespace: shop, deployment: worker, container: app}
+"""
+    policies = load_policies(write(tmp_path, text))
+    assert policies == parse_policies(yaml.safe_load(text), "t")
+    assert [s.name for s in policies.for_repository("github.com/acme/shop")] == ["shop", "shop-worker"]
