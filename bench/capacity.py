@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -39,6 +40,7 @@ from bench.join import Offsets, Pipeline, events, pipeline, produce, worker_env
 from streams.domain.circleci_mapping import circleci_attributes
 from streams.domain.extract import facts_from_event
 from streams.domain.webhook_mapping import UnmappableDelivery, github_attributes
+from streams.local import kafka
 from streams.local.processes import free_port
 from tests.support.fixtures import FIXTURES
 
@@ -159,6 +161,7 @@ class GroupRun:
     window_s: float
     total_s: float  # all workers started -> everything committed
     cpu_s: float  # the workers' CPU time (all threads) over the window
+    broker_cpu_s: float | None  # the local broker's over the window (None: KAFKA_BOOTSTRAP_SERVERS, not ours)
 
     @property
     def rate(self) -> float:
@@ -167,6 +170,10 @@ class GroupRun:
     @property
     def cpu_us_per_event(self) -> float:
         return self.cpu_s / self.window_events * 1e6
+
+    @property
+    def broker_us_per_event(self) -> float | None:
+        return None if self.broker_cpu_s is None else self.broker_cpu_s / self.window_events * 1e6
 
 
 @contextlib.contextmanager
@@ -178,13 +185,19 @@ def group(p: Pipeline, name: str, n: int) -> Iterator[list[int]]:
             port = free_port()
             env = {
                 **worker_env(p, name, port),
-                "AUTODEPLOY_WORKER_DATADIR": str(p.work / name / str(ordinal)),
+                "AUTODEPLOY_WORKER_DATADIR": str(p.work / f"{name}-{ordinal}"),
                 "AUTODEPLOY_WORKER_INSTANCE_ID": f"{name}-{ordinal}",
             }
             argv = [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "warning"]
             log = p.work / f"{name}-{ordinal}.log"
             pids.append(stack.enter_context(process(argv, log, f"http://127.0.0.1:{port}/", env)).pid)
         yield pids
+
+
+def _broker_cpu() -> float | None:
+    """The local broker's CPU time: on a shared machine the broker is one more process the workers wait for."""
+    info = kafka.status()
+    return cpu_seconds(info.pid) if info is not None else None
 
 
 def run_group(p: Pipeline, n: int, timeout: float = 900) -> GroupRun:
@@ -194,7 +207,7 @@ def run_group(p: Pipeline, n: int, timeout: float = 900) -> GroupRun:
     start = time.perf_counter()
     with group(p, name, n) as pids:
         first_at: float | None = None
-        marks: dict[str, tuple[float, int, float]] = {}
+        marks: dict[str, tuple[float, int, float, float | None]] = {}
         deadline = time.monotonic() + timeout
         while True:
             done = offsets.committed()
@@ -203,15 +216,16 @@ def run_group(p: Pipeline, n: int, timeout: float = 900) -> GroupRun:
                 first_at = now
             for mark, target in (("low", low), ("high", high)):
                 if mark not in marks and done >= target:
-                    marks[mark] = (now, done, sum(cpu_seconds(pid) for pid in pids))
+                    marks[mark] = (now, done, sum(cpu_seconds(pid) for pid in pids), _broker_cpu())
             if done >= offsets.end:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{n} workers committed {done} of {offsets.end} in {timeout} s")
             time.sleep(0.1)
     assert first_at is not None
-    (t0, c0, cpu0), (t1, c1, cpu1) = marks["low"], marks["high"]
-    return GroupRun(n, first_at - start, c1 - c0, t1 - t0, now - start, cpu1 - cpu0)
+    (t0, c0, cpu0, broker0), (t1, c1, cpu1, broker1) = marks["low"], marks["high"]
+    broker = broker1 - broker0 if broker0 is not None and broker1 is not None else None
+    return GroupRun(n, first_at - start, c1 - c0, t1 - t0, now - start, cpu1 - cpu0, broker)
 
 
 def throughput_rows(runs: list[GroupRun], partitions: int) -> list[dict[str, Any]]:
@@ -228,9 +242,12 @@ def throughput_rows(runs: list[GroupRun], partitions: int) -> list[dict[str, Any
             row(f"events/s per worker, {label}", run.rate / run.workers, base.rate),
             row(f"events/s per partition pair ({partitions}), {label}", run.rate / partitions, base.rate / partitions),
             row(f"worker CPU us per event, {label}", run.cpu_us_per_event, base.cpu_us_per_event),
+            row(f"cores busy in the workers, {label}", run.cpu_s / run.window_s, base.cpu_s / base.window_s),
             row(f"start to first commit s, {label}", run.startup_s, base.startup_s),
             row(f"start to all committed s, {label}", run.total_s, base.total_s),
         ]
+        if run.broker_us_per_event is not None and base.broker_us_per_event is not None:
+            rows.append(row(f"broker CPU us per event, {label}", run.broker_us_per_event, base.broker_us_per_event))
     return rows
 
 
@@ -248,6 +265,7 @@ def main() -> int:
     if args.mix_only:
         return 0
     sizes = [int(n) for n in args.workers.split(",")]
+    load = os.getloadavg()[0]  # other work on the machine takes cores from the workers: say how busy it was
     with tempfile.TemporaryDirectory(prefix="autodeploy-bench-") as tmp, pipeline(Path(tmp), args.repositories) as p:
         total = produce(p, events(args.repositories, args.commits // args.repositories, checks=2))
         partitions = p.catalog.topic("github.events").partitions
@@ -255,8 +273,14 @@ def main() -> int:
         runs = []
         for n in sizes:
             runs.append(run_group(p, n))
-            print(f"{n} workers: {runs[-1].rate:,.0f} events/s, {runs[-1].cpu_us_per_event:.0f} us CPU per event", flush=True)
-    record("capacity", [*throughput_rows(runs, partitions), {"metric": "events", "value": total, "baseline": total, "ratio": 1.0}])
+            print(
+                f"{n} workers: {runs[-1].rate:,.0f} events/s, {runs[-1].cpu_us_per_event:.0f} us CPU per event",
+                flush=True,
+            )
+    rows = throughput_rows(runs, partitions)
+    rows.append({"metric": "events", "value": total, "baseline": total, "ratio": 1.0})
+    rows.append({"metric": f"load average (1 min) at start, {os.cpu_count()} cores", "value": load})
+    record("capacity", rows)
     return 0
 
 
