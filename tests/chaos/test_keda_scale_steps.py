@@ -10,7 +10,8 @@ steps 7.5 s) and the workers' session timeout is cut to SESSION_TIMEOUT_S (the b
 stall shorter than a step, as in production (60 s of stall, 300 s apart). The stall is measured: a static member
 stopped with SIGTERM does not leave the group (aiokafka sends no LeaveGroup for a static member), so its partitions
 wait for its session to expire, then for the rebalance and the new owner's recovery, before anything on them is
-decided again (docs/operations/kubernetes.md)."""
+decided again (docs/operations/kubernetes.md). The same steps run again with dynamic members, which do leave the
+group when they stop: what leaving on SIGTERM would save."""
 
 from __future__ import annotations
 
@@ -59,8 +60,11 @@ class Stall:
         return None if self.resumed_at is None else self.resumed_at - self.signalled_at
 
 
+# Static members are what the StatefulSet runs; dynamic ones send LeaveGroup when they stop, which is what a worker
+# that left the group on SIGTERM would do: the stall it would save.
+@pytest.mark.parametrize("static", [True, False], ids=["static", "dynamic"])
 def test_keda_scale_steps_from_the_manifest_decide_as_one_worker(
-    kafka_broker: SelectedBroker, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker, unique: str, tmp_path: Path, static: bool
 ) -> None:
     scaling = Scaling.load()
     assert scaling.target == "autodeploy-worker", scaling  # the StatefulSet whose pods these processes stand for
@@ -70,7 +74,11 @@ def test_keda_scale_steps_from_the_manifest_decide_as_one_worker(
     policy = chaos.write_policy(tmp_path / "policy.yaml", scenario.policy_yaml())
     group = Group(kafka_broker, cat, name, policy, tmp_path)
     session = {"BROKER_SESSION_TIMEOUT": str(SESSION_TIMEOUT_S), "BROKER_HEARTBEAT_INTERVAL": "1"}
-    pods = [group.member(ordinal, **session) for ordinal in range(scaling.max_replicas)]
+    # The client id names a member in the coordinator's answers whether or not it has an instance id.
+    pods = [
+        group.member(ordinal, static=static, BROKER_CLIENT_ID=f"{name}-{ordinal}", **session)
+        for ordinal in range(scaling.max_replicas)
+    ]
     progress = group.progress()
     offsets = KafkaOffsets(kafka_broker.bootstrap_servers, security=kafka_broker.security)
     admin = AdminClient(kafka_broker.config())
@@ -100,11 +108,11 @@ def test_keda_scale_steps_from_the_manifest_decide_as_one_worker(
         return scaling.metric(offsets.end_offsets([tp for tp in candidates if tp[0] in topics]), committed)
 
     def members() -> dict[str, list[tuple[str, int]]]:
-        """Instance id -> its input partitions, as the group coordinator has them."""
+        """Client id (`<group>-<ordinal>`) -> its input partitions, as the group coordinator has them."""
         description = admin.describe_consumer_groups([name])[name].result(10)
         inputs = set(group.inputs)
         return {
-            m.group_instance_id or m.member_id: [
+            m.client_id: [
                 (tp.topic, tp.partition) for tp in m.assignment.topic_partitions if (tp.topic, tp.partition) in inputs
             ]
             for m in description.members
@@ -190,7 +198,7 @@ def test_keda_scale_steps_from_the_manifest_decide_as_one_worker(
     shutdown = [round(s.stopped_at - s.signalled_at, 1) for s in stalls]
     difference = judged.difference
     figures(
-        "KEDA scale steps (manifest's ScaledObject, real lag)",
+        f"KEDA scale steps (manifest's ScaledObject, real lag, {'static' if static else 'dynamic'} members)",
         events_sent=total,
         acknowledged=sum(acknowledged),
         read_back=judged.read_back,
