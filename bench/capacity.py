@@ -7,11 +7,11 @@ says whether it becomes a fact (a state write in the worker) or is only read, ve
 (workflows per commit, jobs per workflow) is an assumption, printed with them.
 
 The throughput runs produce one backlog (bench.join's records: a push and two checks per commit), then run the worker
-group over it once per group size, each run a group of its own (its own changelog), with every worker started at
-once as the StatefulSet starts its pods (parallel pod management, the pod name as static member id, a data directory
-each). The rate is the group's committed offsets between 20 % and 90 % of the backlog: the group's start-up and
-first rebalance come before that window, and the tail, where the last partitions finish alone, after it. Each row
-is a ratio to the one-worker group in the same run.
+group over it once per group size, each run a group of its own (its own changelog), its workers started one after
+the other as soon as the previous one's web port answers, named and kept as the StatefulSet's pods are (the pod name
+as static member id, a data directory each). The rate is the group's committed offsets between 20 % and 90 % of
+the backlog: the group's start-up and first rebalance come before that window, and the tail, where the last
+partitions finish alone, after it. Each row is a ratio to the one-worker group in the same run.
 
     python -m bench.capacity [--repositories 200] [--commits 8000] [--workers 1,2,3] [--mix-only]
 
@@ -156,10 +156,10 @@ def type_rows(types: Mapping[str, tuple[int, int]]) -> list[dict[str, Any]]:
 @dataclass(frozen=True)
 class GroupRun:
     workers: int
-    startup_s: float  # all workers started -> the group's first commit
+    startup_s: float  # the first worker started -> the group's first commit
     window_events: int
     window_s: float
-    total_s: float  # all workers started -> everything committed
+    total_s: float  # the first worker started -> everything committed
     cpu_s: float  # the workers' CPU time (all threads) over the window
     broker_cpu_s: float | None  # the local broker's over the window (None: KAFKA_BOOTSTRAP_SERVERS, not ours)
 
