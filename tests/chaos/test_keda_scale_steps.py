@@ -44,7 +44,7 @@ BURST = 0.7  # the share of the scenario sent at once (lag builds: scale up); th
 
 @dataclass
 class Stall:
-    """A scale-down step: a static member stopped with SIGTERM, until its input partitions are committed again."""
+    """A scale-down step: a member stopped with SIGTERM, until its input partitions are committed again."""
 
     ordinal: int
     partitions: list[tuple[str, int]]
