@@ -28,7 +28,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.log_clock import LogClock
+from streams.worker.log_ends import LogEnds
 from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -209,8 +210,10 @@ class ReadinessWorker:
         self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
         self._stopping = False
         self.clock = LogClock(settings.merge_skew_ms)
+        self.ends = LogEnds(self._look_up_ends)
         if settings.ordered_merge:
             self.app.task(self._drain_merge)
+            self.app.task(self._run_ends)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
         self.app.page("/readiness/{owner}/{repo}/{commit}")(self._explain_page())
         self.app.timer(settings.tick_interval_s)(self._tick)
@@ -273,20 +276,25 @@ class ReadinessWorker:
         for event in released.items:
             event.message.ack(consumer)
 
-    def _lag(self, topic: str, partition: int, received: int | None) -> Lag:
-        """What the partition has left to deliver to the agent, as of the consumer's last fetch."""
+    def _lag(self, topic: str, partition: int, received: int | None, since_ms: int) -> Lag:
+        """What the partition has left to deliver to the agent; caught up only by a look at its end made at or after
+        `since_ms`."""
         if received is None:
             return Lag.UNKNOWN
+        tp = TP(topic, partition)
         consumer: Any = self.app.consumer
         # Private: the offset Faust last handed towards the agents. Records between it and the agent are in transit.
         # tests/unit/test_faust_internals.py fails if it goes away.
-        read = consumer._read_offset.get(TP(topic, partition))
+        read = consumer._read_offset.get(tp)
         if read is not None and read > received:
             return Lag.SOME
-        highwater = self._highwater(topic, partition)
-        if highwater is None:
-            return Lag.UNKNOWN
-        return Lag.NONE if received + 1 >= highwater else Lag.SOME
+        highwater = self._highwater(topic, partition)  # the last fetch's: an end only grows, so "behind" holds
+        if highwater is not None and received + 1 < highwater:
+            return Lag.SOME
+        end = self.ends.end(tp, since_ms)
+        if end is None:
+            return Lag.LOOKING
+        return Lag.NONE if received + 1 >= end else Lag.SOME
 
     def _highwater(self, topic: str, partition: int) -> int | None:
         """The partition's end offset as of the consumer's last fetch; None before the first (or once revoked)."""
@@ -295,6 +303,12 @@ class ReadinessWorker:
         except (AssertionError, KeyError):  # aiokafka asserts the partition is assigned: not ours any more
             return None
         return highwater
+
+    async def _look_up_ends(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        return await self.app.consumer.highwaters(*tps)
+
+    async def _run_ends(self) -> None:
+        await self.ends.run()
 
     async def _drain_merge(self) -> None:
         """Fold what the merge releases as the clock moves on (a record waiting for the skew or for a partition that
@@ -568,6 +582,7 @@ class ReadinessWorker:
         self.store.forget(partitions)
         self.unfinished.forget(partitions)
         self.clock.forget(partitions)
+        self.ends.forget(partitions)
 
     def _explain_page(self) -> Callable[..., Awaitable[Any]]:
         worker = self
