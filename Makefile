@@ -59,6 +59,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema jsonschema-rs orjson
 	.venv-quix/bin/pip install -q --no-deps -e .
 	$(BIN)/python -m bench.join --quix .venv-quix/bin/python
+	$(BIN)/python -m bench.capacity
 	$(BIN)/python -m bench.rss
 	$(BIN)/python -m bench.policy_memory
 	$(BIN)/python -m bench.merge_latency

@@ -9,7 +9,10 @@ topic as the worker itself would write them. Then, per size:
 - the worker is killed with SIGKILL and started again on the same data directory: the same measure, from local
   RocksDB plus the changelog's tail.
 
-    python -m bench.rss [--sizes 100000,1000000] [--per-repository 50]
+With `--faust-replay`, a fresh worker is first timed without the bulk restore (Faust's own record-by-record replay),
+then its data directory is removed and the two runs above follow.
+
+    python -m bench.rss [--sizes 100000,1000000] [--per-repository 50] [--faust-replay] [--settle 20]
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -105,13 +109,15 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, partition
             producer.poll(0.1)
 
 
-def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes]:
-    """The missing check of `commit`, as the webhook server would have written it: (topic, key, value)."""
+def lint_passed(repository: int, commit: str) -> tuple[str, bytes, bytes, list[tuple[str, str | bytes | None]]]:
+    """The missing check of `commit`, as the webhook server would have written it: (topic, key, value, headers).
+    The headers say the record is a structured CloudEvent: without them the worker reads a binary-mode event with
+    no attributes and dead-letters it (the bench then timed out waiting for its decision)."""
     payload = bench_repository(repository).workflow_run(commit, "success", datetime.now(UTC), name="lint")
     body = orjson.dumps(payload)
     event = provider_event(github_attributes("workflow_run", payload), f"lint-{commit}", body, datetime.now(UTC))
     out = signed_record(event, "github.events", TEST_KEY)
-    return out.topic, out.key or b"", out.value
+    return out.topic, out.key or b"", out.value, list(out.headers)
 
 
 class Decisions:
@@ -147,28 +153,43 @@ def measure(p: Pipeline, args: argparse.Namespace, commits: int) -> list[dict[st
     producer = Producer({"bootstrap.servers": p.bootstrap, "partitioner": "murmur2_random"})
     rows: list[dict[str, Any]] = []
     port = free_port()  # the same web address across restarts, as a StatefulSet pod keeps its name
-    for run, target in (("fresh worker (changelog)", 0), ("after kill -9 (local RocksDB)", 1)):
+    runs: list[tuple[str, int, dict[str, str]]] = [
+        ("fresh worker (changelog)", 0, {}),
+        ("after kill -9 (local RocksDB)", 1, {}),
+    ]
+    if args.faust_replay:  # first, then its table is dropped: the fresh run after it starts from nothing again
+        runs.insert(0, ("fresh worker, Faust's replay only", 2, {"AUTODEPLOY_WORKER_BULK_RESTORE": "0"}))
+    for run, target, env in runs:
+        if target == 0:  # a fresh worker: no data directory (a pod rescheduled without its volume)
+            shutil.rmtree(p.work / app_id, ignore_errors=True)
         decisions = Decisions(p)
-        topic, key, value = lint_passed(target, commit_of(app_id, target, args.per_repository - 1))
+        topic, key, value, headers = lint_passed(target, commit_of(app_id, target, args.per_repository - 1))
         start = time.perf_counter()
-        with worker_process(p, app_id, port) as proc:
-            producer.produce(p.catalog.topic(topic).name, value, key)
+        with worker_process(p, app_id, port, env) as proc:
+            producer.produce(p.catalog.topic(topic).name, value, key, headers=headers)
             producer.flush(30)
             recovered = decisions.wait_for(commit_of(app_id, target, args.per_repository - 1)) - start
             time.sleep(2)  # let the decision's own writes land
             used = memory(proc.pid)
+            if args.settle:  # RocksDB compacts what a fresh worker restored for a while yet
+                time.sleep(args.settle)
+                settled = memory(proc.pid)
             os.kill(proc.pid, signal.SIGKILL)
         decisions.consumer.close()
         rows.append(_row(f"recovery s, {seeded:,} commits, {run}", recovered, None, "< 30"))
         rows.append(_row(f"worker RSS MB, {seeded:,} commits, {run}", used["VmRSS"], None, "< 400"))
+        if args.settle:
+            rows.append(
+                _row(f"worker RSS MB {args.settle:.0f} s later, {seeded:,} commits, {run}", settled["VmRSS"], None)
+            )
     rows.append(_row(f"seeding s, {seeded:,} commits (pure rules, then the changelog)", seed_s, None))
     return rows
 
 
-def worker_process(p: Pipeline, app_id: str, port: int) -> Any:
+def worker_process(p: Pipeline, app_id: str, port: int, extra: dict[str, str] | None = None) -> Any:
     # A static member id, as k8s/ gives each StatefulSet pod: the restarted worker takes the killed one's place at
     # once instead of waiting out its session timeout.
-    env = {**worker_env(p, app_id, port), "AUTODEPLOY_WORKER_INSTANCE_ID": f"{app_id}-0"}
+    env = {**worker_env(p, app_id, port), "AUTODEPLOY_WORKER_INSTANCE_ID": f"{app_id}-0", **(extra or {})}
     argv = [
         sys.executable,
         "-m",
@@ -196,6 +217,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,1000000", help="tracked commits, comma-separated")
     parser.add_argument("--per-repository", type=int, default=50)
+    parser.add_argument("--settle", type=float, default=0, help="also the RSS this many seconds after the first")
+    parser.add_argument(
+        "--faust-replay",
+        action="store_true",
+        help="also time a fresh worker without the bulk restore (AUTODEPLOY_WORKER_BULK_RESTORE=0), in the same run",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     repositories = max(sizes) // args.per_repository

@@ -245,6 +245,9 @@ class WorkerSettings:
     # Fault injection for tests: exit as kill -9 would, once a batch's states are on the changelog and before it
     # publishes anything (the window that the outbox covers).
     exit_before_publish: bool = False
+    # A partition's table read from its changelog in bulk (librdkafka, RocksDB write batches) before Faust's recovery,
+    # which replays the rest (streams/worker/changelog_restore.py); off, Faust replays it all.
+    bulk_restore: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -266,6 +269,7 @@ class WorkerSettings:
             merge_idle_ms=int(_float(env, "AUTODEPLOY_WORKER_MERGE_IDLE_MS", 250)),
             merge_skew_ms=int(_float(env, "AUTODEPLOY_WORKER_MERGE_SKEW_MS", 20)),
             exit_before_publish=env.get("AUTODEPLOY_WORKER_EXIT_BEFORE_PUBLISH") == "1",
+            bulk_restore=env.get("AUTODEPLOY_WORKER_BULK_RESTORE", "1") != "0",
         )
 
 

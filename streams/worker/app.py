@@ -28,7 +28,7 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,17 +48,20 @@ from streams.events.decoding import RawRecord, Undecodable
 from streams.events.dsse_keys import SigningKey
 from streams.events.signing import DirectoryVerifier
 from streams.worker.batch import Batch, current, received
+from streams.worker.changelog_restore import CHANGELOG_CONFIGS, ChangelogRestore, RestoringTable
 from streams.worker.deadlines import Deadlines
 from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.log_clock import LogClock
+from streams.worker.log_ends import LogEnds
 from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
 from streams.worker.output import readiness_record
 from streams.worker.publishing import Publishing
-from streams.worker.state_store import Outbox, StateStore
+from streams.worker.state_store import META, Outbox, StateStore
+from streams.worker.table_scan import meta_records
 from streams.worker.unfinished import UnfinishedBatches
 
 log = logging.getLogger(__name__)
@@ -160,6 +163,7 @@ class ReadinessWorker:
             web_enabled=settings.web_enabled,
             topic_allow_declare=True,
             consumer_group_instance_id=settings.instance_id,
+            Table=RestoringTable,
             **faust_credentials(security),
         )
         raw: dict[str, Any] = {
@@ -189,12 +193,17 @@ class ReadinessWorker:
                 "max_write_buffer_number": 2,
             },
             on_recover=self._recover,
+            extra_topic_configs=CHANGELOG_CONFIGS,
+            restore_from=ChangelogRestore.of(bootstrap_servers, security, settings.app_id)
+            if settings.bulk_restore
+            else None,
         )
         self.store = StateStore(
             self.table,
             defer_bytes=STATE_DEFER_BYTES,
             cache_commits=settings.cache_commits,
             table_sorted=settings.store.startswith(("rocksdb:", "rocksdict:")),
+            meta_records=meta_records(self.table, META.encode()),
         )
         # A batch writes one changelog record per repository it changed, all at once; Faust pauses every stream
         # while more than `max_messages` wait in its producer buffer (default 100), which stalled each batch.
@@ -216,8 +225,10 @@ class ReadinessWorker:
         self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
         self._stopping = False
         self.clock = LogClock(settings.merge_skew_ms)
+        self.ends = LogEnds(self._look_up_ends)
         if settings.ordered_merge:
             self.app.task(self._drain_merge)
+            self.app.task(self._run_ends)
         self.github_topic = self.app.topic(catalog.topic("github.events").name, **raw)
         self.app.page("/readiness/{owner}/{repo}/{commit}")(self._explain_page())
         self.app.timer(settings.tick_interval_s)(self._tick)
@@ -279,20 +290,25 @@ class ReadinessWorker:
         # so Faust does not commit it before this batch's decisions are acknowledged.
         await self._fold_batch(released.items, ahead=True)
 
-    def _lag(self, topic: str, partition: int, received: int | None) -> Lag:
-        """What the partition has left to deliver to the agent, as of the consumer's last fetch."""
+    def _lag(self, topic: str, partition: int, received: int | None, since_ms: int) -> Lag:
+        """What the partition has left to deliver to the agent; caught up only by a look at its end made at or after
+        `since_ms`."""
         if received is None:
             return Lag.UNKNOWN
+        tp = TP(topic, partition)
         consumer: Any = self.app.consumer
         # Private: the offset Faust last handed towards the agents. Records between it and the agent are in transit.
         # tests/unit/test_faust_internals.py fails if it goes away.
-        read = consumer._read_offset.get(TP(topic, partition))
+        read = consumer._read_offset.get(tp)
         if read is not None and read > received:
             return Lag.SOME
-        highwater = self._highwater(topic, partition)
-        if highwater is None:
-            return Lag.UNKNOWN
-        return Lag.NONE if received + 1 >= highwater else Lag.SOME
+        highwater = self._highwater(topic, partition)  # the last fetch's: an end only grows, so "behind" holds
+        if highwater is not None and received + 1 < highwater:
+            return Lag.SOME
+        end = self.ends.end(tp, since_ms)
+        if end is None:
+            return Lag.LOOKING
+        return Lag.NONE if received + 1 >= end else Lag.SOME
 
     def _highwater(self, topic: str, partition: int) -> int | None:
         """The partition's end offset as of the consumer's last fetch; None before the first (or once revoked)."""
@@ -301,6 +317,12 @@ class ReadinessWorker:
         except (AssertionError, KeyError):  # aiokafka asserts the partition is assigned: not ours any more
             return None
         return highwater
+
+    async def _look_up_ends(self, tps: Sequence[TP]) -> Mapping[TP, int]:
+        return await self.app.consumer.highwaters(*tps)
+
+    async def _run_ends(self) -> None:
+        await self.ends.run()
 
     async def _drain_merge(self) -> None:
         """Fold what the merge releases as the clock moves on (a record waiting for the skew or for a partition that
@@ -377,9 +399,9 @@ class ReadinessWorker:
     def _published(self, publication: asyncio.Future[None]) -> None:
         """A batch published ahead that failed (the producer gave up) stops the worker, even with no batch after it
         to notice: its records are unacked, and a restart publishes its outbox again."""
-        if publication.cancelled() or publication.exception() is None:
+        error = None if publication.cancelled() else publication.exception()
+        if error is None:
             return
-        error = publication.exception()
         log.critical("publishing a batch failed, stopping error=%r", error)
         asyncio.ensure_future(self.app.crash(error))
 
@@ -617,6 +639,7 @@ class ReadinessWorker:
         self.store.forget(partitions)
         self.unfinished.forget(partitions)
         self.clock.forget(partitions)
+        self.ends.forget(partitions)
 
     def _explain_page(self) -> Callable[..., Awaitable[Any]]:
         worker = self

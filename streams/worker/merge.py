@@ -5,11 +5,15 @@ Partition p of every input topic (and of the ticks topic) forms group p. Within 
 the head with the smallest (timestamp, topic rank, offset) among the partitions' buffered records, as Kafka Streams
 does for a task's partitions. A partition is never reordered against itself: only heads are compared. The head may
 go only when no record that would sort before it can still arrive: every partition of the group has a record
-buffered, or, for one that has none, it is caught up (everything up to its high watermark was received) and the
-clock has passed the head's timestamp by `skew_ms` (a record appended later carries a later broker timestamp, up to
-the clock skew between brokers). A partition known to be behind (records exist that were not received) is waited
-for, as Kafka Streams does (KIP-695), up to BEHIND_MAX_WAIT_MS; one whose position is not known yet, or a head stamped
-in the future, up to `idle_ms`. Then the group goes on with the smallest head anyway: the merge never stalls; such a
+buffered, or, for one that has none, the clock has passed the head's timestamp by `skew_ms` and a look at the
+partition's end made after that found everything received (a record appended later carries a later broker timestamp,
+up to the clock skew between brokers). An end looked at earlier proves nothing: a record stamped before the head may
+have been appended since. A consumer's last fetched high watermark is such an older look: an idle partition's long
+poll can leave it 1.5 s old, and a busy worker older still.
+
+A partition known to be behind (records exist that were not received), or whose end is being looked up, is waited
+for, as Kafka Streams does (KIP-695), up to BEHIND_MAX_WAIT_MS; one whose position is not known, or a head stamped in
+the future, up to `idle_ms`. Then the group goes on with the smallest head anyway: the merge never stalls; such a
 forced step is counted, and it is the only place a live run can order differently from a replay.
 
 No I/O and no clock of its own: the caller says what time it is and which partitions are caught up.
@@ -29,17 +33,16 @@ T = TypeVar("T")
 class Lag(Enum):
     """What a partition with nothing buffered has left to deliver."""
 
-    NONE = "caught up"  # everything up to its end offset was received
+    NONE = "caught up"  # everything up to its end offset, looked at late enough, was received
     SOME = "behind"  # records are known to exist that were not received yet: they are on their way
-    UNKNOWN = "unknown"  # its start or end is not known yet (just assigned, not fetched yet)
+    LOOKING = "looking"  # its end is being looked up: the answer comes within a round trip to the broker
+    UNKNOWN = "unknown"  # its start or end is not known (just assigned, or its end cannot be looked up)
 
 
-LagOf = Callable[[str, int, int | None], Lag]
-"""(topic, partition, last offset received or None) -> its Lag."""
-BEHIND_MAX_WAIT_MS = 30_000  # how long a partition known to be behind is waited for: a stuck fetch never stalls
-BEHIND_MAX_WAIT_MS = (
-    30_000  # a partition known to be behind is waited for this long at most: a stuck fetch never stalls
-)
+LagOf = Callable[[str, int, int | None, int], Lag]
+"""(topic, partition, last offset received or None, since ms) -> its Lag, NONE only from a look at its end made at or
+after `since`."""
+BEHIND_MAX_WAIT_MS = 30_000  # a partition behind or being looked up is waited for this long at most: never a stall
 
 
 @dataclass
@@ -158,9 +161,12 @@ class TimeOrderedMerge(Generic[T]):
     def _wait_for(self, group: _Group[T], first: _Partition[T], now_ms: int, lag: LagOf) -> int | None:
         """None when no record that sorts before `first`'s head can still arrive on the group's empty partitions;
         else how long the group may wait for one."""
-        lags = {lag(m.topic, group.number, m.received) for m in group.members if not m.records}
-        if Lag.SOME in lags:
-            return BEHIND_MAX_WAIT_MS  # the records exist: they come as soon as they are fetched
-        if Lag.UNKNOWN in lags or now_ms < first.records[0][0] + self.skew_ms:
+        since_ms = first.records[0][0] + self.skew_ms
+        if now_ms < since_ms:
+            return self.idle_ms  # a record stamped before the head may still be appended (or the head is in the future)
+        lags = {lag(m.topic, group.number, m.received, since_ms) for m in group.members if not m.records}
+        if Lag.SOME in lags or Lag.LOOKING in lags:
+            return BEHIND_MAX_WAIT_MS  # the records exist, or the answer is on its way: either comes soon
+        if Lag.UNKNOWN in lags:
             return self.idle_ms
         return None

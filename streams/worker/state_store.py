@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from typing import Any
 
+import msgspec
 import orjson
 
 from streams.adapters.kafka_producer import Record
@@ -127,6 +128,7 @@ class StateStore:
         cache_commits: int = DEFAULT_CACHE_COMMITS,
         *,
         table_sorted: bool = False,
+        meta_records: Callable[[], Iterable[tuple[bytes, bytes]]] | None = None,
     ) -> None:
         """`defer_bytes` > 0: a save writes only the meta record, its delta carrying every part changed since the
         parts were last written, until the delta outgrows `defer_bytes`; then the parts are written after it. Any
@@ -135,6 +137,7 @@ class StateStore:
         self.defer_bytes = defer_bytes
         self.cache_commits = cache_commits
         self.table_sorted = table_sorted  # iterates in key order: RocksDB (see `recover`)
+        self.meta_records = meta_records  # every meta record of the table, and no other (see `recover`)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._cached_commits = 0
 
@@ -203,6 +206,7 @@ class StateStore:
         }
         if outbox is not None:
             meta["batch"] = outbox.to_json()
+        meta["first_waiting"] = _first_waiting(state)
         self.table[key(repository, META)] = orjson.dumps(meta)  # first: the commit point
         if rewrite:
             for index, part in enumerate(entry.parts):
@@ -230,11 +234,20 @@ class StateStore:
         starts empty (states are read on use). Decoding every state here made a restart's time grow with every
         tracked commit (docs/performance.md has the figures).
 
+        A meta record written by this version carries its waiting commits' earliest first fact per service
+        (`first_waiting`): with `meta_records`, only those records are read (1M tracked commits: 20k records instead
+        of 720k, and no part decoded). A table with any meta record from before falls back to the scan below.
+
         One pass over the table's records, a repository at a time: its keys share its prefix, so in key order they
         come together. RocksDB iterates each partition in key order (`table_sorted`); other tables are sorted here
         first. One scan, not 64 lookups per repository (Faust's store looks for an absent key in every partition)."""
         self._entries.clear()
         self._cached_commits = 0
+        if self.meta_records is not None:
+            summaries = _summaries(self.meta_records(), partition_of)
+            if summaries is not None:
+                yield from summaries
+                return
         items = self.table.items()
         for prefix, records in groupby(items if self.table_sorted else sorted(items), key=_repository_prefix):
             found = dict(records)
@@ -246,6 +259,42 @@ class StateStore:
             record_of = _record_reader(_part_reader(repository, doc["delta"], found.get))
             first_facts = waiting_first_facts(doc["meta"], record_of)
             yield Recovered(repository, partition_of(repository), first_facts, doc.get("batch"))
+
+
+def _first_waiting(state: RepositoryState) -> dict[str, str]:
+    """Per service, the earliest first fact of its waiting commits: all a recovery needs of them for the deadlines
+    (`earliest_expiry` adds each service's TTL to its earliest), kept in the meta record so that it reads no part."""
+    out: dict[str, str] = {}
+    get = state.commits.get
+    for service, commits in state.waiting.items():
+        firsts = [r.first_fact for r in map(get, commits) if r is not None and r.first_fact is not None]
+        if firsts:
+            out[service] = min(firsts).isoformat()
+    return out
+
+
+class _Summary(msgspec.Struct):
+    """What a recovery reads of a meta record; msgspec skips the rest (the state and its delta) without building it."""
+
+    first_waiting: dict[str, str] | None = None  # None: written before the summary existed
+    batch: dict[str, Any] | None = None
+
+
+_read_summary = msgspec.json.Decoder(_Summary).decode
+
+
+def _summaries(records: Iterable[tuple[bytes, bytes]], partition_of: Callable[[str], int]) -> list[Recovered] | None:
+    """`Recovered` from the meta records alone; None if one predates `first_waiting` (the full scan is needed)."""
+    found = []
+    suffix = len(_SEP) + len(META)
+    for meta_key, raw in records:
+        summary = _read_summary(raw)
+        if summary.first_waiting is None:
+            return None
+        repository = meta_key[:-suffix].decode()
+        first_facts = {s: [datetime.fromisoformat(t)] for s, t in summary.first_waiting.items()}
+        found.append(Recovered(repository, partition_of(repository), first_facts, summary.batch))
+    return found
 
 
 def _repository_prefix(record: tuple[bytes, bytes]) -> bytes:

@@ -4,26 +4,18 @@ the same log (one fold, in the log's time order): same ids, kinds and superseded
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from streams.adapters.kafka_reader import read_topics
-from streams.adapters.policy_file import load_policies
-from streams.events.signing import DirectoryVerifier
-from streams.local.processes import free_port
-from streams.worker.replay import compare, outcome_of, outcome_of_record, replay
 from tests.chaos.conftest import figures
 from tests.support import chaos
 from tests.support.brokers import SelectedBroker
-from tests.support.kafka_io import GroupProgress
-from tests.support.signing import write_directory
+from tests.support.group import Group, wait_committed
 from tests.support.topics import apply_topics, delete_topics
 from tests.support.worker import Worker
 
@@ -36,31 +28,15 @@ def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_work
     kafka_broker: SelectedBroker, unique: str, tmp_path: Path
 ) -> None:
     prefix = f"m{unique}-"
-    group = f"readiness-{unique}"
-    cat = apply_topics(kafka_broker, prefix, worker_id=group)
+    name = f"readiness-{unique}"
+    cat = apply_topics(kafka_broker, prefix, worker_id=name)
     scenario = chaos.build(REPOSITORIES, COMMITS)
     policy = chaos.write_policy(tmp_path / "policy.yaml", scenario.policy_yaml())
-
-    def worker(n: int) -> Worker:
-        return Worker(
-            {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-                "AUTODEPLOY_TOPIC_PREFIX": prefix,
-                "AUTODEPLOY_CONFIG": str(policy),
-                "AUTODEPLOY_WORKER_ID": group,
-                "AUTODEPLOY_WORKER_DATADIR": str(tmp_path / f"worker-{n}"),
-                "AUTODEPLOY_WORKER_PORT": str(free_port()),
-                "AUTODEPLOY_WORKER_INSTANCE_ID": f"{group}-{n}",
-                "AUTODEPLOY_WORKER_LAG": "0",
-            },
-            tmp_path / f"worker-{n}.log",
-            loglevel="info",
-        )
-
-    workers = [worker(n) for n in range(3)]
-    inputs = [(cat.topic(n).name, p) for n in ("github.events", "ci.events") for p in range(cat.topic(n).partitions)]
-    progress = GroupProgress(kafka_broker, group, inputs)
+    group = Group(kafka_broker, cat, name, policy, tmp_path)
+    # The third is a dynamic member (no instance id): its leaving rebalances at once. A static member's partitions
+    # wait for it for the session timeout, so the killed ones come back as a restarted pod would.
+    workers = [group.member(0), group.member(1), group.member(2, static=False)]
+    progress = group.progress()
     total = len(scenario.records)
     acknowledged: list[int] = []
 
@@ -79,9 +55,6 @@ def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_work
 
         return kill_and_start
 
-    # The third is a dynamic member (no instance id): its leaving rebalances at once. A static member's partitions
-    # wait for it for the session timeout, so the killed ones come back as a restarted pod would.
-    del workers[2].env["AUTODEPLOY_WORKER_INSTANCE_ID"]
     steps: list[tuple[float, str, Callable[[], None]]] = [
         (0.10, "second joins", workers[1].start),
         (0.25, "third joins", workers[2].start),
@@ -95,33 +68,25 @@ def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_work
     done = []
     try:
         for share, what, action in steps:
-            _wait_committed(progress, int(total * share), running)
+            wait_committed(progress, int(total * share), running)
             action()
             done.append(what)
         producer.join()
-        _wait_committed(progress, total, running)
+        wait_committed(progress, total, running)
         time.sleep(2)  # the last batch's decisions follow its commit
-        readiness = cat.topic("deploy.readiness").name
-        bootstrap, security = kafka_broker.bootstrap_servers, kafka_broker.security
-        logged = [
-            o for r in read_topics(bootstrap, [readiness], security=security) if (o := outcome_of_record(r.value))
-        ]
-        records = read_topics(bootstrap, list(dict.fromkeys(name for name, _ in inputs)), security=security)
+        judged = group.judge()
     finally:
         for w in workers:
             w.kill(signal.SIGTERM)
-        delete_topics(kafka_broker, cat, f"{group}-ticks")
+        delete_topics(kafka_broker, cat, f"{name}-ticks")
 
-    verifier = DirectoryVerifier(write_directory(tmp_path / "directory.yaml"))
-    names = {cat.topic(n).name: cat.topic(n) for n in ("github.events", "ci.events")}
-    one = replay(records, names, load_policies(policy), verifier, until=datetime.now(UTC), skew_ms=20)
-    difference = compare([outcome_of(d) for d in one.decisions], logged)
+    one, difference, logged = judged.one, judged.difference, judged.logged
     forced = sum(w.log.read_text(errors="replace").count("merge went on without") for w in workers)
     figures(
         "several workers (1-3, joins, leaves, kill -9)",
         events_sent=total,
         acknowledged=sum(acknowledged),
-        read_back=len(records),
+        read_back=judged.read_back,
         steps=len(done),
         decisions_of_one_worker=len(one.decisions),
         logged_distinct=len({o.decision_id for o in logged}),
@@ -132,14 +97,6 @@ def test_one_two_and_three_workers_joining_leaving_and_killed_decide_as_one_work
         changed=len(difference.changed),
         forced_merge_steps=forced,
     )
-    assert sum(acknowledged) == total == len(records)
+    assert sum(acknowledged) == total == judged.read_back
     assert one.deadletters == []
     assert difference.identical, (difference.only_replayed[:3], difference.only_logged[:3], difference.changed[:3])
-
-
-def _wait_committed(progress: GroupProgress, target: int, running: Callable[[], list[Worker]]) -> None:
-    deadline = time.monotonic() + 600
-    while progress.committed() < target:
-        assert running(), "every worker died"
-        assert time.monotonic() < deadline, f"the group did not reach offset {target}"
-        time.sleep(0.2)

@@ -1,5 +1,6 @@
 """The time-ordered merge: the order it releases records in depends on the partitions' records alone, never on how
-the fetches chunked them; it waits only for partitions that are not caught up, and never longer than idle_ms."""
+the fetches chunked them; it waits only for partitions that are not caught up by a look at their end made after the
+head's timestamp, and never without a bound."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ def add(m: TimeOrderedMerge[Record], *records: Record) -> None:
 
 def everything(last: dict[tuple[str, int], int]) -> LagOf:
     """Caught up once the partition's last offset was received, else behind."""
-    return lambda topic, partition, received: Lag.NONE if received == last.get((topic, partition), -1) else Lag.SOME
+    return lambda topic, partition, received, since: (
+        Lag.NONE if received == last.get((topic, partition), -1) else Lag.SOME
+    )
 
 
 def reference(partitions: dict[tuple[str, int], list[int]]) -> dict[int, list[Record]]:
@@ -61,7 +64,7 @@ def test_any_fetch_chunking_gives_the_same_order(partitions: dict[tuple[str, int
     received: dict[tuple[str, int], int] = {}
     out: dict[int, list[Record]] = {}
 
-    def caught_up(topic: str, partition: int, _: int | None) -> Lag:
+    def caught_up(topic: str, partition: int, _: int | None, since: int) -> Lag:
         return Lag.NONE if received.get((topic, partition), -1) == last.get((topic, partition), -1) else Lag.SOME
 
     def release() -> None:
@@ -100,7 +103,9 @@ def test_the_later_push_waits_for_the_earlier_ci_result_fetched_after_it() -> No
 
 def _not(topic: str, last: dict[tuple[str, int], int], lag: Lag = Lag.SOME) -> LagOf:
     """Caught up everywhere except on `topic`, whose position is `lag`."""
-    return lambda t, partition, received: lag if t == topic else everything(last)(t, partition, received)
+    return lambda t, partition, received, since: (
+        lag if t == topic else everything(last)(t, partition, received, since)
+    )
 
 
 def test_a_head_waits_for_the_skew_only_while_a_partition_is_empty() -> None:
@@ -169,3 +174,40 @@ def test_a_partition_read_again_from_an_earlier_offset_replaces_what_it_buffered
     assert len(m) == 3
     assert sorted(r[2] for r in m.forget([3])) == [5, 5, 6]
     assert len(m) == 0
+
+
+def test_an_empty_partition_counts_as_caught_up_only_by_a_look_at_its_end_made_after_the_head_plus_skew() -> None:
+    """A look made before the head's time proves nothing: a record stamped before the head may have been appended
+    since. The group waits for a new look (past idle_ms: the answer is a round trip away), then goes unforced."""
+    m = merge(skew_ms=20, idle_ms=250)
+    for topic in RANKS:
+        m.start(topic, 0, 0)
+    add(m, ("ci", 0, 0, 100))
+    looked_at = {"github": 90, "ticks": 90}
+    asked: list[tuple[str, int]] = []
+
+    def by_looks(topic: str, partition: int, received: int | None, since: int) -> Lag:
+        if topic == "ci":
+            return Lag.NONE
+        if looked_at[topic] < since:
+            asked.append((topic, since))
+            return Lag.LOOKING
+        return Lag.NONE
+
+    assert m.release(500, by_looks).items == []
+    assert asked == [("github", 120), ("ticks", 120)]
+    assert m.release(500 + 5 * 250, by_looks).items == []  # longer than idle_ms: still waiting, not forced
+    looked_at.update(github=130, ticks=125)
+    released = m.release(500 + 5 * 250, by_looks)
+    assert ([r[3] for r in released.items], released.forced) == ([100], 0)
+
+
+def test_a_partition_whose_end_is_being_looked_up_is_waited_for_up_to_the_bound_then_the_group_goes_on() -> None:
+    m = merge(idle_ms=250)
+    for topic in RANKS:
+        m.start(topic, 0, 0)
+    add(m, ("ci", 0, 0, 100))
+    looking = _not("github", {("ci", 0): 0}, Lag.LOOKING)
+    assert m.release(1000, looking).items == []
+    assert m.release(1000 + BEHIND_MAX_WAIT_MS - 1, looking).items == []
+    assert m.release(1000 + BEHIND_MAX_WAIT_MS, looking).forced == 1

@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from streams.adapters.kafka_producer import Record
 from streams.domain.facts import Fact
 from streams.domain.policy import ServicePolicy
@@ -224,3 +226,41 @@ def test_a_rewrite_writes_every_part_so_a_changelog_that_lost_records_gets_the_w
         key(REPO, TOMBSTONES),
     }
     assert to_json(StateStore(changelog).load(REPO, 0)) == to_json(state)
+
+
+def metas_of(table: dict[bytes, bytes]) -> Any:
+    return lambda: ((k, v) for k, v in table.items() if k.endswith(b"\x00" + META.encode()))
+
+
+def test_recover_from_the_meta_records_alone_finds_what_the_full_scan_finds() -> None:
+    """The meta record's `first_waiting` (each service's earliest waiting first fact) gives the same deadlines as
+    reading every waiting commit's record, and the outbox comes with it."""
+    table = Table()
+    store = StateStore(table, defer_bytes=2_000)
+    names = [REPO, REPO + "-api", OTHER]
+    facts = [*history(60), push("tail", "c00059", t=1), check("tail", t=1)]  # "tail" waits for its lint
+    for fact in facts:  # pushes, failures and lint: commits wait, get decided, get superseded
+        for name in names:
+            feed(store, [replace(fact, repository=name)], [replace(s, repository=name) for s in SERVICES])
+    decided = [replace(push("d1"), repository=DECIDED), replace(check("d1"), repository=DECIDED)]
+    feed(store, decided, [replace(svc(), repository=DECIDED)])  # ready: nothing waits
+    store.save(OTHER, store.load(OTHER, 0), 0, outbox({"github.events": 5}))
+
+    full = list(StateStore(table).recover(lambda r: len(r) % 6))
+    only_metas = list(StateStore(table, meta_records=metas_of(table)).recover(lambda r: len(r) % 6))
+    assert deadlines_of(only_metas) == deadlines_of(full)
+    assert {r.repository: r.outbox for r in only_metas} == {r.repository: r.outbox for r in full}
+    assert sum(d is not None for _, d in deadlines_of(full).values()) == 3
+
+
+def test_a_meta_record_from_before_first_waiting_makes_the_recovery_scan_the_whole_table() -> None:
+    table = Table()
+    store = StateStore(table)
+    feed(store, history(10))
+    feed(store, [replace(push("x"), repository=OTHER)], [replace(svc("other"), repository=OTHER)])
+    expected = deadlines_of(StateStore(table).recover(lambda r: 0))
+    old = orjson.loads(table[key(OTHER, META)])
+    del old["first_waiting"]
+    table[key(OTHER, META)] = orjson.dumps(old)
+    recovered = StateStore(table, meta_records=metas_of(table)).recover(lambda r: 0)
+    assert deadlines_of(recovered) == expected
