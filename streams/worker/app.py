@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-from faust.exceptions import SameNode
+from faust.exceptions import ConsumerNotStarted, SameNode
 from faust.types import TP, EventT
 
 from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
@@ -54,7 +55,7 @@ from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.log_clock import LogClock
-from streams.worker.log_ends import LogEnds
+from streams.worker.log_ends import LogEnds, LookUpFailed
 from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -305,7 +306,10 @@ class ReadinessWorker:
         return highwater
 
     async def _look_up_ends(self, tps: Sequence[TP]) -> Mapping[TP, int]:
-        return await self.app.consumer.highwaters(*tps)
+        try:
+            return await self.app.consumer.highwaters(*tps)
+        except (KafkaError, ConsumerNotStarted, TimeoutError) as e:
+            raise LookUpFailed(f"{type(e).__name__}: {e}") from e
 
     async def _run_ends(self) -> None:
         await self.ends.run()
