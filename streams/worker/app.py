@@ -54,7 +54,7 @@ from streams.worker.event_facts import verified_facts
 from streams.worker.explain import AMBIGUOUS_STATUS, AmbiguousCommit, ambiguous_document, resolve_commit, to_document
 from streams.worker.heap import trim_heap
 from streams.worker.log_clock import LogClock
-from streams.worker.log_ends import LogEnds
+from streams.worker.log_ends import LogEnds, LookUpFailed
 from streams.worker.merge import Lag, TimeOrderedMerge
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.observability import serve_metrics
@@ -319,7 +319,13 @@ class ReadinessWorker:
         return highwater
 
     async def _look_up_ends(self, tps: Sequence[TP]) -> Mapping[TP, int]:
-        return await self.app.consumer.highwaters(*tps)
+        """Through a client of its own: Faust's consumer thread (its `highwaters`) serves calls from a queue that
+        other calls can hold: a worker's first start waited 30 s for its answer there (test_worker_kills)."""
+        try:
+            ends = await asyncio.to_thread(self.offsets.end_offsets, [(tp.topic, tp.partition) for tp in tps])
+        except OffsetsUnavailable as e:
+            raise LookUpFailed(str(e)) from e
+        return {TP(topic, partition): end for (topic, partition), end in ends.items()}
 
     async def _run_ends(self) -> None:
         await self.ends.run()

@@ -19,6 +19,10 @@ LookUp = Callable[[Sequence[TP]], Awaitable[Mapping[TP, int]]]
 RETRY_S = 0.2  # after a failed look: the merge meanwhile waits, up to its bound
 
 
+class LookUpFailed(Exception):
+    """The broker did not say where the partitions end (down, or a partition moving): asked again shortly."""
+
+
 @dataclass(frozen=True)
 class End:
     offset: int  # the partition's end offset (its next record's)
@@ -67,7 +71,7 @@ class LogEnds:
         self.looks += 1
         try:
             ends = await self._look_up(wanted)
-        except Exception as e:  # a broker down or a partition moving: the merge waits, bounded, and asks again
+        except LookUpFailed as e:  # the merge waits meanwhile, bounded
             log.warning("looking up the partitions' ends failed count=%d error=%r", len(wanted), e)
             self._wanted.update(wanted)
             await asyncio.sleep(RETRY_S)

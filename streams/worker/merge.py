@@ -8,8 +8,8 @@ go only when no record that would sort before it can still arrive: every partiti
 buffered, or, for one that has none, the clock has passed the head's timestamp by `skew_ms` and a look at the
 partition's end made after that found everything received (a record appended later carries a later broker timestamp,
 up to the clock skew between brokers). An end looked at earlier proves nothing: a record stamped before the head may
-have been appended since. A consumer's last fetched high watermark is such an older look: an idle partition's long
-poll can leave it 1.5 s old, and a busy worker older still.
+have been appended since. A consumer's last fetched high watermark is such an older look: a partition with buffered
+records is left out of the next fetches, and an idle one's long poll lasts 1.5 s in Faust.
 
 A partition known to be behind (records exist that were not received), or whose end is being looked up, is waited
 for, as Kafka Streams does (KIP-695), up to BEHIND_MAX_WAIT_MS; one whose position is not known, or a head stamped in

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 import pytest
 from faust.types import TP
 
-from streams.worker.log_ends import LogEnds
+from streams.worker.log_ends import LogEnds, LookUpFailed
 
 GITHUB, CI = TP("github", 3), TP("ci", 3)
 
@@ -27,7 +27,7 @@ class Broker:
         self.requests.append(list(tps))
         self.clock[0] += 0.05  # the round trip: the answer covers the records appended until the request went out
         if self.fail:
-            raise ConnectionError("broker down")
+            raise LookUpFailed("broker down")
         return {tp: self.ends[tp] for tp in tps}
 
 

@@ -103,9 +103,7 @@ def test_the_later_push_waits_for_the_earlier_ci_result_fetched_after_it() -> No
 
 def _not(topic: str, last: dict[tuple[str, int], int], lag: Lag = Lag.SOME) -> LagOf:
     """Caught up everywhere except on `topic`, whose position is `lag`."""
-    return lambda t, partition, received, since: (
-        lag if t == topic else everything(last)(t, partition, received, since)
-    )
+    return lambda t, partition, received, since: lag if t == topic else everything(last)(t, partition, received, since)
 
 
 def test_a_head_waits_for_the_skew_only_while_a_partition_is_empty() -> None:
