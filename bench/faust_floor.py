@@ -1,6 +1,6 @@
 """Faust's own ceiling: a trivial agent that only counts the records (the same `take_events` batches as the worker),
-on the same broker and topics, with the worker's batch, fetch and stream buffer sizes. Run by bench/join.py in a process of its own; writes events/s as JSON to --out (Faust
-redirects stdout into its log).
+on the same broker and topics, with the worker's batch, fetch and stream buffer sizes. Run by bench/join.py in a
+process of its own; writes events/s as JSON to --out (Faust redirects stdout into its log).
 
     python -m bench.faust_floor --bootstrap HOST:PORT --topics a,b --total N --out result.json
 """

@@ -222,6 +222,7 @@ class ReadinessWorker:
         )
         self.publishing = Publishing()
         self._publication: asyncio.Future[None] | None = None  # the batch folded ahead, being published
+        self._crashing: asyncio.Future[None] | None = None  # kept: a task nobody references may be collected
         self._folding = asyncio.Lock()  # the agent and the merge's clock fold in turn, never at once
         self._stopping = False
         self.clock = LogClock(settings.merge_skew_ms)
@@ -409,7 +410,7 @@ class ReadinessWorker:
         if error is None:
             return
         log.critical("publishing a batch failed, stopping error=%r", error)
-        asyncio.ensure_future(self.app.crash(error))
+        self._crashing = asyncio.ensure_future(self.app.crash(error))
 
     async def _publish(
         self,
