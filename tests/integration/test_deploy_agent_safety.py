@@ -181,9 +181,11 @@ def test_api_server_outage_is_retried_with_backoff_in_order(
     first, second = ready(V2), ready(V3)
     # The controllers reconnect with their own backoff after the outage: the test's 10 s progress deadline would
     # turn that delay into a rollback.
+    # The same holds for the agent's rollout timeout: a loaded machine saw the ReplicaSet controller's informers
+    # stale for ~100 s after the API server came back ("read version ... is not as new as written version").
     body = {"spec": {"progressDeadlineSeconds": 300}}
     client.AppsV1Api(admin).patch_namespaced_deployment("shop", shop, body)
-    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin)) as handled:
+    with running_agent(kafka_broker, topics, shop, DeploymentsClient(admin), rollout_timeout_s=280) as handled:
         time.sleep(3)  # let the agent join its group, so the outage hits the rollout, not the start
         with k8s_cluster.asked():
             cluster.stop_component("kube-apiserver")
@@ -198,7 +200,7 @@ def test_api_server_outage_is_retried_with_backoff_in_order(
             with k8s_cluster.asked():
                 cluster.start_component("kube-apiserver")
         back_at, back_wall = time.monotonic(), datetime.now(UTC)
-        wait_handled(handled, 1, timeout=180)
+        wait_handled(handled, 1, timeout=300)
         first_done_at = time.monotonic()
         done = wait_handled(handled, 2, timeout=180)
         finished_at = time.monotonic()
