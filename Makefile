@@ -56,7 +56,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	$(BIN)/python -m bench.signing
 	$(BIN)/python -m bench.webhooks
 	$(PYTHON) -m venv .venv-quix  # Quix Streams pins confluent-kafka < 2.13; autodeploy needs >= 2.16
-	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema jsonschema-rs orjson
+	.venv-quix/bin/pip install -q 'quixstreams>=3.28,<4' cloudevents pyyaml jsonschema jsonschema-rs orjson msgspec pynacl
 	.venv-quix/bin/pip install -q --no-deps -e .
 	$(BIN)/python -m bench.join --quix .venv-quix/bin/python
 	$(BIN)/python -m bench.capacity

@@ -95,3 +95,57 @@ class ImagePublished:
 
 
 Fact = BranchPushed | ChangeMerged | CheckFinished | ImagePublished
+
+
+# Gate facts: what happened to a commit in one of its service's environments (streams.domain.promotion). The deploy
+# agent reports rollouts and verifications, a person approvals; each names the service, which the join's key (the
+# repository) does not.
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutCompleted:
+    """The commit's rollout in `environment` completed: every replica of its image available."""
+
+    repository: str
+    service: str
+    environment: str
+    commit: str
+    ref: EventRef
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPassed:
+    """Every verify query of `environment` held for the commit over its window."""
+
+    repository: str
+    service: str
+    environment: str
+    commit: str
+    ref: EventRef
+
+
+@dataclass(frozen=True, slots=True)
+class RolledBack:
+    """The commit was taken out of `environment`: its rollout failed, or a verify query did (`reason` says which)."""
+
+    repository: str
+    service: str
+    environment: str
+    commit: str
+    reason: str
+    ref: EventRef
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """A person (`approver`, as their verified key names them) approved the commit for `environment`."""
+
+    repository: str
+    service: str
+    environment: str
+    commit: str
+    approver: str
+    ref: EventRef
+
+
+GateFact = RolloutCompleted | VerificationPassed | RolledBack | Approved

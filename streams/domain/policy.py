@@ -1,4 +1,5 @@
-"""Deploy policies: per service, which repository and branch, which checks must pass, which image, where it runs."""
+"""Deploy policies: per service, which repository and branch, which checks must pass, which image, where it runs
+(one environment, or several a commit is promoted through: streams.domain.environments)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,18 @@ from typing import Final
 
 # The URL parsing behind the Kafka keys; private there because webhook_mapping's public surface is envelopes.
 from streams.domain.circleci_mapping import repository_key
+from streams.domain.environments import EnvironmentPolicy, KubernetesTarget
 from streams.domain.facts import CheckId
 from streams.domain.freeze import FreezeWindow, Frozen, active
 
 # GitHub owners have no dots, so `github.com/acme` is never mistaken for the shorthand `<owner>/<name>`.
+__all__ = ["KubernetesTarget", "Policies", "ServicePolicy", "normalise_repository"]
+
 _SHORTHAND: Final = re.compile(r"[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+")
 
 
 # Slots: a policy file may hold 20,000 services, and a __dict__ per object was most of what each one cost
 # (docs/performance.md).
-@dataclass(frozen=True, slots=True)
-class KubernetesTarget:
-    namespace: str
-    deployment: str
-    container: str
-
-
 @dataclass(frozen=True, slots=True)
 class ServicePolicy:
     name: str  # the service, also the key of deploy.readiness and deploy.events
@@ -41,6 +38,16 @@ class ServicePolicy:
     readiness_ttl: timedelta
     freeze: tuple[FreezeWindow, ...] = ()  # the service's own windows and the file's global ones
     max_failed_rollouts: int = 3  # consecutive failed (rolled back) rollouts that open the circuit breaker
+    # Set when the file lists `environments`; `target` and `environment` are then the first one's.
+    promotion: tuple[EnvironmentPolicy, ...] = ()
+
+    @property
+    def environments(self) -> tuple[EnvironmentPolicy, ...]:
+        """Where the service's commits go, in order; one environment for a policy without `environments`."""
+        return self.promotion or (EnvironmentPolicy(self.environment, self.target),)
+
+    def environment_named(self, name: str) -> EnvironmentPolicy | None:
+        return next((e for e in self.environments if e.name == name), None)
 
     def frozen(self, now: datetime) -> Frozen | None:
         """The freeze window holding deploys of this service at `now`, if any."""

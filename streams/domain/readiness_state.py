@@ -33,6 +33,8 @@ __all__ = [
     "from_json",
     "meta_to_json",
     "prune",
+    "ref_from_json",
+    "ref_to_json",
     "state_from_parts",
     "to_json",
     "tombstones_from_json",
@@ -40,7 +42,7 @@ __all__ = [
     "waiting_first_facts",
 ]
 
-DecisionKind = Literal["ready", "superseded", "expired"]
+DecisionKind = Literal["ready", "superseded", "expired", "rejected"]  # rejected: promotion's only
 Position = tuple[int, int]  # (epoch, seq) on one branch; compared as a tuple, higher is newer
 MAX_COMMITS = 2000  # decided commits are pruned beyond this
 HARD_MAX_COMMITS = 4000  # beyond this, even commits still waiting are dropped (and counted)
@@ -270,6 +272,10 @@ def _ref(doc: list[Any]) -> EventRef:
     # Sources, types and topics repeat in every commit of a repository: one copy of each, however many are decoded.
     source, type_, topic = sys.intern(doc[0]), sys.intern(doc[2]), sys.intern(doc[4])
     return EventRef(source, doc[1], type_, datetime.fromisoformat(doc[3]), topic, doc[5], doc[6], received)
+
+
+ref_to_json = _ref_json
+ref_from_json = _ref
 
 
 def _verdicts_json(verdicts: Mapping[str, Verdict]) -> dict[str, Any]:

@@ -68,18 +68,21 @@ def _constants(tree: ast.Module) -> dict[str, ast.expr | None]:
     return found
 
 
-def policy_keys(policy_file_source: str, policy_freeze_source: str) -> set[str]:
-    """The keys the policy parser accepts: the required and optional keys of every `_mapping(value, field, required,
+def policy_keys(*parser_sources: str, policy_freeze_source: str) -> set[str]:
+    """The keys the policy parsers accept: the required and optional keys of every `mapping(value, field, required,
     optional)` call (literal or a module constant) and the `*_KEYS` constants of the freeze parser."""
-    tree = ast.parse(policy_file_source)
-    constants = _constants(tree)
     keys: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_mapping":
-            for arg in node.args[2:4]:
-                resolved = constants.get(arg.id) if isinstance(arg, ast.Name) else arg
-                assert _strings(resolved), f"line {node.lineno}: cannot read the keys of {ast.unparse(arg)}"
-                keys |= _strings(resolved)
+    for source in parser_sources:
+        tree = ast.parse(source)
+        constants = _constants(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "mapping":
+                for arg in node.args[2:4]:
+                    resolved = constants.get(arg.id) if isinstance(arg, ast.Name) else arg
+                    if isinstance(arg, ast.IfExp):  # `OPTIONAL if contexts else ()`: both sides count
+                        resolved = constants.get(arg.body.id) if isinstance(arg.body, ast.Name) else arg.body
+                    assert _strings(resolved), f"line {node.lineno}: cannot read the keys of {ast.unparse(arg)}"
+                    keys |= _strings(resolved)
     for name, value in _constants(ast.parse(policy_freeze_source)).items():
         if name.endswith("_KEYS"):
             keys |= _strings(value)
@@ -116,7 +119,8 @@ def _read() -> tuple[set[str], set[str]]:
     variables = environment_variables((ROOT / "streams" / "config.py").read_text(encoding="utf-8"))
     keys = policy_keys(
         (domain / "policy_document.py").read_text(encoding="utf-8"),
-        (domain / "policy_freeze.py").read_text(encoding="utf-8"),
+        (domain / "policy_environments.py").read_text(encoding="utf-8"),
+        policy_freeze_source=(domain / "policy_freeze.py").read_text(encoding="utf-8"),
     )
     return variables, keys | {kind.value for kind in CheckKind}
 
@@ -162,7 +166,11 @@ def test_a_new_policy_key_without_a_row_is_reported() -> None:
     domain = ROOT / "streams" / "domain"
     source = (domain / "policy_document.py").read_text(encoding="utf-8")
     source = source.replace("_SERVICE_OPTIONAL: Final = (\n", '_SERVICE_OPTIONAL: Final = (\n    "canary",\n')
-    keys = policy_keys(source, (domain / "policy_freeze.py").read_text(encoding="utf-8"))
+    keys = policy_keys(
+        source,
+        (domain / "policy_environments.py").read_text(encoding="utf-8"),
+        policy_freeze_source=(domain / "policy_freeze.py").read_text(encoding="utf-8"),
+    )
     _, rows = documented(DOC.read_text(encoding="utf-8"))
     assert differences(keys | {k.value for k in CheckKind}, rows, "policy key") == [
         "policy key canary is read by the code but has no row in docs/configuration.md"
