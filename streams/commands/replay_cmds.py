@@ -18,7 +18,7 @@ from streams.config import ConfigError, KeySettings, Settings, WorkerSettings
 from streams.domain.policy_document import parse_duration
 from streams.worker.replay import Difference, Outcome, compare, outcome_of, outcome_of_record, replay
 
-INPUTS = ("github.events", "ci.events")  # in the merge's rank order
+INPUTS = ("github.events", "ci.events", "deploy.gates")  # in the merge's rank order (the worker's INPUTS)
 
 
 def register(sub: Any) -> None:

@@ -42,15 +42,24 @@ from streams.adapters.kubernetes_deployments import Conflict, DeploymentsClient,
 from streams.catalog import Catalog
 from streams.config import DeployAgentSettings
 from streams.deploy import pending as queue
-from streams.deploy.decisions import READY_TYPE, NotReady, OutcomeKind, against_policy, parse_ready
+from streams.deploy.decisions import (
+    READY_TYPE,
+    NotReady,
+    OutcomeKind,
+    Ready,
+    against_policy,
+    in_environment,
+    parse_ready,
+)
 from streams.deploy.freeze_holds import FreezeHolds
+from streams.deploy.gates import gate_record
 from streams.deploy.jobs import Handled, Job, Publish, Stopped, SyncPublisher
 from streams.deploy.metrics import DeployMetrics, pipeline_start
 from streams.deploy.outcomes import Outcome, outcome_record
 from streams.deploy.pending import Pending
 from streams.deploy.rollouts import Rollouts
 from streams.domain.cdevents import rfc3339
-from streams.domain.policy import Policies
+from streams.domain.policy import Policies, ServicePolicy
 from streams.events.deadletters import deadletter_headers
 from streams.events.decoding import RawRecord, Undecodable, decode
 from streams.events.dsse_keys import SigningKey
@@ -94,6 +103,7 @@ class DeployAgent:
         self._batch, self._clock = batch, clock
         self._readiness = catalog.topic("deploy.readiness")
         self._events = catalog.topic("deploy.events").name
+        self._gates = catalog.topic("deploy.gates").name
         self._deadletter = catalog.topic("autodeploy.deadletter").name
         self._rollouts = Rollouts(settings, deployments, self.metrics, self._outcome, self._dead_letter)
         self._holds = FreezeHolds(
@@ -173,7 +183,7 @@ class DeployAgent:
         can neither be deployed nor make an allowed decision queued with it look superseded."""
         try:
             ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
-            policy = self._policies.service(ready.service)
+            policy = self._policy(ready)
         except (NotReady, KeyError):
             return event  # not a ready decision, or not one of a known service: _dispatch says what it is
         why = against_policy(ready, policy)
@@ -190,7 +200,7 @@ class DeployAgent:
             return Handled(f"ignored {event.get_type()}")
         try:
             ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
-            policy = self._policies.service(ready.service)
+            policy = self._policy(ready)
         except (NotReady, KeyError) as e:
             reason = str(e)
             return self._retrying(stop, "dead letter", lambda: self._dead_letter(record, reason))
@@ -200,11 +210,27 @@ class DeployAgent:
             log.info("skipped: superseded while waiting %s newer_commit=%s", context, newer)
             why = f"superseded by newer ready commit {newer} while waiting"
             return self._retrying(stop, ready.event_id, lambda: self._outcome(job, "skipped", ready.image, why))
+        held = self._held_back(job, stop)
+        if held is not None:
+            return held
+        return self._retrying(stop, ready.event_id, lambda: self._rollouts.deploy(job))
+
+    def _held_back(self, job: Job, stop: threading.Event) -> Handled | None:
+        """A `blocked` outcome for a decision that may not be deployed now: its environment is another cluster's, or a
+        freeze window holds it (it then waits, see freeze_holds)."""
+        policy, ready = job.policy, job.ready
+        if policy.target.context is not None:
+            # Patching this agent's cluster instead would deploy to the wrong place.
+            why = f"environment {policy.environment} is in kubeconfig context {policy.target.context}"
+            why += ", which this agent does not serve"
+            return self._retrying(
+                stop, ready.event_id, lambda: self._outcome(job, "blocked", ready.image, why, variant="context")
+            )
         frozen = policy.frozen(self._clock())
         if frozen is not None:
             reason = f"freeze window {frozen.window} until {rfc3339(frozen.until)}"
             return self._retrying(stop, ready.event_id, lambda: self._holds.hold(job, reason))
-        return self._retrying(stop, ready.event_id, lambda: self._rollouts.deploy(job))
+        return None
 
     def _refused(self, record: RawRecord, refused: Refused, stop: threading.Event) -> Handled:
         """A ready decision its service's policy does not allow (repository, branch or image): a `blocked` outcome says
@@ -212,7 +238,7 @@ class DeployAgent:
         well-formed and verified: the outcome is its record)."""
         event = refused.event
         ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
-        job = Job(ready, self._policies.service(ready.service), record, event.get_time(), None, {})
+        job = Job(ready, self._policy(ready), record, event.get_time(), None, {})
         why = f"{refused}; decision refused, nothing deployed"
         log.error("refused: against the policy %s reason=%s", job.context, refused)
         return self._retrying(
@@ -232,7 +258,7 @@ class DeployAgent:
         event = unusable.event
         try:
             ready = parse_ready(event.get_id(), event.get_type(), event.get_data())
-            policy = self._policies.service(ready.service)
+            policy = self._policy(ready)
         except (NotReady, KeyError):
             return letter
         job = Job(ready, policy, record, event.get_time(), None, {})
@@ -240,6 +266,11 @@ class DeployAgent:
         return self._retrying(
             stop, ready.event_id, lambda: self._outcome(job, "blocked", ready.image, why, variant="signature")
         )
+
+    def _policy(self, ready: Ready) -> ServicePolicy:
+        """The service's policy in the decision's environment (KeyError: no such service; NotReady: no such
+        environment)."""
+        return in_environment(ready, self._policies.service(ready.service))
 
     def _retrying(self, stop: threading.Event, what: str, attempt: Callable[[], Handled]) -> Handled:
         """`attempt` until it does not fail temporarily. Attempts are idempotent: each re-reads the Deployment."""
@@ -269,6 +300,9 @@ class DeployAgent:
             variant,
         )
         self._publish(outcome_record(outcome, self._events, signer=self._signer))
+        gate = gate_record(outcome, self._gates, signer=self._signer) if job.policy.promotion else None
+        if gate is not None:  # a service promoted through environments: the worker joins it as a fact of the commit
+            self._publish(gate)
         log.info(
             "published outcome=%s %s outcome_id=%s reason=%s dry_run=%s",
             kind,

@@ -20,7 +20,7 @@ says who decided, not that what they decided is allowed (defense in depth, docs/
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, Protocol
 
 from streams.domain.policy import ServicePolicy
@@ -58,6 +58,7 @@ class Ready:
     commit: str
     branch: str
     image: str
+    environment: str = ""  # "" in decisions written before environments: the service's first
 
 
 class Observed(Protocol):
@@ -134,12 +135,24 @@ def parse_ready(event_id: str, event_type: str, data: Any) -> Ready:
             commit=str(content["commit"]),
             branch=str(content.get("branch", "")),
             image=str(content.get("image") or ""),
+            environment=str(content.get("environment") or ""),
         )
     except (KeyError, TypeError) as e:
         raise NotReady(f"ready decision without {e}") from e
     if not ready.image:
         raise NotReady("ready decision without an image")
     return ready
+
+
+def in_environment(ready: Ready, policy: ServicePolicy) -> ServicePolicy:
+    """The policy as the agent acts on it for `ready`: the target and name of the decision's environment, which the
+    policy (not the decision) maps to a Deployment."""
+    if not ready.environment or ready.environment == policy.environment:
+        return policy
+    environment = policy.environment_named(ready.environment)
+    if environment is None:
+        raise NotReady(f"environment {ready.environment!r} is not one of service {policy.name}'s")
+    return replace(policy, target=environment.target, environment=environment.name)
 
 
 def against_policy(ready: Ready, policy: ServicePolicy) -> str | None:
@@ -273,6 +286,14 @@ def _failed(ready: Ready, seen: Observed, max_failed_rollouts: int, why: str) ->
     if failures >= max_failed_rollouts:
         annotations[CIRCUIT_OPEN] = ready.event_id
     return Rollback(previous, annotations, f"{why}; restored {previous}")
+
+
+def verification_failed(ready: Ready, seen: Observed, why: str, max_failed_rollouts: int = 3) -> Action:
+    """A verify query of the environment failed after our rollout completed: rolled back and counted for the circuit
+    breaker like a failed rollout. A Deployment no longer at our image is decided afresh (not ours to roll back)."""
+    if seen.annotations.get(READINESS_EVENT) != ready.event_id or seen.image != ready.image:
+        return decide(ready, seen, max_failed_rollouts)
+    return _failed(ready, seen, max_failed_rollouts, why)
 
 
 def after_conflict(ready: Ready, before: Observed, fresh: Observed, max_failed_rollouts: int = 3) -> Action:

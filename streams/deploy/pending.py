@@ -32,7 +32,8 @@ def ready_content(event: BaseCloudEvent | Undecodable) -> dict[str, Any] | None:
 
 
 def newer_ready(events: Sequence[BaseCloudEvent | Undecodable], index: int) -> str | None:
-    """The commit of a ready decision for the same service after `events[index]`, if there is one (the newest).
+    """The commit of a ready decision for the same service and environment after `events[index]`, if there is one
+    (the newest).
 
     The worker only goes forward on a branch and keys deploy.readiness by service, so later in the partition means
     newer; the agent's queue keeps each partition's order.
@@ -40,13 +41,20 @@ def newer_ready(events: Sequence[BaseCloudEvent | Undecodable], index: int) -> s
     content = ready_content(events[index])
     if content is None:
         return None
+    where = (content["service"], content.get("environment"))
     newest: str | None = None
     for later in events[index + 1 :]:
         other = ready_content(later)
-        if other is not None and other["service"] == content["service"]:
+        if other is not None and (other["service"], other.get("environment")) == where:
             newest = str(other.get("commit", "?"))
     return newest
 
 
-def has_ready_for(events: Sequence[BaseCloudEvent | Undecodable], service: str) -> bool:
-    return any((c := ready_content(e)) is not None and c["service"] == service for e in events)
+def has_ready_for(events: Sequence[BaseCloudEvent | Undecodable], service: str, environment: str = "") -> bool:
+    """Whether a ready decision of the service (in `environment`, when given) is among `events`."""
+    return any(
+        (c := ready_content(e)) is not None
+        and c["service"] == service
+        and (not environment or c.get("environment") in (environment, None))
+        for e in events
+    )

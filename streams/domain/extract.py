@@ -1,4 +1,4 @@
-"""Facts from events: which CloudEvents on github.events and ci.events say something the readiness rules use.
+"""Facts from events: which CloudEvents on github.events, ci.events and deploy.gates say something the rules use.
 
 `facts_from_event` is pure and total: an event autodeploy does not use, or a payload that does not hold what its type
 promises (a field missing or of the wrong JSON type), gives no facts rather than an exception, so one odd delivery
@@ -27,9 +27,11 @@ from streams.domain.facts import (
     CheckKind,
     EventRef,
     Fact,
+    GateFact,
     ImagePublished,
     Outcome,
 )
+from streams.domain.gate_extract import GATE_EXTRACTORS
 from streams.domain.policy import normalise_repository
 from streams.domain.untrusted import get
 from streams.domain.webhook_mapping import UnmappableDelivery, github_partitionkey
@@ -278,7 +280,10 @@ def _artifact_published(data: Mapping[str, Any], ref: EventRef, partitionkey: st
     return [ImagePublished(repository, commit, image, ref)]
 
 
-_Extractor = Callable[[Mapping[str, Any], EventRef, str | None], list[Fact]]
+_Extractor = (
+    Callable[[Mapping[str, Any], EventRef, str | None], list[Fact]]
+    | Callable[[Mapping[str, Any], EventRef, str | None], list[GateFact]]
+)
 _EXTRACTORS: Final[Mapping[str, _Extractor]] = {
     "com.github.push": _push,
     "com.github.pull_request.closed": _pull_request_closed,
@@ -292,6 +297,7 @@ _EXTRACTORS: Final[Mapping[str, _Extractor]] = {
     "com.circleci.workflow-completed": _circleci_workflow,
     "dev.cdevents.pipelinerun.finished.0.3.0": _pipelinerun_finished,
     "dev.cdevents.artifact.published.0.3.0": _artifact_published,
+    **GATE_EXTRACTORS,  # deploy.gates (the catalog keeps each type on its topic)
 }
 
 
@@ -307,7 +313,7 @@ def facts_from_event(
     partition: int = -1,
     offset: int = -1,
     received: datetime | None = None,
-) -> list[Fact]:
+) -> list[Fact | GateFact]:
     """The facts one CloudEvent states; [] for an event type autodeploy does not read or a payload it cannot use.
 
     `time` is the CloudEvent time (aware; a naive one is taken as UTC). Check runs and CircleCI workflows carry
@@ -318,4 +324,6 @@ def facts_from_event(
     if extractor is None or not isinstance(data, Mapping):
         return []
     aware = time if time.tzinfo is not None else time.replace(tzinfo=UTC)
-    return extractor(data, EventRef(source, event_id, ce_type, aware, topic, partition, offset, received), partitionkey)
+    return list(
+        extractor(data, EventRef(source, event_id, ce_type, aware, topic, partition, offset, received), partitionkey)
+    )

@@ -20,14 +20,14 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from streams.domain.environments import EnvironmentPolicy
 from streams.domain.facts import Approved, EventRef, GateFact, RolledBack, RolloutCompleted, VerificationPassed
 from streams.domain.policy import ServicePolicy
+from streams.domain.promotion_state import CommitGates, PromotionKind, ServicePromotion, Verdict
 from streams.domain.readiness import NAMESPACE, Decision
-from streams.domain.readiness_state import DecisionKind
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -49,10 +49,11 @@ MAX_CANDIDATES = 200  # commits kept per service; older decided ones are dropped
 
 @dataclass(frozen=True)
 class EnvironmentDecision:
-    kind: DecisionKind
+    kind: PromotionKind
     service: str
     environment: str
     repository: str
+    branch: str
     commit: str
     decision_id: str  # uuid5(NAMESPACE, "service/environment/commit/kind"): a re-emitted decision keeps its id
     chain_id: str  # uuid5(NAMESPACE, "repository@commit"): the chain of the commit's webhooks and deploys
@@ -64,44 +65,11 @@ class EnvironmentDecision:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    kind: DecisionKind
-    decided_at: datetime
-    superseded_by: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class CommitGates:
-    """What is known of one commit of the service. `rank` is None until the readiness rules decided it ready (an
-    approval may come first); the maps are per environment, the first fact of each kind counting."""
-
-    rank: int | None = None
-    image: str | None = None
-    ready_facts: tuple[EventRef, ...] = ()
-    completed: Mapping[str, EventRef] = field(default_factory=dict)
-    verified: Mapping[str, EventRef] = field(default_factory=dict)
-    rolled_back: Mapping[str, tuple[str, EventRef]] = field(default_factory=dict)
-    approved: Mapping[str, tuple[str, EventRef]] = field(default_factory=dict)
-    verdicts: Mapping[str, Verdict] = field(default_factory=dict)
-    seen: int = 0  # first-seen order: the pruning order of commits never ranked
-
-
-@dataclass(frozen=True)
-class ServicePromotion:
-    service: str
-    repository: str
-    commits: Mapping[str, CommitGates] = field(default_factory=dict)
-    next_rank: int = 0
-    next_seen: int = 0
-
-
-@dataclass(frozen=True)
 class EnvironmentStatus:
     """`explain`'s answer for one environment: the decision so far, else what holds and what is missing."""
 
     environment: str
-    status: DecisionKind | None
+    status: PromotionKind | None
     holds: tuple[str, ...]
     missing: tuple[str, ...]
     soak_ends: datetime | None = None
@@ -177,7 +145,7 @@ class _Change:
         times += [ref.time for ref in gates.ready_facts]
         return min(self.now, max(times))
 
-    def decide(self, commit: str, environment: str, kind: DecisionKind, **how: str | None) -> None:
+    def decide(self, commit: str, environment: str, kind: PromotionKind, **how: str | None) -> None:
         gates = self.commits[commit]
         policy = self.policy.environment_named(environment)
         decided = self.opened_at(gates, policy) if kind == "ready" and policy is not None else self.now
@@ -191,6 +159,7 @@ class _Change:
                 service=self.policy.name,
                 environment=environment,
                 repository=self.state.repository,
+                branch=self.policy.branch,
                 commit=commit,
                 decision_id=_uuid5(f"{self.policy.name}/{environment}/{commit}/{kind}"),
                 chain_id=_uuid5(f"{self.state.repository}@{commit}"),

@@ -317,6 +317,7 @@ class _Change:
             next_seq=self.next_seq,
             prune_at=old.prune_at,
             dropped_undecided=old.dropped_undecided,
+            promotions=old.promotions,
         )
         return prune(state), self.decisions
 

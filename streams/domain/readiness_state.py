@@ -6,13 +6,15 @@ a change must not copy it whole: commits live in a `StrMap`, which copies one of
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from streams.domain.event_ref_json import ref_from_json as _ref
+from streams.domain.event_ref_json import ref_to_json as _ref_json
 from streams.domain.facts import CheckId, CheckKind, EventRef, Outcome
+from streams.domain.promotion_state import ServicePromotion, promotions_from_json, promotions_to_json
 
 __all__ = [
     "HARD_MAX_COMMITS",
@@ -33,8 +35,6 @@ __all__ = [
     "from_json",
     "meta_to_json",
     "prune",
-    "ref_from_json",
-    "ref_to_json",
     "state_from_parts",
     "to_json",
     "tombstones_from_json",
@@ -42,7 +42,7 @@ __all__ = [
     "waiting_first_facts",
 ]
 
-DecisionKind = Literal["ready", "superseded", "expired", "rejected"]  # rejected: promotion's only
+DecisionKind = Literal["ready", "superseded", "expired"]
 Position = tuple[int, int]  # (epoch, seq) on one branch; compared as a tuple, higher is newer
 MAX_COMMITS = 2000  # decided commits are pruned beyond this
 HARD_MAX_COMMITS = 4000  # beyond this, even commits still waiting are dropped (and counted)
@@ -202,6 +202,8 @@ class RepositoryState:
     next_seq: int = 0
     prune_at: int = MAX_COMMITS + 1
     dropped_undecided: int = 0  # commits dropped beyond HARD_MAX_COMMITS before they were decided
+    # Per service with environments after its first: promotion's state (streams.domain.promotion), stored apart.
+    promotions: Mapping[str, ServicePromotion] = field(default_factory=dict)
 
 
 def empty_state(repository: str) -> RepositoryState:
@@ -248,6 +250,7 @@ def prune(state: RepositoryState) -> RepositoryState:
         next_seq=state.next_seq,
         prune_at=max(MAX_COMMITS + 1, kept + _PRUNE_BATCH),
         dropped_undecided=state.dropped_undecided + undecided,
+        promotions=state.promotions,
     )
 
 
@@ -258,24 +261,6 @@ def prune(state: RepositoryState) -> RepositoryState:
 
 def _time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
-
-
-def _ref_json(ref: EventRef) -> list[Any]:
-    doc = [ref.source, ref.id, ref.type, ref.time.isoformat(), ref.topic, ref.partition, ref.offset]
-    if ref.received is not None:
-        doc.append(ref.received.isoformat())
-    return doc
-
-
-def _ref(doc: list[Any]) -> EventRef:
-    received = datetime.fromisoformat(doc[7]) if len(doc) > 7 else None
-    # Sources, types and topics repeat in every commit of a repository: one copy of each, however many are decoded.
-    source, type_, topic = sys.intern(doc[0]), sys.intern(doc[2]), sys.intern(doc[4])
-    return EventRef(source, doc[1], type_, datetime.fromisoformat(doc[3]), topic, doc[5], doc[6], received)
-
-
-ref_to_json = _ref_json
-ref_from_json = _ref
 
 
 def _verdicts_json(verdicts: Mapping[str, Verdict]) -> dict[str, Any]:
@@ -353,7 +338,10 @@ def bucket_from_json(doc: dict[str, Any]) -> dict[str, CommitRecord]:
 
 
 def state_from_parts(
-    meta: dict[str, Any], commits: Mapping[str, CommitRecord], tombstones: Mapping[str, Mapping[str, Verdict]]
+    meta: dict[str, Any],
+    commits: Mapping[str, CommitRecord],
+    tombstones: Mapping[str, Mapping[str, Verdict]],
+    promotions: Mapping[str, ServicePromotion] | None = None,
 ) -> RepositoryState:
     _check_version(meta)
     return RepositoryState(
@@ -366,6 +354,7 @@ def state_from_parts(
         next_seq=meta["next_seq"],
         prune_at=meta["prune_at"],
         dropped_undecided=meta["dropped_undecided"],
+        promotions=promotions or {},
     )
 
 
@@ -390,6 +379,7 @@ def to_json(state: RepositoryState) -> dict[str, Any]:
         **meta_to_json(state),
         "tombstones": tombstones_to_json(state.tombstones),
         "commits": bucket_to_json(state.commits.items()),
+        "promotions": promotions_to_json(state.promotions),
     }
 
 
@@ -400,4 +390,5 @@ def _check_version(doc: dict[str, Any]) -> None:
 
 def from_json(doc: dict[str, Any]) -> RepositoryState:
     _check_version(doc)
-    return state_from_parts(doc, bucket_from_json(doc["commits"]), tombstones_from_json(doc["tombstones"]))
+    promotions = promotions_from_json(doc.get("promotions", {}))  # absent in states written before promotion
+    return state_from_parts(doc, bucket_from_json(doc["commits"]), tombstones_from_json(doc["tombstones"]), promotions)

@@ -41,8 +41,10 @@ from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.adapters.kafka_producer import Record
 from streams.catalog import Catalog
 from streams.config import KafkaSecurity, WorkerSettings
+from streams.domain.fold import fold_fact, fold_time, next_due
 from streams.domain.policy import Policies
-from streams.domain.readiness import RepositoryState, apply, earliest_expiry, expire, explain
+from streams.domain.promotion import EnvironmentDecision
+from streams.domain.readiness import RepositoryState, earliest_expiry, explain
 from streams.events.deadletters import deadletter_headers
 from streams.events.decoding import RawRecord, Undecodable
 from streams.events.dsse_keys import SigningKey
@@ -81,6 +83,7 @@ BATCH_WITHIN_S = 0.1  # how long a batch waits to fill up: also the most a decis
 TICKS_CONFIGS = {"retention.ms": "3600000", "message.timestamp.type": "LogAppendTime"}
 MERGE_POLL_S = 0.01  # how often records held by the merge are looked at again (they wait for a clock, not a record)
 PRODUCER_BUFFER_MESSAGES = 10 * BATCH_SIZE
+INPUTS = ("github.events", "ci.events", "deploy.gates")  # the join's inputs, in the merge's order for ties
 STATE_DEFER_BYTES = 32 * 1024  # state parts carried in the meta record until they outgrow this (see state_store)
 
 
@@ -175,6 +178,7 @@ class ReadinessWorker:
         self.inputs = {
             catalog.topic("github.events").name: catalog.topic("github.events"),
             catalog.topic("ci.events").name: catalog.topic("ci.events"),
+            catalog.topic("deploy.gates").name: catalog.topic("deploy.gates"),
         }
         self.ticks_topic = self.app.topic(f"{settings.app_id}-ticks", partitions=partitions, internal=True, **raw)
         source = self.app.topic(*self.inputs, self.ticks_topic.get_topic_name(), **raw)
@@ -215,8 +219,9 @@ class ReadinessWorker:
         self.app.on_rebalance_complete.connect(self._rewind_never_committed)
         self.app.agent(source, name="readiness")(self._fold)
         # Ties at one timestamp: source control first (a push before the CI result of its commit), the clock last.
-        ranks = {catalog.topic("github.events").name: 0, catalog.topic("ci.events").name: 1}
-        ranks[self.ticks_topic.get_topic_name()] = 2
+        # Gate facts follow the facts of the same moment (a rollout completes after the decision that started it).
+        ranks = {catalog.topic(name).name: rank for rank, name in enumerate(INPUTS)}
+        ranks[self.ticks_topic.get_topic_name()] = len(INPUTS)
         self.merge = TimeOrderedMerge[EventT[Any]](
             ranks, skew_ms=settings.merge_skew_ms, idle_ms=settings.merge_idle_ms
         )
@@ -457,7 +462,10 @@ class ReadinessWorker:
         out: dict[str, list[Record]] = {r: list(records) for r, records in batch.republish.items()}
         topic = self.readiness_topic.get_topic_name()
         for decision in batch.decisions:
-            environment = self.policies.service(decision.service).environment
+            if isinstance(decision, EnvironmentDecision):
+                environment = decision.environment
+            else:
+                environment = self.policies.service(decision.service).environment
             record = readiness_record(decision, environment, topic, self.signer)
             out.setdefault(decision.repository, []).append(record)
         return {r: tuple(records) for r, records in out.items()}
@@ -472,7 +480,7 @@ class ReadinessWorker:
             services = self.policies.for_repository(fact.repository)
             if not services:
                 continue
-            state, decisions = apply(self._load(batch, fact.repository, record.partition), fact, services, now)
+            state, decisions = fold_fact(self._load(batch, fact.repository, record.partition), fact, services, now)
             batch.fold(fact.repository, state, event, decisions, event_id=fact.ref.id)
 
     def _expire_due(self, batch: Batch, event: EventT[Any], now: datetime) -> None:
@@ -481,7 +489,7 @@ class ReadinessWorker:
             return
         for repository in self.deadlines.due(partition, now):
             services = self.policies.for_repository(repository)
-            state, decisions = expire(self._load(batch, repository, partition), services, now)
+            state, decisions = fold_time(self._load(batch, repository, partition), services, now)
             batch.fold(repository, state, event, decisions)
 
     def _store(self, repository: str, state: RepositoryState, partition: int, outbox: Outbox, *, rewrite: bool) -> None:
@@ -557,7 +565,11 @@ class ReadinessWorker:
         repositories = deadlines = 0
         partitions: set[int] = set()
         for found in self.store.recover(self._partition_of):
-            deadline = earliest_expiry(found.first_facts, self.policies.for_repository(found.repository))
+            services = self.policies.for_repository(found.repository)
+            deadline = earliest_expiry(found.first_facts, services)
+            if found.promoting:  # a few repositories: decoding their state here costs little
+                due = next_due(self.store.load(found.repository, found.partition), services)
+                deadline = due if deadline is None or (due is not None and due < deadline) else deadline
             self.deadlines.set(found.partition, found.repository, deadline)
             self.unfinished.note(found, committed, topic)
             repositories += 1

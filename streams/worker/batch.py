@@ -15,7 +15,8 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from streams.adapters.kafka_producer import Record
-from streams.domain.readiness import Decision, RepositoryState
+from streams.domain.fold import Decided
+from streams.domain.readiness import RepositoryState
 from streams.events.decoding import RawRecord
 
 
@@ -53,7 +54,7 @@ class Batch:
         self.states: dict[str, RepositoryState] = {}
         self.events: dict[str, EventT[Any]] = {}
         self.read: dict[str, dict[str, int]] = {}  # repository -> source topic -> highest offset folded into it
-        self.decisions: list[Decision] = []
+        self.decisions: list[Decided] = []
         self.causes: list[Cause] = []  # of each decision, in the same order
         self.republish: dict[str, tuple[Record, ...]] = {}  # a crashed batch's outbox, published again first
         self.deadletters: list[tuple[RawRecord, str]] = []
@@ -64,7 +65,7 @@ class Batch:
         repository: str,
         state: RepositoryState,
         event: EventT[Any],
-        decisions: list[Decision],
+        decisions: list[Decided],
         event_id: str | None = None,
     ) -> None:
         self.states[repository] = state

@@ -1,5 +1,5 @@
-"""When each repository's next waiting commit expires, per partition: so a tick finds due work without scanning the
-table. Held in memory and rebuilt from the table after recovery."""
+"""When each repository's next waiting commit expires (or a soak ends), per partition: so a tick finds due work
+without scanning the table. Held in memory and rebuilt from the table after recovery."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import heapq
 from collections.abc import Sequence
 from datetime import datetime
 
+from streams.domain.fold import next_due
 from streams.domain.policy import ServicePolicy
-from streams.domain.readiness import RepositoryState, next_deadline
+from streams.domain.readiness import RepositoryState
 
 
 class Deadlines:
@@ -32,9 +33,9 @@ class Deadlines:
         """Note `state`'s next deadline. `replaced`: the state it follows, already tracked. A deadline changes only
         with the waiting sets (a waiting commit's first fact never moves) and most facts leave them alone (states are
         copied on write, so identity says so). Nothing of a state is kept here: the store's cache bounds memory."""
-        if replaced is not None and replaced.waiting is state.waiting:
+        if replaced is not None and replaced.waiting is state.waiting and replaced.promotions is state.promotions:
             return
-        self.set(partition, repository, next_deadline(state, services))
+        self.set(partition, repository, next_due(state, services))
 
     def set(self, partition: int, repository: str, deadline: datetime | None) -> None:
         if deadline is None:

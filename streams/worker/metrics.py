@@ -9,13 +9,13 @@ from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from streams.domain.readiness import Decision
+from streams.domain.fold import Decided
 
 # From a fast fold (sub-second) to a commit whose last check arrives minutes after its push; beyond that, +Inf.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
-def readiness_latency(decision: Decision, decided: datetime) -> float | None:
+def readiness_latency(decision: Decided, decided: datetime) -> float | None:
     """Seconds from the webhook receipt of the newest fact that decided it to `decided`; None when no fact says when
     it was received (facts stored before receipt times were) or the decision is not `ready` (an expiry measures the
     TTL, a supersession the next commit's facts: neither is pipeline latency)."""
@@ -74,7 +74,7 @@ class WorkerMetrics:
         self,
         agent: str,
         topics: Iterable[str],
-        decisions: Sequence[Decision],
+        decisions: Sequence[Decided],
         deadletters: Iterable[tuple[str, str]],
         now: datetime,
     ) -> None:

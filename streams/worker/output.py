@@ -11,7 +11,8 @@ from cloudevents.core.v1.event import CloudEvent
 from streams.adapters.kafka_producer import Record
 from streams.domain.cdevents import SPEC_VERSION, rfc3339
 from streams.domain.facts import EventRef
-from streams.domain.readiness import Decision
+from streams.domain.fold import Decided
+from streams.domain.promotion import EnvironmentDecision
 from streams.events.dsse_keys import SigningKey
 from streams.events.signing import signed_record
 
@@ -20,6 +21,7 @@ TYPES = {
     "ready": "dev.cdeventsx.autodeploy-readiness.ready.0.1.0",
     "superseded": "dev.cdeventsx.autodeploy-readiness.superseded.0.1.0",
     "expired": "dev.cdeventsx.autodeploy-readiness.expired.0.1.0",
+    "rejected": "dev.cdeventsx.autodeploy-readiness.rejected.0.1.0",
 }
 
 
@@ -38,7 +40,7 @@ def _fact(ref: EventRef) -> dict[str, Any]:
     return fact
 
 
-def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
+def cdevent(decision: Decided, environment: str) -> dict[str, Any]:
     """The CDEvent: context chained to the webhooks that decided it (links), subject the (service, commit)."""
     decided = decision.decided_at or datetime.now(UTC)
     content: dict[str, Any] = {
@@ -53,7 +55,10 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
         content["image"] = decision.image
     if decision.superseded_by:
         content["superseded_by"] = decision.superseded_by
-    if decision.kind == "expired":
+    if isinstance(decision, EnvironmentDecision):
+        if decision.reason:
+            content["reason"] = decision.reason
+    elif decision.kind == "expired":
         content["missing"] = list(decision.missing)
     return {
         "context": {
@@ -72,7 +77,7 @@ def cdevent(decision: Decision, environment: str) -> dict[str, Any]:
     }
 
 
-def readiness_record(decision: Decision, environment: str, topic: str, signer: SigningKey | None = None) -> Record:
+def readiness_record(decision: Decided, environment: str, topic: str, signer: SigningKey | None = None) -> Record:
     data = cdevent(decision, environment)
     event = CloudEvent(
         {

@@ -12,8 +12,9 @@ from typing import Any
 
 from streams.adapters.kafka_reader import LogRecord
 from streams.catalog.model import TopicSpec
+from streams.domain.fold import Decided, fold_fact, fold_time
 from streams.domain.policy import Policies
-from streams.domain.readiness import Decision, RepositoryState, apply, empty_state, expire
+from streams.domain.readiness import RepositoryState, empty_state
 from streams.events.decoding import RawRecord, Undecodable
 from streams.events.signing import DirectoryVerifier
 from streams.worker.deadlines import Deadlines
@@ -48,7 +49,7 @@ class Outcome:
 
 @dataclass
 class Replay:
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: list[Decided] = field(default_factory=list)
     deadletters: list[tuple[RawRecord, str]] = field(default_factory=list)
     records: int = 0
 
@@ -99,14 +100,17 @@ class _Fold:
             services = self.policies.for_repository(fact.repository)
             if services:
                 self._fold(
-                    log.partition, fact.repository, services, apply(self._state(fact.repository), fact, services, at)
+                    log.partition,
+                    fact.repository,
+                    services,
+                    fold_fact(self._state(fact.repository), fact, services, at),
                 )
 
     def _state(self, repository: str) -> RepositoryState:
         return self.states.get(repository) or empty_state(repository)
 
     def _fold(
-        self, partition: int, repository: str, services: Sequence[Any], result: tuple[RepositoryState, list[Decision]]
+        self, partition: int, repository: str, services: Sequence[Any], result: tuple[RepositoryState, list[Decided]]
     ) -> None:
         state, decisions = result
         replaced = self.states.get(repository)
@@ -119,14 +123,14 @@ class _Fold:
             return
         for repository in self.deadlines.due(partition, now):
             services = self.policies.for_repository(repository)
-            self._fold(partition, repository, services, expire(self._state(repository), services, now))
+            self._fold(partition, repository, services, fold_time(self._state(repository), services, now))
 
     def expire_all(self, until: datetime) -> None:
         for partition in self.deadlines.partitions():
             self._expire(partition, until)
 
 
-def outcome_of(decision: Decision) -> Outcome:
+def outcome_of(decision: Decided) -> Outcome:
     return Outcome(decision.decision_id, decision.kind, decision.service, decision.commit, decision.superseded_by)
 
 

@@ -5,6 +5,7 @@ Table layout (every key starts with the repository, so all of a repository's key
     <repo>\\x00meta   {"meta": meta_to_json(state), "delta": {part: json, ...}, "batch": {...}}: the commit point
     <repo>\\x00bNN    the commits whose crc32 % 64 is NN, {commit: record}  (NN = 00..63)
     <repo>\\x00tomb   the tombstones (decisions of pruned commits), changed only by pruning
+    <repo>\\x00prom   promotion's state (services with environments after their first), changed by its facts
 
 Parts are chosen by crc32, not by the StrMap's own buckets: those follow `hash()`, which differs between processes.
 
@@ -38,6 +39,7 @@ import msgspec
 import orjson
 
 from streams.adapters.kafka_producer import Record
+from streams.domain.promotion_state import promotions_from_json, promotions_to_json
 from streams.domain.readiness_state import (
     CommitRecord,
     RepositoryState,
@@ -53,7 +55,7 @@ from streams.domain.readiness_state import (
 
 PARTS = 64
 DEFAULT_CACHE_COMMITS = 50_000
-META, TOMBSTONES = "meta", "tomb"
+META, TOMBSTONES, PROMOTIONS = "meta", "tomb", "prom"
 _SEP = b"\x00"
 
 
@@ -107,6 +109,7 @@ class Recovered:
     repository: str
     partition: int
     first_facts: dict[str, list[datetime]]  # per service, its waiting commits' first facts: the deadline's inputs
+    promoting: bool  # it has promotion state: its soaks' ends need the state and the policy (`load` it)
     outbox: dict[str, Any] | None  # the last batch's `Outbox.to_json()`, None in states stored without one
 
 
@@ -198,6 +201,8 @@ class StateStore:
                 delta[_part_name(index)] = _dumps_kept(bucket_to_json(entry.parts[index].items()))
         if state.tombstones is not old.tombstones:
             delta[TOMBSTONES] = _dumps_kept(tombstones_to_json(state.tombstones))
+        if state.promotions is not old.promotions:
+            delta[PROMOTIONS] = _dumps_kept(promotions_to_json(state.promotions))
         unflushed = entry.unflushed
         unflushed.update(delta)
         meta: dict[str, Any] = {
@@ -207,11 +212,13 @@ class StateStore:
         if outbox is not None:
             meta["batch"] = outbox.to_json()
         meta["first_waiting"] = _first_waiting(state)
+        meta["promoting"] = bool(state.promotions)
         self.table[key(repository, META)] = orjson.dumps(meta)  # first: the commit point
         if rewrite:
             for index, part in enumerate(entry.parts):
                 self.table[key(repository, _part_name(index))] = _dumps_kept(bucket_to_json(part.items()))
             self.table[key(repository, TOMBSTONES)] = _dumps_kept(tombstones_to_json(state.tombstones))
+            self.table[key(repository, PROMOTIONS)] = _dumps_kept(promotions_to_json(state.promotions))
             entry.unflushed = {}
         elif sum(map(len, unflushed.values())) > self.defer_bytes:
             for name, raw in unflushed.items():
@@ -258,7 +265,8 @@ class StateStore:
             doc = orjson.loads(raw)
             record_of = _record_reader(_part_reader(repository, doc["delta"], found.get))
             first_facts = waiting_first_facts(doc["meta"], record_of)
-            yield Recovered(repository, partition_of(repository), first_facts, doc.get("batch"))
+            promoting = bool(doc.get("promoting"))
+            yield Recovered(repository, partition_of(repository), first_facts, promoting, doc.get("batch"))
 
 
 def _first_waiting(state: RepositoryState) -> dict[str, str]:
@@ -277,6 +285,7 @@ class _Summary(msgspec.Struct):
     """What a recovery reads of a meta record; msgspec skips the rest (the state and its delta) without building it."""
 
     first_waiting: dict[str, str] | None = None  # None: written before the summary existed
+    promoting: bool = False
     batch: dict[str, Any] | None = None
 
 
@@ -293,7 +302,7 @@ def _summaries(records: Iterable[tuple[bytes, bytes]], partition_of: Callable[[s
             return None
         repository = meta_key[:-suffix].decode()
         first_facts = {s: [datetime.fromisoformat(t)] for s, t in summary.first_waiting.items()}
-        found.append(Recovered(repository, partition_of(repository), first_facts, summary.batch))
+        found.append(Recovered(repository, partition_of(repository), first_facts, summary.promoting, summary.batch))
     return found
 
 
@@ -310,7 +319,8 @@ def _read(repository: str, partition: int, get: Callable[[bytes], bytes | None])
     part = _part_reader(repository, delta, get)
     parts = [bucket_from_json(part(_part_name(i), {})) for i in range(PARTS)]
     commits = {c: r for p in parts for c, r in p.items()}
-    state = state_from_parts(doc["meta"], commits, tombstones_from_json(part(TOMBSTONES, [])))
+    promotions = promotions_from_json(part(PROMOTIONS, {}))
+    state = state_from_parts(doc["meta"], commits, tombstones_from_json(part(TOMBSTONES, [])), promotions)
     return _Entry(state, partition, parts, {name: _dumps_kept(value) for name, value in delta.items()})
 
 

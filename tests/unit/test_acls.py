@@ -38,11 +38,15 @@ def test_least_privilege() -> None:
     )
     assert _allowed(webhooks, "WRITE") == {"github.events", "ci.events", "autodeploy.deadletter"}
     assert _allowed(webhooks, "READ") == set()
-    assert _allowed(worker, "READ") == {"github.events", "ci.events", "readiness-", "readiness"}
+    assert _allowed(worker, "READ") == {"github.events", "ci.events", "deploy.gates", "readiness-", "readiness"}
     assert _allowed(worker, "WRITE") == {"deploy.readiness", "autodeploy.deadletter", "readiness-"}
     assert "deploy.events" not in _allowed(worker, "WRITE")
     assert _allowed(agent, "READ") == {"deploy.readiness", "deployer"}
-    assert _allowed(agent, "WRITE") == {"deploy.events", "autodeploy.deadletter"}
+    assert _allowed(agent, "WRITE") == {"deploy.events", "deploy.gates", "autodeploy.deadletter"}
+    # An approver writes approvals and nothing else; the worker never writes a gate fact it reads.
+    assert {b.name for b in _spec() if b.principal == "User:autodeploy-approver"} == {"deploy.gates", "kafka-cluster"}
+    assert _allowed("User:autodeploy-approver", "READ") == set()
+    assert "deploy.gates" not in _allowed(worker, "WRITE")
     assert {b.operation for b in _spec() if b.principal == lag} == {"DESCRIBE", "READ"}
     # READ only where it measures the age of the oldest unconsumed record: not the worker's changelog (its state).
     assert _allowed(lag, "READ") == {"github.events", "ci.events", "deploy.readiness", "readiness-ticks"}

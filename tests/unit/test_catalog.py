@@ -16,6 +16,7 @@ def test_the_repository_catalog_declares_the_pipeline_topics() -> None:
     assert [t.name for t in cat.topics] == [
         "github.events",
         "ci.events",
+        "deploy.gates",
         "deploy.readiness",
         "deploy.events",
         "autodeploy.deadletter",
@@ -46,7 +47,7 @@ def test_exact_event_types_win_over_wildcards() -> None:
 def test_prefix_renames_topics_and_groups_but_lookup_stays_logical() -> None:
     cat = catalog.load(CATALOG).with_prefix("t1-")
     assert cat.topic("github.events").name == "t1-github.events"
-    assert cat.copartition_groups["readiness-inputs"] == ("t1-github.events", "t1-ci.events")
+    assert cat.copartition_groups["readiness-inputs"] == ("t1-github.events", "t1-ci.events", "t1-deploy.gates")
 
 
 def _edited(tmp_path: Path, edit: dict[str, object], topic: str = "ci.events") -> Path:

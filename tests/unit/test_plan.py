@@ -68,7 +68,8 @@ def test_shrinking_partitions_is_refused() -> None:
 def test_joined_inputs_that_would_end_up_with_different_counts_are_refused() -> None:
     actual = _as_applied()
     actual["ci.events"] = ActualTopic("ci.events", 9, 1, actual["ci.events"].configs)
-    with pytest.raises(PlanRefused, match=r"different partition counts \(github.events=6, ci.events=9\)"):
+    counts = r"different partition counts \(github.events=6, ci.events=9, deploy.gates=6\)"
+    with pytest.raises(PlanRefused, match=counts):
         make_plan(CAT, actual, brokers=1)
 
 

@@ -154,7 +154,7 @@ def test_a_promotion_found_late_is_dated_when_its_last_gate_opened() -> None:
 
 def test_a_rollback_after_the_soak_ended_does_not_take_back_the_promotion_due_before_it() -> None:
     """Whether or not a tick fell between the soak's end and the rollback: the log's order decides, not the ticks."""
-    gates = [ready("a", 0), completed("a", 1), verified("a", 2), approved("a", 3)]
+    gates: list[Step] = [ready("a", 0), completed("a", 1), verified("a", 2), approved("a", 3)]
     with_tick, without = Run(), Run()
     with_tick.feed([*gates, at(12), rolled_back("a", 13)])
     without.feed([*gates, rolled_back("a", 13)])

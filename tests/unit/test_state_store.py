@@ -10,11 +10,13 @@ from typing import Any
 import orjson
 
 from streams.adapters.kafka_producer import Record
+from streams.domain import promotion
 from streams.domain.facts import Fact
 from streams.domain.policy import ServicePolicy
 from streams.domain.readiness import Decision, apply, earliest_expiry, expire, next_deadline, to_json
 from streams.domain.readiness_state import MAX_COMMITS
-from streams.worker.state_store import META, PARTS, TOMBSTONES, Outbox, Recovered, StateStore, key, part_of
+from streams.worker.state_store import META, PARTS, PROMOTIONS, TOMBSTONES, Outbox, Recovered, StateStore, key, part_of
+from tests.unit.test_promotion import TWO, approved, completed, ready
 from tests.unit.test_readiness import LINT, NOW, NULL, REPO, F, S, check, push, svc
 
 SERVICES = [svc(), svc("shop-worker", checks=(LINT,))]
@@ -224,6 +226,7 @@ def test_a_rewrite_writes_every_part_so_a_changelog_that_lost_records_gets_the_w
     assert written[0] == key(REPO, META) and set(written[1:]) == {
         *(key(REPO, f"b{i:02d}") for i in range(PARTS)),
         key(REPO, TOMBSTONES),
+        key(REPO, PROMOTIONS),
     }
     assert to_json(StateStore(changelog).load(REPO, 0)) == to_json(state)
 
@@ -264,3 +267,23 @@ def test_a_meta_record_from_before_first_waiting_makes_the_recovery_scan_the_who
     table[key(OTHER, META)] = orjson.dumps(old)
     recovered = StateStore(table, meta_records=metas_of(table)).recover(lambda r: 0)
     assert deadlines_of(recovered) == expected
+
+
+def test_promotion_state_is_stored_apart_read_back_whole_and_flagged_for_the_recovery() -> None:
+    table = Table()
+    store = StateStore(table, defer_bytes=0)  # every part written at once: what the changelog holds
+    feed(store, history(3))
+    state = store.load(REPO, 0)
+    gates, _ = promotion.on_ready(promotion.empty("shop", REPO), TWO, ready("a" * 40), NOW)
+    gates, _ = promotion.on_gate(gates, TWO, completed("a" * 40, 1), NOW)
+    gates, _ = promotion.on_gate(gates, TWO, approved("a" * 40, 2), NOW)
+    promoted = replace(state, promotions={"shop": gates})
+    table.writes.clear()
+    store.save(REPO, promoted, 0)
+    assert {k for k, _ in table.writes} == {key(REPO, META), key(REPO, PROMOTIONS)}  # no commit part changed
+
+    again = StateStore(table).load(REPO, 0)
+    assert again.promotions == promoted.promotions
+    assert to_json(again) == to_json(promoted)
+    [found] = StateStore(table, meta_records=metas_of(table)).recover(lambda _: 0)
+    assert found.promoting  # from the meta record alone: the recovery then loads the state for its soaks' ends

@@ -8,7 +8,7 @@ from tests.unit.test_state_store import outbox
 
 
 def found(repository: str, partition: int, read: dict[str, int], records: int = 1) -> Recovered:
-    return Recovered(repository, partition, {}, outbox(read, records).to_json())
+    return Recovered(repository, partition, {}, False, outbox(read, records).to_json())
 
 
 def test_only_batches_past_the_committed_offsets_of_their_own_partition_are_unfinished() -> None:
@@ -17,7 +17,7 @@ def test_only_batches_past_the_committed_offsets_of_their_own_partition_are_unfi
     unfinished.note(found("done", 0, {"gh": 9, "ci": 4}), committed, "out")
     unfinished.note(found("crashed", 0, {"gh": 9, "ci": 5}), committed, "out")
     unfinished.note(found("other-partition", 1, {"gh": 9}), committed, "out")
-    unfinished.note(Recovered("before-outboxes", 0, {}, None), committed, "out")
+    unfinished.note(Recovered("before-outboxes", 0, {}, False, None), committed, "out")
     unfinished.note(found("no-decision", 2, {"gh": 0}, records=0), committed, "out")  # rewritten, nothing to send
     assert len(unfinished) == 3 and unfinished.partitions() == [0, 1, 2]
     taken = unfinished.take(0)
