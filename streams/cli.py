@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from streams.commands import (
+    approve_cmds,
     cluster_cmds,
     demo_cmds,
     deploy_cmds,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     lag_cmds.register(sub)
     manifests_cmds.register(sub)
     keys_cmds.register(sub)
+    approve_cmds.register(sub)
     return parser
 
 

@@ -285,6 +285,9 @@ class DeployAgentSettings:
     publish_timeout_s: float
     metrics_port: int = 9102  # /metrics; 0: not served
     metrics_host: str = "0.0.0.0"  # noqa: S104 - Prometheus scrapes the pod from outside
+    # Where environments' verify queries are asked (None: not set, and every verification is inconclusive).
+    prometheus_url: str | None = None
+    verify_interval_s: float = 10.0  # how often each verify query is asked during its window
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> DeployAgentSettings:
@@ -299,6 +302,8 @@ class DeployAgentSettings:
             publish_timeout_s=_float(env, "AUTODEPLOY_PUBLISH_TIMEOUT_S", 10.0),
             metrics_port=_port(env, "AUTODEPLOY_DEPLOY_METRICS_PORT", 9102, zero_disables=True),
             metrics_host=env.get("AUTODEPLOY_DEPLOY_METRICS_HOST") or "0.0.0.0",  # noqa: S104 - see above
+            prometheus_url=env.get("PROMETHEUS_URL") or None,
+            verify_interval_s=_float(env, "AUTODEPLOY_VERIFY_INTERVAL_S", 10.0),
         )
 
 

@@ -39,6 +39,7 @@ from cloudevents.core.base import BaseCloudEvent
 
 from streams.adapters.kafka_producer import PublishUnavailable, Record
 from streams.adapters.kubernetes_deployments import Conflict, DeploymentsClient, Temporary
+from streams.adapters.prometheus_api import PrometheusAPI, PrometheusUnreachable
 from streams.catalog import Catalog
 from streams.config import DeployAgentSettings
 from streams.deploy import pending as queue
@@ -52,13 +53,15 @@ from streams.deploy.decisions import (
     parse_ready,
 )
 from streams.deploy.freeze_holds import FreezeHolds
-from streams.deploy.gates import gate_record
+from streams.deploy.gates import gate_record, verification_record
 from streams.deploy.jobs import Handled, Job, Publish, Stopped, SyncPublisher
 from streams.deploy.metrics import DeployMetrics, pipeline_start
 from streams.deploy.outcomes import Outcome, outcome_record
 from streams.deploy.pending import Pending
 from streams.deploy.rollouts import Rollouts
+from streams.deploy.verification import Query, Verification, Verifier
 from streams.domain.cdevents import rfc3339
+from streams.domain.environments import EnvironmentPolicy
 from streams.domain.policy import Policies, ServicePolicy
 from streams.events.deadletters import deadletter_headers
 from streams.events.decoding import RawRecord, Undecodable, decode
@@ -93,7 +96,9 @@ class DeployAgent:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         verifier: DirectoryVerifier | None = None,
         signer: SigningKey | None = None,
+        verify_query: Query | None = None,
     ) -> None:
+        """`verify_query` asks Prometheus (default: PrometheusAPI at PROMETHEUS_URL, if set)."""
         self._settings, self._policies, self._consumer = settings, policies, consumer
         # Each decision is verified before it can touch the cluster (None: AUTODEPLOY_INSECURE_NO_SIGNATURES), and
         # each outcome is signed with the agent's key.
@@ -105,7 +110,15 @@ class DeployAgent:
         self._events = catalog.topic("deploy.events").name
         self._gates = catalog.topic("deploy.gates").name
         self._deadletter = catalog.topic("autodeploy.deadletter").name
-        self._rollouts = Rollouts(settings, deployments, self.metrics, self._outcome, self._dead_letter)
+        self._rollouts = Rollouts(
+            settings, deployments, self.metrics, self._outcome, self._dead_letter, verify=self._verify_environment
+        )
+        prometheus = settings.prometheus_url
+        # A request must not outlast the interval: a hanging Prometheus would push the window's end late.
+        timeout = min(10.0, settings.verify_interval_s)
+        ask = verify_query or (PrometheusAPI(prometheus, timeout).query if prometheus else _no_prometheus)
+        self._verification = Verifier(ask, settings.verify_interval_s)
+        self._stop = threading.Event()  # the running loop's, for verifications (set by `run`)
         self._holds = FreezeHolds(
             settings,
             policies,
@@ -120,6 +133,7 @@ class DeployAgent:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until `stop` is set; the consumer is closed on the way out."""
+        self._stop = stop
         self._consumer.subscribe([self._readiness.name])
         log.info("deploy agent started topic=%s dry_run=%s", self._readiness.name, self._settings.dry_run)
         self._holds.load_state()
@@ -267,6 +281,39 @@ class DeployAgent:
             stop, ready.event_id, lambda: self._outcome(job, "blocked", ready.image, why, variant="signature")
         )
 
+    def _verify_environment(self, job: Job, environment: EnvironmentPolicy) -> Verification:
+        """The environment's verify queries over their window, the result published as a gate fact. Stopping meanwhile
+        leaves the record uncommitted (Stopped): a redelivery verifies again, never "passed" by default."""
+        target, ready = job.policy.target, job.ready
+        fields = {
+            "service": ready.service,
+            "environment": environment.name,
+            "namespace": target.namespace,
+            "commit": ready.commit,
+            "image": ready.image,
+        }
+        log.info("verifying %s environment=%s checks=%d", job.context, environment.name, len(environment.verify))
+        result = self._verification.verify(environment, fields, self._stop)
+        if self._stop.is_set():
+            raise Stopped(ready.event_id)
+        outcome = {"passed": "success", "failed": "failure", "inconclusive": "error"}[result.verdict]
+        record = verification_record(
+            ready, environment.name, outcome, result.reason, topic=self._gates, signer=self._signer
+        )
+        self._retrying(self._stop, ready.event_id, lambda: self._published(record))
+        log.info(
+            "verified %s environment=%s verdict=%s reason=%s",
+            job.context,
+            environment.name,
+            result.verdict,
+            result.reason,
+        )
+        return result
+
+    def _published(self, record: Record) -> Handled:
+        self._publish(record)
+        return Handled("published")
+
     def _policy(self, ready: Ready) -> ServicePolicy:
         """The service's policy in the decision's environment (KeyError: no such service; NotReady: no such
         environment)."""
@@ -394,3 +441,7 @@ def _raw(message: Any) -> RawRecord:
         message.headers() or [],
         appended,
     )
+
+
+def _no_prometheus(_query: str) -> list[dict[str, Any]]:
+    raise PrometheusUnreachable("PROMETHEUS_URL is not set")

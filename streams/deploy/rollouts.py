@@ -32,9 +32,12 @@ from streams.deploy.decisions import (
     decide,
     failed_rollouts,
     timed_out,
+    verification_failed,
 )
 from streams.deploy.jobs import Handled, Job, ReportOutcome
 from streams.deploy.metrics import DeployMetrics
+from streams.deploy.verification import Verification
+from streams.domain.environments import EnvironmentPolicy
 from streams.events.decoding import RawRecord
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,13 @@ class Rollouts:
         metrics: DeployMetrics,
         outcome: ReportOutcome,
         dead_letter: Callable[[RawRecord, str], Handled],
+        *,
+        verify: Callable[[Job, EnvironmentPolicy], Verification] | None = None,
     ) -> None:
+        """`verify`: evaluates an environment's verify queries after a rollout there completed (and publishes the
+        result); None: nothing is verified."""
         self._settings, self._k8s, self._metrics = settings, deployments, metrics
-        self._outcome, self._dead_letter = outcome, dead_letter
+        self._outcome, self._dead_letter, self._verify = outcome, dead_letter, verify
 
     def _decide(self, job: Job, view: DeploymentView) -> Action:
         return decide(job.ready, view, job.policy.max_failed_rollouts)
@@ -95,7 +102,7 @@ class Rollouts:
                 self._dead_letter(job.record, str(e))
             return replace(failed, dead_letter=True)
 
-    def _finish(self, job: Job, action: Action, view: DeploymentView) -> Handled | None:
+    def _finish(self, job: Job, action: Action, view: DeploymentView) -> Handled | tuple[Action, DeploymentView] | None:
         """The steps that end the record's handling without changing the Deployment's spec."""
         if self._settings.dry_run and isinstance(action, Watch | Rollback):
             # A real agent started this rollout; a dry run must not touch it.
@@ -115,8 +122,26 @@ class Rollouts:
                 reason = circuit_open_reason(job.ready.service, failed_rollouts(view.annotations))
                 self._outcome(job, "blocked", action.artifact, reason, variant="circuit")
                 self._metrics.circuit(job.ready.service, True)
+            if action.kind in ("deployed", "upgraded"):
+                return self._verified(job, view, handled)
             return handled
         return None
+
+    def _verified(self, job: Job, view: DeploymentView, completed: Handled) -> Handled | tuple[Action, DeploymentView]:
+        """After a completed rollout in an environment with verify queries: a failed one rolls back like a failed
+        rollout (its reason names the query and the value); passed or inconclusive leave the rollout as it is."""
+        environment = job.policy.environment_named(job.policy.environment)
+        if self._verify is None or environment is None or not environment.verify or self._settings.dry_run:
+            return completed
+        result = self._verify(job, environment)
+        if result.verdict == "failed":
+            log.warning("verification failed %s reason=%s", job.context, result.reason)
+            why = f"{result.reason} in {environment.name}"
+            return verification_failed(job.ready, view, why, job.policy.max_failed_rollouts), view
+        if result.verdict == "inconclusive":
+            # Held: neither passed (no later environment takes it) nor rolled back. A redelivery verifies again.
+            log.warning("verification inconclusive, holding %s reason=%s", job.context, result.reason)
+        return completed
 
     def _advance(self, job: Job, action: Action, view: DeploymentView) -> Handled | tuple[Action, DeploymentView]:
         """Patch, watch or roll back; the new view and what to do next, or the published outcome."""

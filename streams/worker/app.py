@@ -41,6 +41,7 @@ from streams.adapters.kafka_offsets import KafkaOffsets, OffsetsUnavailable
 from streams.adapters.kafka_producer import Record
 from streams.catalog import Catalog
 from streams.config import KafkaSecurity, WorkerSettings
+from streams.domain import promotion
 from streams.domain.fold import fold_fact, fold_time, next_due
 from streams.domain.policy import Policies
 from streams.domain.promotion import EnvironmentDecision
@@ -679,7 +680,15 @@ class ReadinessWorker:
                 commit = resolve_commit(state, commit)
             except AmbiguousCommit as e:
                 return view.json(ambiguous_document(e), status=AMBIGUOUS_STATUS)
-            return view.json(to_document(repository, commit, explain(state, commit, services)))
+            now = datetime.now(UTC)
+            environments = {
+                s.name: promotion.explain(
+                    state.promotions.get(s.name) or promotion.empty(s.name, repository), s, commit, now
+                )
+                for s in services
+                if s.promotion
+            }
+            return view.json(to_document(repository, commit, explain(state, commit, services), environments))
 
         return readiness
 

@@ -10,11 +10,12 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streams.domain.cdevents import rfc3339
 from streams.domain.facts import EventRef
+from streams.domain.promotion import EnvironmentStatus
 from streams.domain.readiness import CommitExplanation
 from streams.domain.readiness_state import RepositoryState
 
@@ -61,7 +62,14 @@ def ambiguous_document(error: AmbiguousCommit) -> dict[str, Any]:
     }
 
 
-def to_document(repository: str, commit: str, explanations: Sequence[CommitExplanation]) -> dict[str, Any]:
+def to_document(
+    repository: str,
+    commit: str,
+    explanations: Sequence[CommitExplanation],
+    environments: Mapping[str, Sequence[EnvironmentStatus]] | None = None,
+) -> dict[str, Any]:
+    """`environments`: per service promoted through environments, its later environments' statuses."""
+    later = environments or {}
     return {
         "repository": repository,
         "commit": commit,
@@ -76,9 +84,22 @@ def to_document(repository: str, commit: str, explanations: Sequence[CommitExpla
                 "present": [_ref(r) for r in e.present],
                 "missing": list(e.missing),
                 "other_facts": [_ref(r) for r in e.other],
+                "environments": [_environment(status) for status in later.get(e.service, ())],
             }
             for e in explanations
         ],
+    }
+
+
+def _environment(status: EnvironmentStatus) -> dict[str, Any]:
+    return {
+        "environment": status.environment,
+        "decision": status.status,
+        "holds": list(status.holds),
+        "missing": list(status.missing),
+        "soak_ends_at": rfc3339(status.soak_ends) if status.soak_ends else None,
+        "superseded_by": status.superseded_by,
+        "reason": status.reason,
     }
 
 
@@ -114,7 +135,20 @@ def render(document: dict[str, Any]) -> str:
             for f in service["present"]
         ]
         lines += [f"    missing {m}" for m in service["missing"]]
+        for environment in service.get("environments", ()):
+            lines.append(f"  -> {environment['environment']}: {_environment_state(environment)}")
+            lines += [f"    holds   {h}" for h in environment["holds"]]
+            lines += [f"    missing {m}" for m in environment["missing"]]
     return "\n".join(lines)
+
+
+def _environment_state(environment: Mapping[str, Any]) -> str:
+    state = str(environment["decision"] or "waiting")
+    if environment["superseded_by"]:
+        state += f" by {environment['superseded_by']}"
+    if environment["decision"] == "rejected" and environment["reason"]:
+        state += f" ({environment['reason']})"
+    return state
 
 
 def fetch(base_url: str, repository: str, commit: str, timeout: float = 10.0) -> dict[str, Any]:
