@@ -37,7 +37,8 @@ PROCESS_RIGHTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "worker": (("/autodeploy/readiness",), ("dev.cdeventsx.autodeploy-readiness.*",)),
     "deploy-agent": (
         ("/autodeploy/deploy-agent",),
-        ("dev.cdevents.service.*", "dev.cdeventsx.autodeploy-deployment.*"),
+        # Outcomes and gate facts (service.*), and its verifications of an environment (testsuiterun.finished).
+        ("dev.cdevents.service.*", "dev.cdeventsx.autodeploy-deployment.*", "dev.cdevents.testsuiterun.finished.*"),
     ),
 }
 

@@ -136,8 +136,7 @@ class Rollouts:
         result = self._verify(job, environment)
         if result.verdict == "failed":
             log.warning("verification failed %s reason=%s", job.context, result.reason)
-            why = f"{result.reason} in {environment.name}"
-            return verification_failed(job.ready, view, why, job.policy.max_failed_rollouts), view
+            return verification_failed(job.ready, view, result.reason, job.policy.max_failed_rollouts), view
         if result.verdict == "inconclusive":
             # Held: neither passed (no later environment takes it) nor rolled back. A redelivery verifies again.
             log.warning("verification inconclusive, holding %s reason=%s", job.context, result.reason)

@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from streams.domain.environments import EnvironmentPolicy
 from streams.domain.facts import Approved, EventRef, GateFact, RolledBack, RolloutCompleted, VerificationPassed
@@ -315,7 +315,7 @@ def explain(state: ServicePromotion, policy: ServicePolicy, commit: str, now: da
         end = change.soak_end(gates, environment)
         if environment.soak is not None:
             soaked = end is not None and now >= end
-            label = f"soak {environment.soak} in {environment.after}" + (
+            label = f"soak {_duration(environment.soak)} in {environment.after}" + (
                 "" if end is None else f" (ends {end:%Y-%m-%dT%H:%M:%SZ})"
             )
             (holds if soaked else missing).append(label)
@@ -336,3 +336,12 @@ def explain(state: ServicePromotion, policy: ServicePolicy, commit: str, now: da
             )
         )
     return out
+
+
+def _duration(value: timedelta) -> str:
+    """As the policy file writes it: 90s, 15m, 2h, 1d (the largest unit that divides it)."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -21,12 +21,13 @@ def initial_image(policy: ServicePolicy) -> str:
 
 
 def ensure_demo_deployments(kubeconfig: Path, policies: Policies) -> list[str]:
-    """Create each service's namespace and Deployment (2 kwok replicas) unless it exists; returns what was created."""
+    """Create each service's namespace and Deployment (2 kwok replicas) in each of its environments (this cluster's)
+    unless it exists; returns what was created."""
     api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
     created: list[str] = []
-    for policy in policies.services:
-        target = policy.target
+    targets = [(p, e.target) for p in policies.services for e in p.environments if e.target.context is None]
+    for policy, target in targets:
         namespace = client.V1Namespace(metadata=client.V1ObjectMeta(name=target.namespace))
         if _create(core.create_namespace, namespace):
             created.append(f"namespace/{target.namespace}")

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,18 +55,26 @@ def _wait_ready(url: str, proc: object, log: Path, timeout: float = 60) -> None:
 
 @contextmanager
 def running_pipeline(
-    broker: SelectedBroker, kubeconfig: Path, namespace: str, unique: str, work: Path
+    broker: SelectedBroker,
+    kubeconfig: Path,
+    namespace: str,
+    unique: str,
+    work: Path,
+    *,
+    policy: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Pipeline]:
+    """`policy`: the policy file's text (default: the demo's, in `namespace`); `env`: more settings of the processes."""
     prefix, worker_id, deploy_group = f"e{unique}-", f"readiness-{unique}", f"deploy-{unique}"
     cat = apply_topics(broker, prefix, worker_id=worker_id, deploy_group=deploy_group)
     policy_file = work / "autodeploy.yaml"
-    policy_file.write_text(
-        (REPO_ROOT / "autodeploy.yaml").read_text().replace("namespace: shop,", f"namespace: {namespace},")
-    )
+    demo = (REPO_ROOT / "autodeploy.yaml").read_text().replace("namespace: shop,", f"namespace: {namespace},")
+    policy_file.write_text(policy or demo)
     policies = load_policies(policy_file)
     assert {s.target.namespace for s in policies.services} == {namespace}
     ensure_demo_deployments(kubeconfig, policies)
     ports = {"webhooks": processes.free_port(), "worker": processes.free_port(), "agent": processes.free_port()}
+    extra = env or {}
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
@@ -83,6 +91,7 @@ def running_pipeline(
         "AUTODEPLOY_DEPLOY_GROUP": deploy_group,
         "AUTODEPLOY_DEPLOY_METRICS_PORT": str(ports["agent"]),
         "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
+        **extra,
     }
     cli = [sys.executable, "-m", "streams.cli"]
     argv = {

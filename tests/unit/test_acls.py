@@ -49,7 +49,13 @@ def test_least_privilege() -> None:
     assert "deploy.gates" not in _allowed(worker, "WRITE")
     assert {b.operation for b in _spec() if b.principal == lag} == {"DESCRIBE", "READ"}
     # READ only where it measures the age of the oldest unconsumed record: not the worker's changelog (its state).
-    assert _allowed(lag, "READ") == {"github.events", "ci.events", "deploy.readiness", "readiness-ticks"}
+    assert _allowed(lag, "READ") == {
+        "github.events",
+        "ci.events",
+        "deploy.gates",
+        "deploy.readiness",
+        "readiness-ticks",
+    }
     assert not {b for b in _spec() if b.operation in ("ALTER", "DELETE", "ALTER_CONFIGS", "CLUSTER_ACTION")}
     assert {b.principal for b in _spec() if b.operation == "CREATE"} == {worker}  # its internal topics only
 

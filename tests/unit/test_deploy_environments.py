@@ -142,7 +142,8 @@ def test_a_failing_verify_query_rolls_back_with_the_query_and_its_value(tmp_path
     assert [type(f).__name__ for f in facts] == ["RolloutCompleted", "RolledBack"]  # no verification passed
     rolled_back = facts[-1]
     assert isinstance(rolled_back, RolledBack)
-    assert "verify error-ratio: 0.12 (needs < 0.05)" in rolled_back.reason and "in staging" in rolled_back.reason
+    assert rolled_back.reason.startswith("verify error-ratio: 0.12 (needs < 0.05)")
+    assert rolled_back.environment == "staging"
     outcome = orjson.loads(next(r for r in published if r.topic == "deploy.events" and b"rolledback" in r.value).value)
     assert "error-ratio: 0.12" in outcome["data"]["customData"]["reason"]
 

@@ -227,7 +227,7 @@ def test_explain_names_the_soak_end_and_the_missing_approval() -> None:
     [status] = promotion.explain(run.state, TWO, "a", at(5))
     assert status.status is None
     assert status.soak_ends == at(11)
-    assert status.missing == ("soak 0:10:00 in staging (ends 2026-01-01T00:11:00Z)", "waiting for approval")
+    assert status.missing == ("soak 10m in staging (ends 2026-01-01T00:11:00Z)", "waiting for approval")
     assert status.holds == (
         "ready by the service's rules",
         "rollout completed in staging",

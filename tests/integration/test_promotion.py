@@ -1,0 +1,193 @@
+"""Promotion end to end, every piece real: webhooks -> the worker -> staging on the local control plane -> the deploy
+agent's verify query against a real Prometheus (Debian's) scraping the "application's" metrics -> gate facts on
+deploy.gates -> the worker's soak and approval -> production. A good commit goes staging -> soak -> approval ->
+production; a bad one fails verification in staging, is rolled back there and never reaches production."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from streams.demo.deliveries import History, Secrets, sha
+from streams.demo.play import http_post
+from tests.cluster_fixture import ClusterHandle
+from tests.support.app_metrics import AppMetrics
+from tests.support.brokers import SelectedBroker
+from tests.support.kafka_io import consume
+from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.prometheus import Prometheus
+from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
+
+pytestmark = pytest.mark.timeout(600)
+
+NULL = "0" * 40
+SOAK_S = 4
+POLICY = """
+services:
+  shop:
+    repository: acme/shop
+    branch: main
+    required_checks: [{{circleci: build-test}}]
+    image: registry.example/shop:{{sha}}
+    environments:
+      - name: staging
+        kubernetes: {{namespace: {namespace}, deployment: shop-staging, container: app}}
+        verify:
+          - name: error-ratio
+            query: 'max(autodeploy_demo_error_ratio{{image="$image", service="$service"}})'
+            condition: "< 0.05"
+            window: 3s
+      - name: production
+        kubernetes: {{namespace: {namespace}, deployment: shop, container: app}}
+        after: staging
+        soak: {soak}s
+        approval: required
+"""
+
+
+def image(commit: str) -> str:
+    return f"registry.example/shop:{commit}"
+
+
+@pytest.fixture
+def app_metrics() -> Iterator[AppMetrics]:
+    metrics = AppMetrics()
+    yield metrics
+    metrics.close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, app_metrics: AppMetrics) -> Iterator[Prometheus]:
+    server = Prometheus(tmp_path / "prometheus", {"shop": app_metrics.address}, [])
+    try:
+        server.start()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    yield server
+    server.stop()
+
+
+class Decisions:
+    """deploy.readiness as read so far: (kind, environment, commit) -> the event."""
+
+    def __init__(self, broker: SelectedBroker, pipeline: Pipeline) -> None:
+        self.broker, self.topic, self.seen = broker, pipeline.catalog.topic("deploy.readiness").name, 0
+        self.events: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def wait(self, kind: str, environment: str, commit: str, timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (kind, environment, commit) not in self.events:
+            assert time.monotonic() < deadline, f"no {kind} for {commit[:8]} in {environment}: {sorted(self.events)}"
+            for message in consume(self.broker, self.topic, self.seen + 1, timeout=2)[self.seen :]:
+                self.seen += 1
+                event = json.loads(message.value() or b"")
+                content = event["data"]["subject"]["content"]
+                self.events[(event["type"].split(".")[3], content["environment"], content["commit"])] = event
+        return self.events[(kind, environment, commit)]
+
+
+def deployment_image(admin: Any, namespace: str, name: str) -> str:
+    deployment = client.AppsV1Api(admin).read_namespaced_deployment(name, namespace)
+    return str(deployment.spec.template.spec.containers[0].image)
+
+
+def eventually(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
+def approve(pipeline: Pipeline, commit: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "approve", "shop", commit, "--env", "production", "--comment", "ok"],
+        env=pipeline.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_a_good_commit_is_promoted_after_soak_and_approval_and_a_bad_one_stops_in_staging(
+    kafka_broker: SelectedBroker,
+    k8s_cluster: ClusterHandle,
+    admin: Any,
+    namespace: str,
+    unique: str,
+    tmp_path: Path,
+    app_metrics: AppMetrics,
+    prometheus: Prometheus,
+) -> None:
+    good, bad = sha(f"promotion/{unique}/good"), sha(f"promotion/{unique}/bad")
+    app_metrics.set(image(good), namespace, "shop", 0.01)
+    app_metrics.set(image(bad), namespace, "shop", 0.4)
+    settings = {
+        "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
+        "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5",
+        "AUTODEPLOY_WORKER_TICK_S": "0.5",
+    }
+    policy = POLICY.format(namespace=namespace, soak=SOAK_S)
+    with running_pipeline(
+        kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, policy=policy, env=settings
+    ) as pipeline:
+        post = http_post(pipeline.url)
+        decisions = Decisions(kafka_broker, pipeline)
+        history = History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(NULL, good).circleci(good, "success")
+        for delivery in history.deliveries:
+            assert post(delivery)[0] == 200
+
+        decisions.wait("ready", "staging", good)
+        eventually(lambda: deployment_image(admin, namespace, "shop-staging") == image(good), "staging never got good")
+        # Verified and soaked, it still waits for a person.
+        time.sleep(3 + SOAK_S + 2)
+        assert ("ready", "production", good) not in decisions.events
+        assert deployment_image(admin, namespace, "shop") != image(good)
+
+        approved_at = datetime.now().astimezone()
+        print(approve(pipeline, good), file=sys.stderr)
+        promoted = decisions.wait("ready", "production", good)
+        eventually(lambda: deployment_image(admin, namespace, "shop") == image(good), "production never got good")
+        facts = promoted["data"]["subject"]["content"]["facts"]
+        kinds = [f["kind"] for f in facts]
+        assert "dev.cdevents.service.deployed.0.3.0" in kinds or "dev.cdevents.service.upgraded.0.3.0" in kinds
+        assert "dev.cdevents.testsuiterun.finished.0.3.0" in kinds
+        assert "dev.cdeventsx.autodeploy-approval.granted.0.1.0" in kinds
+        completed = min(
+            datetime.fromisoformat(f["time"]) for f in facts if f["kind"].startswith("dev.cdevents.service.")
+        )
+        decided = datetime.fromisoformat(promoted["time"])
+        assert (decided - completed).total_seconds() >= SOAK_S, (completed, decided)
+        assert decided >= approved_at.replace(microsecond=0)
+
+        # The bad commit: staging, its verify query fails, rolled back there; production keeps the good one.
+        later = History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(good, bad).circleci(bad, "success")
+        for delivery in later.deliveries:
+            assert post(delivery)[0] == 200
+        decisions.wait("ready", "staging", bad)
+        rejected = decisions.wait("rejected", "production", bad, timeout=120)
+        reason = rejected["data"]["subject"]["content"]["reason"]
+        assert reason.startswith("rolled back in staging") and "error-ratio: 0.4 (needs < 0.05)" in reason
+        eventually(lambda: deployment_image(admin, namespace, "shop-staging") == image(good), "staging not restored")
+        assert deployment_image(admin, namespace, "shop") == image(good)
+        why = subprocess.run(
+            [sys.executable, "-m", "streams.cli", "why", "acme/shop", bad],
+            env={**pipeline.env, "AUTODEPLOY_WORKER_URL": f"http://127.0.0.1:{pipeline.env['AUTODEPLOY_WORKER_PORT']}"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        print(why.stdout, why.stderr, file=sys.stderr)
+        assert "-> production: rejected (rolled back in staging" in why.stdout
