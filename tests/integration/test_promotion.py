@@ -87,12 +87,16 @@ class Decisions:
         deadline = time.monotonic() + timeout
         while (kind, environment, commit) not in self.events:
             assert time.monotonic() < deadline, f"no {kind} for {commit[:8]} in {environment}: {sorted(self.events)}"
-            for message in consume(self.broker, self.topic, self.seen + 1, timeout=2)[self.seen :]:
-                self.seen += 1
-                event = json.loads(message.value() or b"")
-                content = event["data"]["subject"]["content"]
-                self.events[(event["type"].split(".")[3], content["environment"], content["commit"])] = event
+            self.refresh()
         return self.events[(kind, environment, commit)]
+
+    def refresh(self) -> None:
+        """Read what came since the last look (waiting up to 2 s for one more)."""
+        for message in consume(self.broker, self.topic, self.seen + 1, timeout=2)[self.seen :]:
+            self.seen += 1
+            event = json.loads(message.value() or b"")
+            content = event["data"]["subject"]["content"]
+            self.events[(event["type"].split(".")[3], content["environment"], content["commit"])] = event
 
 
 def deployment_image(admin: Any, namespace: str, name: str) -> str:
@@ -191,3 +195,143 @@ def test_a_good_commit_is_promoted_after_soak_and_approval_and_a_bad_one_stops_i
         )
         print(why.stdout, why.stderr, file=sys.stderr)
         assert "-> production: rejected (rolled back in staging" in why.stdout
+
+
+def test_kill_9_of_the_worker_and_the_agent_during_the_soak_still_promote_once_after_it(
+    kafka_broker: SelectedBroker,
+    k8s_cluster: ClusterHandle,
+    admin: Any,
+    namespace: str,
+    unique: str,
+    tmp_path: Path,
+    app_metrics: AppMetrics,
+    prometheus: Prometheus,
+) -> None:
+    soak = 8
+    good = sha(f"promotion/{unique}/kill")
+    app_metrics.set(image(good), namespace, "shop", 0.01)
+    settings = {
+        "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
+        "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5",
+        "AUTODEPLOY_WORKER_TICK_S": "0.5",
+    }
+    policy = POLICY.format(namespace=namespace, soak=soak)
+    with running_pipeline(
+        kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, policy=policy, env=settings
+    ) as pipeline:
+        post = http_post(pipeline.url)
+        decisions = Decisions(kafka_broker, pipeline)
+        approve(pipeline, good)  # before anything: an approval may come first
+        for delivery in (
+            History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(NULL, good).circleci(good, "success").deliveries
+        ):
+            assert post(delivery)[0] == 200
+        decisions.wait("ready", "staging", good)
+        gates = pipeline.catalog.topic("deploy.gates").name
+        # Verified in staging: the soak runs. Both processes die in the middle of it.
+        deadline = time.monotonic() + 60
+        while not any(b"testsuiterun" in (m.value() or b"") for m in consume(kafka_broker, gates, 3, timeout=2)):
+            assert time.monotonic() < deadline, "staging was never verified"
+        pipeline.kill_and_restart("worker")
+        pipeline.kill_and_restart("deploy-agent")
+        promoted = decisions.wait("ready", "production", good, timeout=120)
+        eventually(lambda: deployment_image(admin, namespace, "shop") == image(good), "production never got good")
+        facts = promoted["data"]["subject"]["content"]["facts"]
+        completed = min(
+            datetime.fromisoformat(f["time"]) for f in facts if f["kind"].startswith("dev.cdevents.service.")
+        )
+        assert (datetime.fromisoformat(promoted["time"]) - completed).total_seconds() >= soak
+        time.sleep(3)  # anything published twice would have come by now
+        readiness = pipeline.catalog.topic("deploy.readiness").name
+        production = [
+            json.loads(m.value() or b"")
+            for m in consume(kafka_broker, readiness, len(decisions.events), timeout=5)
+            if b'"environment":"production"' in (m.value() or b"")
+        ]
+        assert {e["id"] for e in production} == {promoted["id"]}  # one decision (a re-emission keeps its id)
+        outcomes = pipeline.catalog.topic("deploy.events").name
+        events = [json.loads(m.value() or b"") for m in consume(kafka_broker, outcomes, 2, timeout=5)]
+        deployed = {
+            e["id"]
+            for e in events
+            if e["type"].startswith(("dev.cdevents.service.deployed", "dev.cdevents.service.upgraded"))
+            and e["data"]["subject"]["content"]["environment"]["id"] == "production"
+        }
+        assert len(deployed) == 1, deployed  # one rollout to production
+
+
+HELD_OR_FAILED = """
+services:
+  shop:
+    repository: acme/shop
+    branch: main
+    required_checks: [{{circleci: build-test}}]
+    image: registry.example/shop:{{sha}}
+    environments:
+      - name: staging
+        kubernetes: {{namespace: {namespace}, deployment: shop-staging, container: app}}
+        verify:
+          - {{name: error-ratio, query: 'max(autodeploy_demo_error_ratio)', condition: "< 0.05", window: 2s}}
+      - name: production
+        kubernetes: {{namespace: {namespace}, deployment: shop, container: app}}
+        after: staging
+  shop-strict:
+    repository: acme/shop
+    branch: main
+    required_checks: [{{circleci: build-test}}]
+    image: registry.example/shop-strict:{{sha}}
+    environments:
+      - name: staging
+        kubernetes: {{namespace: {namespace}, deployment: strict-staging, container: app}}
+        verify:
+          - name: error-ratio
+            query: 'max(autodeploy_demo_error_ratio)'
+            condition: "< 0.05"
+            window: 2s
+            inconclusive: fail
+      - name: production
+        kubernetes: {{namespace: {namespace}, deployment: strict, container: app}}
+        after: staging
+"""
+
+
+def test_prometheus_down_during_verification_holds_or_fails_as_configured_and_never_passes(
+    kafka_broker: SelectedBroker,
+    k8s_cluster: ClusterHandle,
+    admin: Any,
+    namespace: str,
+    unique: str,
+    tmp_path: Path,
+    prometheus: Prometheus,
+) -> None:
+    commit = sha(f"promotion/{unique}/prometheus-down")
+    settings = {
+        "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
+        "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5",
+        "AUTODEPLOY_WORKER_TICK_S": "0.5",
+    }
+    policy = HELD_OR_FAILED.format(namespace=namespace)
+    with running_pipeline(
+        kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, policy=policy, env=settings
+    ) as pipeline:
+        prometheus.stop()
+        decisions = Decisions(kafka_broker, pipeline)
+        post = http_post(pipeline.url)
+        for delivery in (
+            History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(NULL, commit).circleci(commit, "success").deliveries
+        ):
+            assert post(delivery)[0] == 200
+        rejected = decisions.wait("rejected", "production", commit)  # shop-strict: inconclusive counts as failed
+        assert rejected["data"]["subject"]["content"]["service"] == "shop-strict"
+        assert "Prometheus unreachable" in rejected["data"]["subject"]["content"]["reason"]
+        strict = f"registry.example/shop-strict:{commit}"
+        eventually(
+            lambda: deployment_image(admin, namespace, "strict-staging") != strict, "shop-strict not rolled back"
+        )
+        # shop holds: still running in staging, neither passed (no production decision) nor rolled back.
+        time.sleep(5)
+        decisions.refresh()
+        assert deployment_image(admin, namespace, "shop-staging") == image(commit)
+        production = [k for k in decisions.events if k[1] == "production" and k[2] == commit]
+        assert production == [("rejected", "production", commit)], production  # shop-strict's only
+        assert deployment_image(admin, namespace, "shop") != image(commit)

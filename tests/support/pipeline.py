@@ -5,6 +5,7 @@ autodeploy.yaml moved into the test's namespace."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import urllib.error
@@ -13,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams import catalog
 from streams.adapters.policy_file import load_policies
@@ -33,6 +35,16 @@ class Pipeline:
     policies: Policies
     logs: dict[str, Path] = field(default_factory=dict)
     procs: dict[str, object] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)
+
+    def kill_and_restart(self, name: str) -> None:
+        """kill -9 one process, then start it again as it was (same settings, state and consumer group)."""
+        proc: Any = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)  # its session: a worker's restore child too
+        proc.wait(30)
+        with self.logs[name].open("a") as log:
+            log.write("\n--- killed -9 and restarted by the test ---\n")
+        self.procs[name] = processes.start(self.argv[name], self.logs[name], self.env)
 
     def tails(self) -> str:
         return "\n".join(f"--- {name}\n{processes.tail(path, 40)}" for name, path in self.logs.items())
@@ -101,6 +113,7 @@ def running_pipeline(
     }
     pipeline = Pipeline(f"http://127.0.0.1:{ports['webhooks']}", env, cat, policies)
     try:
+        pipeline.argv = argv
         for name, command in argv.items():
             pipeline.logs[name] = work / f"{name}.log"
             pipeline.procs[name] = processes.start(command, pipeline.logs[name], env)
