@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -124,38 +126,75 @@ def approve(pipeline: Pipeline, commit: str) -> str:
     return done.stdout
 
 
-def test_a_good_commit_is_promoted_after_soak_and_approval_and_a_bad_one_stops_in_staging(
+@dataclass
+class Setting:
+    """What each test runs in: the fixtures a promotion pipeline needs."""
+
+    broker: SelectedBroker
+    cluster: ClusterHandle
+    namespace: str
+    unique: str
+    work: Path
+    prometheus: Prometheus
+
+
+@pytest.fixture
+def setting(
     kafka_broker: SelectedBroker,
     k8s_cluster: ClusterHandle,
-    admin: Any,
     namespace: str,
     unique: str,
     tmp_path: Path,
-    app_metrics: AppMetrics,
     prometheus: Prometheus,
-) -> None:
-    good, bad = sha(f"promotion/{unique}/good"), sha(f"promotion/{unique}/bad")
-    app_metrics.set(image(good), namespace, "shop", 0.01)
-    app_metrics.set(image(bad), namespace, "shop", 0.4)
+) -> Setting:
+    return Setting(kafka_broker, k8s_cluster, namespace, unique, tmp_path, prometheus)
+
+
+@contextmanager
+def promoting(setting: Setting, policy: str) -> Iterator[tuple[Pipeline, Decisions, Callable[[History], None]]]:
+    """The pipeline with `policy`, asking `setting`'s Prometheus every 0.5 s and ticking every 0.5 s; yields it, its
+    decisions, and a function that posts a history's webhooks."""
     settings = {
-        "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
+        "PROMETHEUS_URL": f"http://127.0.0.1:{setting.prometheus.port}",
         "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5",
         "AUTODEPLOY_WORKER_TICK_S": "0.5",
     }
-    policy = POLICY.format(namespace=namespace, soak=SOAK_S)
     with running_pipeline(
-        kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, policy=policy, env=settings
+        setting.broker,
+        setting.cluster.kubeconfig,
+        setting.namespace,
+        setting.unique,
+        setting.work,
+        policy=policy,
+        env=settings,
     ) as pipeline:
         post = http_post(pipeline.url)
-        decisions = Decisions(kafka_broker, pipeline)
-        history = History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(NULL, good).circleci(good, "success")
-        for delivery in history.deliveries:
-            assert post(delivery)[0] == 200
 
+        def send(history: History) -> None:
+            for delivery in history.deliveries:
+                assert post(delivery)[0] == 200
+
+        yield pipeline, Decisions(setting.broker, pipeline), send
+
+
+def history() -> History:
+    return History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET))
+
+
+def test_a_good_commit_is_promoted_after_soak_and_approval_and_a_bad_one_stops_in_staging(
+    setting: Setting, admin: Any, app_metrics: AppMetrics
+) -> None:
+    namespace = setting.namespace
+    good, bad = sha(f"promotion/{setting.unique}/good"), sha(f"promotion/{setting.unique}/bad")
+    app_metrics.set(image(good), namespace, "shop", 0.01)
+    app_metrics.set(image(bad), namespace, "shop", 0.4)
+    with promoting(setting, POLICY.format(namespace=namespace, soak=SOAK_S)) as (pipeline, decisions, send):
+        send(history().push(NULL, good).circleci(good, "success"))
         decisions.wait("ready", "staging", good)
         eventually(lambda: deployment_image(admin, namespace, "shop-staging") == image(good), "staging never got good")
         # Verified and soaked, it still waits for a person.
         time.sleep(3 + SOAK_S + 2)
+        decisions.refresh()
         assert ("ready", "production", good) not in decisions.events
         assert deployment_image(admin, namespace, "shop") != image(good)
 
@@ -163,31 +202,25 @@ def test_a_good_commit_is_promoted_after_soak_and_approval_and_a_bad_one_stops_i
         print(approve(pipeline, good), file=sys.stderr)
         promoted = decisions.wait("ready", "production", good)
         eventually(lambda: deployment_image(admin, namespace, "shop") == image(good), "production never got good")
-        facts = promoted["data"]["subject"]["content"]["facts"]
-        kinds = [f["kind"] for f in facts]
+        kinds = [f["kind"] for f in promoted["data"]["subject"]["content"]["facts"]]
         assert "dev.cdevents.service.deployed.0.3.0" in kinds or "dev.cdevents.service.upgraded.0.3.0" in kinds
         assert "dev.cdevents.testsuiterun.finished.0.3.0" in kinds
         assert "dev.cdeventsx.autodeploy-approval.granted.0.1.0" in kinds
-        completed = min(
-            datetime.fromisoformat(f["time"]) for f in facts if f["kind"].startswith("dev.cdevents.service.")
-        )
-        decided = datetime.fromisoformat(promoted["time"])
-        assert (decided - completed).total_seconds() >= SOAK_S, (completed, decided)
-        assert decided >= approved_at.replace(microsecond=0)
+        assert soaked_s(promoted) >= SOAK_S
+        assert datetime.fromisoformat(promoted["time"]) >= approved_at.replace(microsecond=0)
 
         # The bad commit: staging, its verify query fails, rolled back there; production keeps the good one.
-        later = History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(good, bad).circleci(bad, "success")
-        for delivery in later.deliveries:
-            assert post(delivery)[0] == 200
+        send(history().push(good, bad).circleci(bad, "success"))
         decisions.wait("ready", "staging", bad)
         rejected = decisions.wait("rejected", "production", bad, timeout=120)
         reason = rejected["data"]["subject"]["content"]["reason"]
         assert reason.startswith("rolled back in staging") and "error-ratio: 0.4 (needs < 0.05)" in reason
         eventually(lambda: deployment_image(admin, namespace, "shop-staging") == image(good), "staging not restored")
         assert deployment_image(admin, namespace, "shop") == image(good)
+        worker = f"http://127.0.0.1:{pipeline.env['AUTODEPLOY_WORKER_PORT']}"
         why = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "why", "acme/shop", bad],
-            env={**pipeline.env, "AUTODEPLOY_WORKER_URL": f"http://127.0.0.1:{pipeline.env['AUTODEPLOY_WORKER_PORT']}"},
+            [sys.executable, "-m", "streams.cli", "why", "acme/shop", bad, "--worker", worker],
+            env=pipeline.env,
             capture_output=True,
             text=True,
             timeout=60,
@@ -197,60 +230,43 @@ def test_a_good_commit_is_promoted_after_soak_and_approval_and_a_bad_one_stops_i
         assert "-> production: rejected (rolled back in staging" in why.stdout
 
 
+def soaked_s(promoted: dict[str, Any]) -> float:
+    """From the staging rollout's completion (the first service.* fact) to the production decision."""
+    facts = promoted["data"]["subject"]["content"]["facts"]
+    completed = min(datetime.fromisoformat(f["time"]) for f in facts if f["kind"].startswith("dev.cdevents.service."))
+    return (datetime.fromisoformat(promoted["time"]) - completed).total_seconds()
+
+
 def test_kill_9_of_the_worker_and_the_agent_during_the_soak_still_promote_once_after_it(
-    kafka_broker: SelectedBroker,
-    k8s_cluster: ClusterHandle,
-    admin: Any,
-    namespace: str,
-    unique: str,
-    tmp_path: Path,
-    app_metrics: AppMetrics,
-    prometheus: Prometheus,
+    setting: Setting, admin: Any, app_metrics: AppMetrics
 ) -> None:
-    soak = 8
-    good = sha(f"promotion/{unique}/kill")
+    soak, namespace, broker = 8, setting.namespace, setting.broker
+    good = sha(f"promotion/{setting.unique}/kill")
     app_metrics.set(image(good), namespace, "shop", 0.01)
-    settings = {
-        "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
-        "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5",
-        "AUTODEPLOY_WORKER_TICK_S": "0.5",
-    }
-    policy = POLICY.format(namespace=namespace, soak=soak)
-    with running_pipeline(
-        kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, policy=policy, env=settings
-    ) as pipeline:
-        post = http_post(pipeline.url)
-        decisions = Decisions(kafka_broker, pipeline)
+    with promoting(setting, POLICY.format(namespace=namespace, soak=soak)) as (pipeline, decisions, send):
         approve(pipeline, good)  # before anything: an approval may come first
-        for delivery in (
-            History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(NULL, good).circleci(good, "success").deliveries
-        ):
-            assert post(delivery)[0] == 200
+        send(history().push(NULL, good).circleci(good, "success"))
         decisions.wait("ready", "staging", good)
         gates = pipeline.catalog.topic("deploy.gates").name
         # Verified in staging: the soak runs. Both processes die in the middle of it.
         deadline = time.monotonic() + 60
-        while not any(b"testsuiterun" in (m.value() or b"") for m in consume(kafka_broker, gates, 3, timeout=2)):
+        while not any(b"testsuiterun" in (m.value() or b"") for m in consume(broker, gates, 3, timeout=2)):
             assert time.monotonic() < deadline, "staging was never verified"
         pipeline.kill_and_restart("worker")
         pipeline.kill_and_restart("deploy-agent")
         promoted = decisions.wait("ready", "production", good, timeout=120)
         eventually(lambda: deployment_image(admin, namespace, "shop") == image(good), "production never got good")
-        facts = promoted["data"]["subject"]["content"]["facts"]
-        completed = min(
-            datetime.fromisoformat(f["time"]) for f in facts if f["kind"].startswith("dev.cdevents.service.")
-        )
-        assert (datetime.fromisoformat(promoted["time"]) - completed).total_seconds() >= soak
+        assert soaked_s(promoted) >= soak
         time.sleep(3)  # anything published twice would have come by now
         readiness = pipeline.catalog.topic("deploy.readiness").name
         production = [
             json.loads(m.value() or b"")
-            for m in consume(kafka_broker, readiness, len(decisions.events), timeout=5)
+            for m in consume(broker, readiness, len(decisions.events), timeout=5)
             if b'"environment":"production"' in (m.value() or b"")
         ]
         assert {e["id"] for e in production} == {promoted["id"]}  # one decision (a re-emission keeps its id)
         outcomes = pipeline.catalog.topic("deploy.events").name
-        events = [json.loads(m.value() or b"") for m in consume(kafka_broker, outcomes, 2, timeout=5)]
+        events = [json.loads(m.value() or b"") for m in consume(broker, outcomes, 2, timeout=5)]
         deployed = {
             e["id"]
             for e in events
@@ -296,31 +312,13 @@ services:
 
 
 def test_prometheus_down_during_verification_holds_or_fails_as_configured_and_never_passes(
-    kafka_broker: SelectedBroker,
-    k8s_cluster: ClusterHandle,
-    admin: Any,
-    namespace: str,
-    unique: str,
-    tmp_path: Path,
-    prometheus: Prometheus,
+    setting: Setting, admin: Any
 ) -> None:
-    commit = sha(f"promotion/{unique}/prometheus-down")
-    settings = {
-        "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus.port}",
-        "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5",
-        "AUTODEPLOY_WORKER_TICK_S": "0.5",
-    }
-    policy = HELD_OR_FAILED.format(namespace=namespace)
-    with running_pipeline(
-        kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, policy=policy, env=settings
-    ) as pipeline:
-        prometheus.stop()
-        decisions = Decisions(kafka_broker, pipeline)
-        post = http_post(pipeline.url)
-        for delivery in (
-            History(Secrets(GITHUB_SECRET, CIRCLECI_SECRET)).push(NULL, commit).circleci(commit, "success").deliveries
-        ):
-            assert post(delivery)[0] == 200
+    namespace = setting.namespace
+    commit = sha(f"promotion/{setting.unique}/prometheus-down")
+    with promoting(setting, HELD_OR_FAILED.format(namespace=namespace)) as (_, decisions, send):
+        setting.prometheus.stop()
+        send(history().push(NULL, commit).circleci(commit, "success"))
         rejected = decisions.wait("rejected", "production", commit)  # shop-strict: inconclusive counts as failed
         assert rejected["data"]["subject"]["content"]["service"] == "shop-strict"
         assert "Prometheus unreachable" in rejected["data"]["subject"]["content"]["reason"]
