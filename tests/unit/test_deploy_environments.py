@@ -181,3 +181,16 @@ def test_an_environment_the_service_lacks_is_dead_lettered(tmp_path: Path) -> No
     assert handled.dead_letter or handled.note.startswith("dead")
     assert deployments.calls == []
     assert [r.topic for r in published] == ["autodeploy.deadletter"]
+
+
+def test_only_a_newer_decision_of_the_same_environment_supersedes_a_queued_one(tmp_path: Path) -> None:
+    """A production decision queued behind a staging one of a newer commit is not skipped: they are two Deployments."""
+    from streams.deploy import pending  # noqa: PLC0415 - only here
+
+    the_agent = agent(tmp_path, Deployments(), [], SERVICE)
+    staging, production = the_agent._decode(staging_record()), the_agent._decode(production_record())
+    newer_staging = the_agent._decode(staging_record())
+    assert pending.newer_ready([production, newer_staging], 0) is None
+    assert pending.newer_ready([staging, production, newer_staging], 0) == COMMIT
+    assert pending.has_ready_for([newer_staging], "shop", "staging")
+    assert not pending.has_ready_for([newer_staging], "shop", "production")
