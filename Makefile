@@ -53,6 +53,7 @@ docs: install ## build the documentation site (docs/, mkdocs.yml) into site/; --
 
 bench: install ## benchmarks, each as a ratio to a baseline measured in the same run (results in bench/results.json)
 	@command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || { echo "bench: install wrk (Debian: apt-get install wrk)"; exit 2; }
+	@command -v prometheus >/dev/null || apt-get install -y -q prometheus >/dev/null || { echo "bench: install prometheus (Debian: apt-get install prometheus)"; exit 2; }
 	$(BIN)/python -m bench.signing
 	$(BIN)/python -m bench.webhooks
 	$(PYTHON) -m venv .venv-quix  # Quix Streams pins confluent-kafka < 2.13; autodeploy needs >= 2.16
@@ -64,6 +65,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	$(BIN)/python -m bench.policy_memory
 	$(BIN)/python -m bench.merge_latency
 	$(BIN)/python -m bench.e2e
+	$(BIN)/python -m bench.promotion
 
 PROMETHEUS_URL ?= http://127.0.0.1:9090
 LAG_SINCE ?= 1h
