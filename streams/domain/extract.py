@@ -33,12 +33,11 @@ from streams.domain.facts import (
 )
 from streams.domain.gate_extract import GATE_EXTRACTORS
 from streams.domain.policy import normalise_repository
-from streams.domain.untrusted import get
+from streams.domain.untrusted import commit_value, get
 from streams.domain.webhook_mapping import UnmappableDelivery, github_partitionkey
 
 __all__ = ["facts_from_event"]
 
-_COMMIT: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 object format
 _ZERO_COMMIT: Final = "0" * 40
 
 # GitHub check-run and workflow-run conclusions. Branch protection counts success, neutral and skipped as passing
@@ -92,11 +91,6 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _commit(value: object) -> str | None:
-    text = value.lower() if isinstance(value, str) else None
-    return text if text is not None and _COMMIT.fullmatch(text) else None
-
-
 def _instant(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None
@@ -126,7 +120,7 @@ def _conclusion(value: object) -> Outcome:
 
 
 def _push(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
-    git_ref, before, after = _str(data.get("ref")), _commit(data.get("before")), _commit(data.get("after"))
+    git_ref, before, after = _str(data.get("ref")), commit_value(data.get("before")), commit_value(data.get("after"))
     repository = _github_repository("push", data)
     if git_ref is None or not git_ref.startswith("refs/heads/") or before is None or after is None or not repository:
         return []  # tags, and pushes without the history they promise
@@ -141,7 +135,7 @@ def _pull_request_closed(data: Mapping[str, Any], ref: EventRef, _: str | None) 
     # merge_commit_sha is GitHub's test merge on every open or closed PR: only `merged` says it reached the branch.
     if get(data, "pull_request.merged") is not True:
         return []
-    branch, commit = _str(get(data, "pull_request.base.ref")), _commit(get(data, "pull_request.merge_commit_sha"))
+    branch, commit = _str(get(data, "pull_request.base.ref")), commit_value(get(data, "pull_request.merge_commit_sha"))
     repository = _github_repository("pull_request", data)
     if branch is None or commit is None or repository is None:
         return []
@@ -152,7 +146,7 @@ def _workflow_run(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list
     # The run's name is what the Actions UI and branch protection show; octokit's examples leave it empty, and
     # then the workflow's own name (the CloudEvent subject) is the same thing.
     name = _str(get(data, "workflow_run.name")) or _str(get(data, "workflow.name"))
-    commit, repository = _commit(get(data, "workflow_run.head_sha")), _github_repository("workflow_run", data)
+    commit, repository = commit_value(get(data, "workflow_run.head_sha")), _github_repository("workflow_run", data)
     attempt = get(data, "workflow_run.run_attempt")
     attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1 else 1
     if name is None or commit is None or repository is None:
@@ -165,7 +159,7 @@ def _workflow_run(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list
 
 
 def _check_run(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
-    name, commit = _str(get(data, "check_run.name")), _commit(get(data, "check_run.head_sha"))
+    name, commit = _str(get(data, "check_run.name")), commit_value(get(data, "check_run.head_sha"))
     repository = _github_repository("check_run", data)
     if name is None or commit is None or repository is None:
         return []
@@ -178,7 +172,7 @@ def _check_run(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fa
 
 
 def _status(data: Mapping[str, Any], ref: EventRef, _: str | None) -> list[Fact]:
-    name, commit, state = _str(data.get("context")), _commit(data.get("sha")), _str(data.get("state"))
+    name, commit, state = _str(data.get("context")), commit_value(data.get("sha")), _str(data.get("state"))
     repository = _github_repository("status", data)
     if name is None or commit is None or state is None or repository is None:
         return []
@@ -207,8 +201,8 @@ def _package_published(data: Mapping[str, Any], ref: EventRef, _: str | None) ->
     # The OCI revision label, when the image was built with it, names the commit; GitHub also copies it to `revision`.
     labels = get(package, "package_version.container_metadata.labels")
     all_labels = get(labels, "all_labels")
-    commit = _commit(all_labels.get(_OCI_REVISION) if isinstance(all_labels, Mapping) else None)
-    commit = commit or _commit(get(labels, "revision"))
+    commit = commit_value(all_labels.get(_OCI_REVISION) if isinstance(all_labels, Mapping) else None)
+    commit = commit or commit_value(get(labels, "revision"))
     return [ImagePublished(repository, commit, f"{registry}/{path}:{tag}", ref)]
 
 
@@ -218,7 +212,11 @@ def _package_published(data: Mapping[str, Any], ref: EventRef, _: str | None) ->
 
 def _circleci_workflow(data: Mapping[str, Any], ref: EventRef, partitionkey: str | None) -> list[Fact]:
     # A rerun is a new workflow id with the same name and no attempt number: attempt 1, ordered by happened_at.
-    name, status, commit = _str(get(data, "workflow.name")), _str(get(data, "workflow.status")), circleci_commit(data)
+    name, status, commit = (
+        _str(get(data, "workflow.name")),
+        _str(get(data, "workflow.status")),
+        circleci_commit(data),
+    )
     try:
         attributes = circleci_attributes(data)
         repository: str | None = attributes.partitionkey
@@ -236,7 +234,7 @@ def _circleci_workflow(data: Mapping[str, Any], ref: EventRef, partitionkey: str
 def _cdevent_origin(data: Mapping[str, Any], partitionkey: str | None) -> tuple[str | None, str | None]:
     # CDEvents 0.5 has no field for the commit or repository; the catalog asks producers to put them in customData.
     repository = normalise_repository(get(data, "customData.repository")) or normalise_repository(partitionkey)
-    return repository, _commit(get(data, "customData.commit"))
+    return repository, commit_value(get(data, "customData.commit"))
 
 
 def _pipelinerun_finished(data: Mapping[str, Any], ref: EventRef, partitionkey: str | None) -> list[Fact]:

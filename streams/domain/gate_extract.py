@@ -7,18 +7,16 @@ field for them) and the environment where CDEvents has one; an approval carries 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from streams.domain.facts import Approved, EventRef, GateFact, RolledBack, RolloutCompleted, VerificationPassed
 from streams.domain.policy import normalise_repository
-from streams.domain.untrusted import get
+from streams.domain.untrusted import commit_value, get
 
 __all__ = ["APPROVAL_TYPE", "GATE_EXTRACTORS"]
 
 APPROVAL_TYPE: Final = "dev.cdeventsx.autodeploy-approval.granted.0.1.0"
-_COMMIT: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def _str(value: object) -> str | None:
@@ -29,8 +27,8 @@ def _where(data: Mapping[str, Any], base: str) -> tuple[str, str, str] | None:
     """(service, repository, commit) under `base` (customData, or an approval's content)."""
     service = _str(get(data, f"{base}.service"))
     repository = normalise_repository(get(data, f"{base}.repository"))
-    commit = _str(get(data, f"{base}.commit"))
-    if service is None or repository is None or commit is None or not _COMMIT.fullmatch(commit):
+    commit = commit_value(get(data, f"{base}.commit"))
+    if service is None or repository is None or commit is None:
         return None
     return service, repository, commit
 

@@ -37,6 +37,15 @@ def text_value(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+_COMMIT: Final = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1, or SHA-256 object format
+
+
+def commit_value(value: object) -> str | None:
+    """A commit SHA, lowercase; anything else is missing."""
+    text = value.lower() if isinstance(value, str) else None
+    return text if text is not None and _COMMIT.fullmatch(text) else None
+
+
 _URI_REFERENCE: Final = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
 
