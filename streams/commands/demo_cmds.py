@@ -14,9 +14,10 @@ from streams.adapters.policy_file import load_policies
 from streams.config import DemoSettings, Settings
 from streams.demo.deliveries import Secrets
 from streams.demo.play import Player, http_post
-from streams.demo.scenario import build
+from streams.demo.scenario import build, demo_services, verifies
 from streams.demo.watch import Watcher
 from streams.local.cache import state_dir
+from streams.local.demo_app import set_error_ratio
 
 
 def up_file() -> Path:
@@ -32,6 +33,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--step-timeout", type=float, default=120.0, help="seconds to wait for each step's outcomes")
     parser.add_argument("--run-id", default=None, help="names the demo's commits (default: random, a fresh history)")
     parser.add_argument("--repository", default=None, help="github.com/<owner>/<name> (default: the first service's)")
+    parser.add_argument(
+        "--app",
+        default=None,
+        help="host:port of the demo application, whose error ratio fails a bad commit's verify check "
+        "(default: the one `autodeploy up` started; without one, the bad-commit step is left out)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -53,7 +60,11 @@ def run(args: argparse.Namespace) -> int:
         _secret(configured.circleci_secret, "CIRCLECI_WEBHOOK_SECRETS", stored, "circleci_secret"),
     )
     settings = Settings.from_env()
-    scenario = build(load_policies(settings.policy_path), keys, args.run_id or secrets.token_hex(4), args.repository)
+    policies = load_policies(settings.policy_path)
+    app = args.app or stored.get("app")
+    bad_commit = bool(app) and verifies(demo_services(policies, args.repository))
+    run_id = args.run_id or secrets.token_hex(4)
+    scenario = build(policies, keys, run_id, args.repository, bad_commit=bad_commit)
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
     broker = brokers.connection(settings, "admin")  # it watches both outputs, as a person would
     watcher = Watcher(
@@ -65,7 +76,14 @@ def run(args: argparse.Namespace) -> int:
     services = ", ".join(s.name for s in scenario.services)
     print(f"demo: {scenario.repository} ({services}) through {url}", flush=True)  # the player lists the commits
     try:
-        summary = Player(scenario, http_post(url), watcher, sys.stdout, args.step_timeout).play()
+        summary = Player(
+            scenario,
+            http_post(url),
+            watcher,
+            sys.stdout,
+            args.step_timeout,
+            set_error_ratio=(lambda image, ratio: set_error_ratio(app, image, ratio)) if app else None,
+        ).play()
     finally:
         watcher.close()
     return 0 if summary.ok else 1

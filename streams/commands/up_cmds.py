@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,9 +24,11 @@ from streams import brokers, catalog
 from streams.adapters.policy_file import load_policies
 from streams.commands import kafka_cmds, keys_cmds, topics_cmds
 from streams.commands.demo_cmds import up_file
-from streams.config import KeySettings, Settings, WebhookSettings, child_environment
+from streams.config import DeployAgentSettings, KeySettings, Settings, WebhookSettings, child_environment
 from streams.local import cluster, kafka, processes
 from streams.local.cache import state_dir
+from streams.local.demo_app import DemoApp, cluster_workloads
+from streams.local.prometheus import Prometheus
 
 
 def register(sub: Any) -> None:
@@ -36,6 +39,12 @@ def register(sub: Any) -> None:
     parser.add_argument("--port", type=int, default=8080, help="the webhook server's port (default 8080)")
     parser.add_argument("--worker-port", type=int, default=6066, help="the worker's web port (default 6066)")
     parser.add_argument("--agent-port", type=int, default=9102, help="the deploy agent's /metrics port (default 9102)")
+    parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=9090,
+        help="Prometheus (Debian's), scraping the pipeline and the demo application, for verify checks (default 9090)",
+    )
     parser.add_argument(
         "--dry-run",
         action="store_true",
@@ -54,6 +63,7 @@ class _Started:
     broker: bool = False
     cluster: bool = False
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    demo_app: DemoApp | None = None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         up_file().unlink(missing_ok=True)
+        if started.demo_app is not None:
+            started.demo_app.close()
         stop_all(started.children, started_cluster=started.cluster, started_broker=started.broker, out=sys.stdout)
 
 
@@ -110,6 +122,8 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
             "AUTODEPLOY_DEPLOY_METRICS_PORT": str(args.agent_port),
             "AUTODEPLOY_DEPLOY_METRICS_HOST": "127.0.0.1",
         }
+        agent_env.update(_monitoring(args, started, logs, demo, agent_env))
+        _write_private(up_file(), json.dumps(demo))
     children = started.children
     children["webhooks"] = processes.start(
         [sys.executable, "-m", "streams.cli", "webhooks", "--port", str(args.port)],
@@ -130,9 +144,42 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
     if agent_env is not None:
         mode = " (dry run)" if args.dry_run else ""
         print(f"deploy agent http://127.0.0.1:{args.agent_port}/metrics{mode}; admin identity of the local plane")
+        verify = agent_env.get("PROMETHEUS_URL") or "no PROMETHEUS_URL: verify checks hold (inconclusive)"
+        print(f"verify       {verify}")
     print("`autodeploy demo` plays a scenario through it. Ctrl-C stops everything this command started.", flush=True)
     _watch(children, logs)
     return 0
+
+
+def _monitoring(
+    args: argparse.Namespace, started: _Started, logs: Path, demo: dict[str, str], agent_env: Mapping[str, str]
+) -> dict[str, str]:
+    """The demo application and a Prometheus scraping it (and the pipeline), for the policy's `verify` checks; the
+    agent's settings for them. A configured PROMETHEUS_URL is used as it is: then only the application starts."""
+    agent = DeployAgentSettings.from_env(agent_env)
+    assert agent.kubeconfig is not None  # the local plane's
+    started.demo_app = DemoApp(cluster_workloads(agent.kubeconfig))
+    demo["app"] = started.demo_app.address
+    print(f"demo app     http://{started.demo_app.address}/metrics (error ratio per Deployment and image)", flush=True)
+    # The demo's windows are seconds long: ask every second, unless told otherwise.
+    verify = {} if "AUTODEPLOY_VERIFY_INTERVAL_S" in agent_env else {"AUTODEPLOY_VERIFY_INTERVAL_S": "1"}
+    if agent.prometheus_url:
+        return verify
+    targets = {
+        "demo-app": started.demo_app.address,
+        "webhooks": f"127.0.0.1:{args.port}",
+        "worker": f"127.0.0.1:{args.worker_port}",
+        "deploy-agent": f"127.0.0.1:{args.agent_port}",
+    }
+    shutil.rmtree(logs / "prometheus", ignore_errors=True)  # the demo's history starts with this run
+    server = Prometheus(logs / "prometheus", targets, [], port=args.prometheus_port, log=logs / "prometheus.log")
+    try:
+        started.children["prometheus"] = server.start()
+    except FileNotFoundError as e:
+        print(f"prometheus   not started: {e}; verify checks hold (inconclusive)", flush=True)
+        return verify
+    print(f"prometheus   {server.url}  (log {server.log})", flush=True)
+    return {**verify, "PROMETHEUS_URL": server.url}
 
 
 def identity(settings: Settings, role: str) -> dict[str, str]:

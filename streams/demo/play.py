@@ -14,6 +14,7 @@ from streams.demo.scenario import Expected, Scenario
 from streams.demo.watch import Observed
 
 Post = Callable[[Delivery], tuple[int, str]]
+SetErrorRatio = Callable[[str, float], None]  # image, ratio: what the demo application reports for it
 
 
 class Source(Protocol):
@@ -56,9 +57,18 @@ class Summary:
 
 
 class Player:
-    def __init__(self, scenario: Scenario, post: Post, source: Source, out: TextIO, step_timeout_s: float) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        post: Post,
+        source: Source,
+        out: TextIO,
+        step_timeout_s: float,
+        *,
+        set_error_ratio: SetErrorRatio | None = None,
+    ) -> None:
         self._scenario, self._post, self._source, self._out = scenario, post, source, out
-        self._timeout = step_timeout_s
+        self._timeout, self._set_error_ratio = step_timeout_s, set_error_ratio
         self._expected = {e for step in scenario.steps for e in step.expected}
         self.summary = Summary()
 
@@ -80,7 +90,8 @@ class Player:
         for label, commit in self._scenario.commits.items():
             detail = detail.replace(f"by {commit}", f"by {label}")
         topic = "readiness" if seen.topic == "readiness" else "rollout  "
-        return f"    {topic} {seen.service:<12} {seen.kind:<10} {self._name(seen.commit):<12} {detail}"
+        where = f"{seen.service}/{seen.environment}" if seen.environment else seen.service
+        return f"    {topic} {where:<24} {seen.kind:<10} {self._name(seen.commit):<12} {detail}"
 
     def play(self) -> Summary:
         started = time.monotonic()
@@ -90,6 +101,11 @@ class Player:
             self._print(f"  {self._full_name(commit)}")
         for number, step in enumerate(self._scenario.steps, 1):
             self._print(f"\n{number}. {step.title}")
+            for image, ratio in step.error_ratios.items():
+                if self._set_error_ratio is None:
+                    raise DeliveryRefused("this step needs the demo application, to set an image's error ratio")
+                self._set_error_ratio(image, ratio)
+                self._print(f"  the demo application now reports an error ratio of {ratio:g} for {image}")
             for delivery in step.deliveries:
                 status, body = self._post(delivery)
                 self.summary.sent += 1
@@ -104,12 +120,18 @@ class Player:
                         continue  # someone else's commit, or an earlier run's
                     self._print(self._line(seen))
                     self.summary.observed.append(seen)
-                    matched = {e for e in self._expected if e.matches(seen.topic, seen.service, seen.kind, seen.commit)}
+                    matched = {
+                        e
+                        for e in self._expected
+                        if e.matches(seen.topic, seen.service, seen.environment, seen.kind, seen.commit)
+                    }
                     if not matched:
                         self.summary.unexpected.append(seen)
                     pending -= matched
             if pending:
-                self.summary.missing = sorted(pending, key=lambda e: (e.topic, e.service, e.kind, e.commit))
+                self.summary.missing = sorted(
+                    pending, key=lambda e: (e.topic, e.service, e.environment, e.kind, e.commit)
+                )
                 break
         self.summary.seconds = time.monotonic() - started
         self._report()
@@ -117,20 +139,36 @@ class Player:
 
     def _report(self) -> None:
         s = self.summary
-        ready = sum(1 for o in s.observed if o.topic == "readiness" and o.kind == "ready")
-        superseded = sum(1 for o in s.observed if o.topic == "readiness" and o.kind == "superseded")
-        rolled = sum(1 for o in s.observed if o.topic == "rollout" and o.kind in ("deployed", "upgraded"))
+
+        def count(topic: str, *kinds: str) -> int:
+            return sum(1 for o in s.observed if o.topic == topic and o.kind in kinds)
+
+        rejected = count("readiness", "rejected")
+        rolled_back = count("rollout", "rolledback")
         self._print(
-            f"\nsummary: {s.sent} webhooks sent, {ready} ready and {superseded} superseded decisions, "
-            f"{rolled} rollouts, in {s.seconds:.1f} s"
+            f"\nsummary: {s.sent} webhooks sent, {count('readiness', 'ready')} ready and "
+            f"{count('readiness', 'superseded')} superseded decisions"
+            + (f", {rejected} rejected" if rejected else "")
+            + f", {count('rollout', 'deployed', 'upgraded')} rollouts"
+            + (f", {rolled_back} rolled back" if rolled_back else "")
+            + f", in {s.seconds:.1f} s"
         )
-        for service, image in self._scenario.final.items():
-            last = [o for o in s.observed if o.service == service and o.kind in ("deployed", "upgraded")]
+        for (service, environment), image in self._scenario.final.items():
+            last = [
+                o
+                for o in s.observed
+                if (o.service, o.environment) == (service, environment) and o.kind in ("deployed", "upgraded")
+            ]
             # The image tag is the whole SHA already.
             now = f"{self._name(last[-1].commit)}, {last[-1].detail}" if last else "nothing rolled out"
-            self._print(f"  {service}: rolled out last {now} (expected {image})")
+            if any(o.kind == "rolledback" and (o.service, o.environment) == (service, environment) for o in s.observed):
+                now += " (and a later one rolled back to it)"
+            self._print(f"  {service}/{environment}: rolled out last {now} (expected running: {image})")
         for expected in s.missing:
-            what = f"{expected.topic} {expected.kind} of {self._full_name(expected.commit)} for {expected.service}"
+            what = (
+                f"{expected.topic} {expected.kind} of {self._full_name(expected.commit)} "
+                f"for {expected.service}/{expected.environment}"
+            )
             self._print(f"  MISSING (not within {self._timeout:.0f} s): {what}")
         for seen in s.unexpected:
             self._print(f"  UNEXPECTED: {self._line(seen).strip()}")

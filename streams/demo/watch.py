@@ -27,7 +27,8 @@ class WatchError(RuntimeError):
 class Observed:
     topic: Topic
     service: str
-    kind: str  # readiness: ready|superseded|expired; rollout: deployed|upgraded|rolledback|failed|blocked|skipped
+    environment: str
+    kind: str  # readiness: ready|superseded|expired|rejected; rollout: deployed|upgraded|rolledback|failed|...
     commit: str
     detail: str  # image, superseding commit, reason: whatever says why
     timestamp_ms: int  # the Kafka record's timestamp
@@ -44,7 +45,17 @@ def parse_readiness(value: dict[str, Any], timestamp_ms: int = 0) -> Observed | 
         detail = f"by {content['superseded_by']}"
     if content.get("missing"):
         detail = "missing " + ", ".join(content["missing"])
-    return Observed("readiness", str(content.get("service")), kind, str(content.get("commit")), detail, timestamp_ms)
+    if content.get("reason"):
+        detail = str(content["reason"])
+    return Observed(
+        "readiness",
+        str(content.get("service")),
+        str(content.get("environment") or ""),
+        kind,
+        str(content.get("commit")),
+        detail,
+        timestamp_ms,
+    )
 
 
 def parse_outcome(value: dict[str, Any], timestamp_ms: int = 0) -> Observed | None:
@@ -59,7 +70,15 @@ def parse_outcome(value: dict[str, Any], timestamp_ms: int = 0) -> Observed | No
         detail = str(details.get("image", ""))
     if value.get("autodeploydryrun") == "true":
         detail += " (dry run)"
-    return Observed("rollout", str(details.get("service")), kind, str(details.get("commit")), detail, timestamp_ms)
+    return Observed(
+        "rollout",
+        str(details.get("service")),
+        str(details.get("environment") or ""),
+        kind,
+        str(details.get("commit")),
+        detail,
+        timestamp_ms,
+    )
 
 
 class Watcher:

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.prometheus import binary
+from streams.local.prometheus import binary
 from tests.support.services import unavailable
 
 RULES = Path(__file__).resolve().parents[2] / "k8s" / "base" / "monitoring" / "prometheus-rules.yaml"

@@ -32,6 +32,7 @@ from streams.lag import report
 from streams.local import processes
 from streams.local.demo_deployments import ensure_demo_deployments
 from streams.local.kwok_stages import UNREADY_IMAGE_TAG
+from streams.local.prometheus import Prometheus, binary
 from tests.cluster_fixture import ClusterHandle
 from tests.support.brokers import SelectedBroker
 from tests.support.kube import create_deployment
@@ -42,7 +43,6 @@ from tests.support.monitoring import (
     grafana_to_promql,
     prometheus_rule_file,
 )
-from tests.support.prometheus import Prometheus, binary
 from tests.support.scenario import History, sha
 from tests.support.services import unavailable
 from tests.support.topics import apply_topics, delete_topics

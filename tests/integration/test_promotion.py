@@ -21,12 +21,12 @@ from kubernetes import client
 
 from streams.demo.deliveries import History, Secrets, sha
 from streams.demo.play import http_post
+from streams.local.prometheus import Prometheus
 from tests.cluster_fixture import ClusterHandle
 from tests.support.app_metrics import AppMetrics
 from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
 from tests.support.pipeline import Pipeline, running_pipeline
-from tests.support.prometheus import Prometheus
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
 
 pytestmark = pytest.mark.timeout(600)

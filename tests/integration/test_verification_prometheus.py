@@ -19,8 +19,8 @@ from streams.deploy.verification import Verification, Verifier, unparsable_queri
 from streams.domain.environments import Comparison, EnvironmentPolicy, Inconclusive, KubernetesTarget, VerifyCheck
 from streams.domain.policy_document import parse_policies
 from streams.local import processes
+from streams.local.prometheus import Prometheus, binary
 from tests.support.app_metrics import METRIC, AppMetrics
-from tests.support.prometheus import Prometheus, binary
 from tests.support.services import unavailable
 
 NAMESPACE = "shop-staging"

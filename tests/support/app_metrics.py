@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
 
-METRIC: Final = "autodeploy_demo_error_ratio"
+from streams.local.demo_app import METRIC, exposition
 
-
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
+__all__ = ["METRIC", "AppMetrics"]
 
 
 class AppMetrics:
@@ -65,11 +53,10 @@ class AppMetrics:
     def exposition(self) -> str:
         with self._lock:
             values = sorted(self._values.items())
-        lines = [f"# HELP {METRIC} Share of requests that failed, per image.", f"# TYPE {METRIC} gauge"]
-        for (image, namespace, service), value in values:
-            labels = f'image="{_label(image)}",namespace="{_label(namespace)}",service="{_label(service)}"'
-            lines.append(f"{METRIC}{{{labels}}} {_number(value)}")
-        return "\n".join(lines) + "\n"
+        return exposition(
+            ({"image": image, "namespace": namespace, "service": service}, value)
+            for (image, namespace, service), value in values
+        )
 
     def close(self) -> None:
         self._server.shutdown()

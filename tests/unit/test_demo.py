@@ -40,10 +40,54 @@ def test_scenario_is_signed_and_expects_every_service(policies: Policies) -> Non
             else:
                 assert circleci_signature_valid([b"cci"], delivery.body, delivery.headers["circleci-signature"])
     d = scenario.commits["D"]
-    assert scenario.final == {"shop": f"ghcr.io/acme/shop:{d}", "shop-worker": f"ghcr.io/acme/shop-worker:{d}"}
-    last = {(e.topic, e.service, e.kind, scenario.label(e.commit)) for e in scenario.steps[-1].expected}
-    assert ("readiness", "shop-worker", "superseded", "C") in last
+    assert scenario.final == {
+        ("shop", "staging"): f"ghcr.io/acme/shop:{d}",
+        ("shop", "production"): f"ghcr.io/acme/shop:{d}",
+        ("shop-worker", "production"): f"ghcr.io/acme/shop-worker:{d}",
+    }
+    last = {(e.topic, e.service, e.environment, e.kind, scenario.label(e.commit)) for e in scenario.steps[-1].expected}
+    # C is superseded where D overtook it, the first environment; it never reached a later one.
+    assert {x for x in last if x[3] == "superseded"} == {
+        ("readiness", "shop", "staging", "superseded", "C"),
+        ("readiness", "shop-worker", "production", "superseded", "C"),
+    }
+    # D is promoted through both of shop's environments.
+    assert {(x[2], x[3]) for x in last if x[1] == "shop" and x[4] == "D"} == {
+        ("staging", "ready"),
+        ("staging", "rolled out"),
+        ("production", "ready"),
+        ("production", "rolled out"),
+    }
     assert build(policies, SECRETS, "run1").commits == scenario.commits != build(policies, SECRETS, "run2").commits
+
+
+def test_the_bad_commit_is_stopped_where_it_is_verified(policies: Policies) -> None:
+    scenario = build(policies, SECRETS, "run1", bad_commit=True)
+    assert len(scenario.steps) == 4
+    bad = scenario.steps[-1]
+    d, e = scenario.commits["D"], scenario.commits["E"]
+    # Only shop verifies (in staging): the demo application fails E's shop image, not shop-worker's.
+    assert dict(bad.error_ratios) == {f"ghcr.io/acme/shop:{e}": 0.4}
+    assert {(x.topic, x.service, x.environment, x.kind) for x in bad.expected} == {
+        ("readiness", "shop", "staging", "ready"),
+        ("rollout", "shop", "staging", "rolledback"),
+        ("readiness", "shop", "production", "rejected"),
+        ("readiness", "shop-worker", "production", "ready"),
+        ("rollout", "shop-worker", "production", "rolled out"),
+    }
+    assert scenario.final == {
+        ("shop", "staging"): f"ghcr.io/acme/shop:{d}",
+        ("shop", "production"): f"ghcr.io/acme/shop:{d}",
+        ("shop-worker", "production"): f"ghcr.io/acme/shop-worker:{e}",
+    }
+
+
+def test_the_demo_cannot_approve(policies: Policies) -> None:
+    shop = policies.services[0]
+    production = replace(shop.promotion[1], approval=True)
+    needs_approval = Policies((replace(shop, promotion=(shop.promotion[0], production)), *policies.services[1:]))
+    with pytest.raises(ScenarioError, match="production needs an approval"):
+        build(needs_approval, SECRETS, "x")
 
 
 def test_scenario_refuses_a_policy_it_cannot_play(policies: Policies) -> None:
@@ -75,19 +119,26 @@ def test_readiness_and_outcome_records_are_read_back() -> None:
     value = json.loads(readiness_record(decision, "production", "deploy.readiness").value)
     seen = parse_readiness(value)
     assert seen is not None
-    assert (seen.topic, seen.service, seen.kind, seen.commit, seen.detail) == (
+    assert (seen.topic, seen.service, seen.environment, seen.kind, seen.commit, seen.detail) == (
         "readiness",
         "shop",
+        "production",
         "superseded",
         "c" * 40,
         f"by {'d' * 40}",
     )
     ready = Ready("id-2", "chain", "shop", "github.com/acme/shop", "a" * 40, "main", "ghcr.io/acme/shop:a")
     for kind, detail in (("upgraded", "ghcr.io/acme/shop:a"), ("skipped", "newer")):
-        outcome = Outcome(kind, ready, "shop", "shop", "production", "ghcr.io/acme/shop:a", "newer")  # type: ignore[arg-type]
+        outcome = Outcome(kind, ready, "shop", "shop", "staging", "ghcr.io/acme/shop:a", "newer")  # type: ignore[arg-type]
         observed = parse_outcome(json.loads(outcome_record(outcome, "deploy.events").value))
         assert observed is not None
-        assert (observed.service, observed.kind, observed.commit, observed.detail) == ("shop", kind, "a" * 40, detail)
+        assert (observed.service, observed.environment, observed.kind, observed.commit, observed.detail) == (
+            "shop",
+            "staging",
+            kind,
+            "a" * 40,
+            detail,
+        )
 
 
 class Replay:
@@ -100,15 +151,20 @@ class Replay:
         return self.answers.pop(0) if self.answers else []
 
 
-def _answers(policies: Policies, extra: Observed | None = None, drop_last: bool = False) -> tuple[Player, io.StringIO]:
-    scenario = build(policies, SECRETS, "r")
+def _answers(
+    policies: Policies,
+    extra: Observed | None = None,
+    drop_last: bool = False,
+    ratios: list[tuple[str, float]] | None = None,
+) -> tuple[Player, io.StringIO]:
+    scenario = build(policies, SECRETS, "r", bad_commit=ratios is not None)
     answers = []
     for step in scenario.steps:
         kinds = {"rolled out": "upgraded"}
         answers.append(
             [
-                Observed(e.topic, e.service, kinds.get(e.kind, e.kind), e.commit, "", 0)
-                for e in sorted(step.expected, key=lambda e: (e.topic, e.service, e.kind))
+                Observed(e.topic, e.service, e.environment, kinds.get(e.kind, e.kind), e.commit, "", 0)
+                for e in sorted(step.expected, key=lambda e: (e.topic, e.service, e.environment, e.kind))
             ]
         )
     if drop_last:
@@ -120,7 +176,11 @@ def _answers(policies: Policies, extra: Observed | None = None, drop_last: bool 
     def post(delivery: Delivery) -> tuple[int, str]:
         return 200, "{}"
 
-    return Player(scenario, post, Replay(answers), out, step_timeout_s=1.0), out
+    def set_ratio(image: str, ratio: float) -> None:
+        assert ratios is not None
+        ratios.append((image, ratio))
+
+    return Player(scenario, post, Replay(answers), out, step_timeout_s=1.0, set_error_ratio=set_ratio), out
 
 
 def test_player_succeeds_when_every_outcome_arrives(policies: Policies) -> None:
@@ -139,10 +199,21 @@ def test_player_fails_on_a_missing_or_unexpected_outcome(policies: Policies) -> 
     assert not summary.ok and len(summary.missing) == 1 and "MISSING" in out.getvalue()
     scenario = build(policies, SECRETS, "r")
     assert f"{scenario.label(summary.missing[0].commit)} {summary.missing[0].commit} for " in out.getvalue()
-    failed = Observed("rollout", "shop", "failed", scenario.commits["A"], "403", 0)
+    failed = Observed("rollout", "shop", "staging", "failed", scenario.commits["A"], "403", 0)
     player, out = _answers(policies, extra=failed)
     summary = player.play()
     assert summary.unexpected == [failed] and not summary.ok and "UNEXPECTED" in out.getvalue()
+
+
+def test_player_sets_the_bad_images_error_ratio_before_sending_its_step(policies: Policies) -> None:
+    ratios: list[tuple[str, float]] = []
+    player, out = _answers(policies, ratios=ratios)
+    assert player.play().ok
+    e = build(policies, SECRETS, "r", bad_commit=True).commits["E"]
+    assert ratios == [(f"ghcr.io/acme/shop:{e}", 0.4)]
+    text = out.getvalue()
+    assert text.index(f"error ratio of 0.4 for ghcr.io/acme/shop:{e}") < text.index("push E on D")
+    assert "1 rejected" in text and "1 rolled back" in text
 
 
 def test_player_stops_when_a_delivery_is_refused(policies: Policies) -> None:

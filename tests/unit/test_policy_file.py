@@ -13,6 +13,7 @@ import yaml
 
 from streams.adapters.policy_file import load_policies
 from streams.config import REPO_ROOT, Settings
+from streams.domain.environments import EnvironmentPolicy
 from streams.domain.facts import CheckId, CheckKind
 from streams.domain.policy import KubernetesTarget, ServicePolicy, normalise_repository
 from streams.domain.policy_document import PolicyError, parse_duration, parse_policies
@@ -42,29 +43,40 @@ def doc(**changes: Any) -> dict[str, Any]:
 def test_the_demo_file_loads() -> None:
     policies = load_policies(DEMO)
     checks = (CheckId(CheckKind.CIRCLECI, "build-test"), CheckId(CheckKind.GITHUB_ACTIONS, "lint"))
-    assert policies.services == (
-        ServicePolicy(
-            "shop",
-            "github.com/acme/shop",
-            "main",
-            checks,
-            "ghcr.io/acme/shop:{sha}",
-            None,
-            KubernetesTarget("shop", "shop", "app"),
-            "production",
-            timedelta(hours=2),
+    staging = KubernetesTarget("shop", "shop-staging", "app")
+    shop, worker = policies.services
+    assert shop == ServicePolicy(
+        "shop",
+        "github.com/acme/shop",
+        "main",
+        checks,
+        "ghcr.io/acme/shop:{sha}",
+        None,
+        staging,
+        "staging",
+        timedelta(hours=2),
+        promotion=shop.promotion,
+    )
+    [verify] = shop.promotion[0].verify
+    assert verify.render(service="shop", environment="staging", namespace="shop", commit="c", image="i:c") == (
+        'max(autodeploy_demo_error_ratio{namespace="shop", image="i:c"})'
+    )
+    assert shop.promotion == (
+        EnvironmentPolicy("staging", staging, verify=(verify,)),
+        EnvironmentPolicy(
+            "production", KubernetesTarget("shop", "shop", "app"), after="staging", soak=timedelta(seconds=10)
         ),
-        ServicePolicy(
-            "shop-worker",
-            "github.com/acme/shop",
-            "main",
-            checks,
-            "ghcr.io/acme/shop-worker:{sha}",
-            None,
-            KubernetesTarget("shop", "shop-worker", "worker"),
-            "production",
-            timedelta(hours=2),
-        ),
+    )
+    assert worker == ServicePolicy(
+        "shop-worker",
+        "github.com/acme/shop",
+        "main",
+        checks,
+        "ghcr.io/acme/shop-worker:{sha}",
+        None,
+        KubernetesTarget("shop", "shop-worker", "worker"),
+        "production",
+        timedelta(hours=2),
     )
     assert [s.name for s in policies.for_repository("github.com/acme/shop")] == ["shop", "shop-worker"]
     assert policies.service("shop").image_for("0123456789" * 4) == "ghcr.io/acme/shop:" + "0123456789" * 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.prometheus import binary
+from streams.local.prometheus import binary
 from tests.support.services import unavailable
 
 

@@ -1,8 +1,10 @@
-"""A real Prometheus (Debian's package) started by a test: its own config, storage and port, not the system service."""
+"""A real Prometheus (Debian's package) started by `autodeploy up` or a test: its own config, storage and port, not the
+system service."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,14 +23,27 @@ def binary(name: str) -> str:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: dict[str, str], rule_files: list[Path]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: dict[str, str],
+        rule_files: list[Path],
+        *,
+        port: int | None = None,
+        log: Path | None = None,
+    ) -> None:
+        """`targets`: job name -> host:port of its /metrics."""
         self.workdir, self.targets, self.rule_files = workdir, targets, rule_files
-        self.port = processes.free_port()
+        self.port = port or processes.free_port()
         self.api = PrometheusAPI(f"http://127.0.0.1:{self.port}")
-        self.log = workdir / "prometheus.log"
+        self.log = log or workdir / "prometheus.log"
         self.pid: int | None = None
 
-    def start(self) -> None:
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> subprocess.Popen[bytes]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
@@ -54,7 +69,7 @@ class Prometheus:
         while time.monotonic() < deadline:
             try:
                 self.api.get("/api/v1/status/buildinfo")
-                return
+                return proc
             except PrometheusQueryError:
                 if proc.poll() is not None:
                     break
