@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: install ## start the local pipeline on this machine (Kafka broker, topics, ...)
+	@command -v prometheus >/dev/null || apt-get install -y -q prometheus >/dev/null || echo "run: no prometheus (Debian: apt-get install prometheus): verify checks will hold"
 	$(BIN)/autodeploy up
 
 down: install ## stop what `make run` started

@@ -42,8 +42,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--prometheus-port",
         type=int,
-        default=9090,
-        help="Prometheus (Debian's), scraping the pipeline and the demo application, for verify checks (default 9090)",
+        default=9190,
+        help="Prometheus (Debian's), scraping the pipeline and the demo application, for verify checks (default 9190, "
+        "not 9090: a system Prometheus may have that)",
     )
     parser.add_argument(
         "--dry-run",
@@ -175,7 +176,7 @@ def _monitoring(
     server = Prometheus(logs / "prometheus", targets, [], port=args.prometheus_port, log=logs / "prometheus.log")
     try:
         started.children["prometheus"] = server.start()
-    except FileNotFoundError as e:
+    except (FileNotFoundError, processes.ServiceStartError) as e:
         print(f"prometheus   not started: {e}; verify checks hold (inconclusive)", flush=True)
         return verify
     print(f"prometheus   {server.url}  (log {server.log})", flush=True)

@@ -157,13 +157,12 @@ class Player:
             last = [
                 o
                 for o in s.observed
-                if (o.service, o.environment) == (service, environment) and o.kind in ("deployed", "upgraded")
+                if (o.service, o.environment) == (service, environment)
+                and o.kind in ("deployed", "upgraded", "rolledback")
             ]
-            # The image tag is the whole SHA already.
-            now = f"{self._name(last[-1].commit)}, {last[-1].detail}" if last else "nothing rolled out"
-            if any(o.kind == "rolledback" and (o.service, o.environment) == (service, environment) for o in s.observed):
-                now += " (and a later one rolled back to it)"
-            self._print(f"  {service}/{environment}: rolled out last {now} (expected running: {image})")
+            # The image tag is the whole SHA already; a rollback's detail names the image it restored.
+            now = f"{last[-1].kind} {self._name(last[-1].commit)}" if last else "nothing rolled out"
+            self._print(f"  {service}/{environment}: last {now}; expected running {image}")
         for expected in s.missing:
             what = (
                 f"{expected.topic} {expected.kind} of {self._full_name(expected.commit)} "

@@ -124,7 +124,8 @@ def _verifying(service: ServicePolicy) -> int | None:
 
 
 def _stopped(service: ServicePolicy, commit: str) -> list[Expected]:
-    """The bad commit: promoted up to the first environment that verifies, rolled back there, rejected after it."""
+    """The bad commit: promoted up to the first environment that verifies, rolled out there (the rollout completes),
+    then rolled back when its check fails, and rejected for every later environment."""
     at = _verifying(service)
     if at is None:
         return _promoted(service, commit)
@@ -132,6 +133,7 @@ def _stopped(service: ServicePolicy, commit: str) -> list[Expected]:
     return [
         *_promoted(service, commit, at),
         Expected("readiness", service.name, name, "ready", commit),
+        Expected("rollout", service.name, name, ROLLED_OUT, commit),
         Expected("rollout", service.name, name, "rolledback", commit),
         *(Expected("readiness", service.name, e.name, "rejected", commit) for e in service.environments[at + 1 :]),
     ]

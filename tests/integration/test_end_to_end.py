@@ -1,12 +1,14 @@
 """The whole pipeline, end to end: `autodeploy demo`'s signed webhooks over HTTP -> the webhook server -> Kafka -> the
 readiness worker -> deploy.readiness -> the deploy agent -> the Deployments on the local control plane and the
-outcomes on deploy.events. Every piece is the real process `autodeploy up` runs."""
+outcomes on deploy.events; shop promoted staging -> production through its gates, its verify check asked of a real
+Prometheus (Debian's) scraping the demo application. Every piece is the real process or server `autodeploy up` runs."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.demo.deliveries import Secrets, sha
 from streams.demo.scenario import build
 from streams.deploy import decisions
+from streams.local.demo_app import DemoApp, cluster_workloads
+from streams.local.prometheus import Prometheus
 from tests.cluster_fixture import ClusterHandle
 from tests.support.brokers import SelectedBroker
 from tests.support.kafka_io import consume
@@ -29,13 +33,42 @@ def _read(broker: SelectedBroker, topic: str, expected: int) -> list[dict[str, A
     return [json.loads(m.value() or b"") for m in consume(broker, topic, expected, timeout=60)]
 
 
+@pytest.fixture
+def demo_app(k8s_cluster: ClusterHandle) -> Iterator[DemoApp]:
+    app = DemoApp(cluster_workloads(k8s_cluster.kubeconfig))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path, demo_app: DemoApp) -> Iterator[Prometheus]:
+    server = Prometheus(tmp_path / "prometheus", {"demo-app": demo_app.address}, [])
+    try:
+        server.start()
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    yield server
+    server.stop()
+
+
 def test_demo_scenario_from_webhooks_to_deployments(
-    kafka_broker: SelectedBroker, k8s_cluster: ClusterHandle, admin: Any, namespace: str, unique: str, tmp_path: Path
+    kafka_broker: SelectedBroker,
+    k8s_cluster: ClusterHandle,
+    admin: Any,
+    namespace: str,
+    unique: str,
+    tmp_path: Path,
+    demo_app: DemoApp,
+    prometheus: Prometheus,
 ) -> None:
-    with running_pipeline(kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path) as pipeline:
+    monitoring = {"PROMETHEUS_URL": prometheus.url, "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5"}
+    with running_pipeline(kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, env=monitoring) as pipe:
         demo = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "demo", "--url", pipeline.url, "--run-id", unique],
-            env=pipeline.env,
+            [
+                *(sys.executable, "-m", "streams.cli", "demo"),
+                *("--url", pipe.url, "--run-id", unique, "--app", demo_app.address),
+            ],
+            env=pipe.env,
             capture_output=True,
             text=True,
             timeout=600,
@@ -45,42 +78,58 @@ def test_demo_scenario_from_webhooks_to_deployments(
         assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
         assert "result: every expected outcome arrived" in demo.stdout
 
-        scenario = build(pipeline.policies, Secrets(GITHUB_SECRET, CIRCLECI_SECRET), unique)
-        a, b, c, d = (scenario.commits[name] for name in "ABCD")
+        scenario = build(pipe.policies, Secrets(GITHUB_SECRET, CIRCLECI_SECRET), unique, bad_commit=True)
+        a, b, c, d, e = (scenario.commits[name] for name in "ABCDE")
         assert a == sha(f"github.com/acme/shop/{unique}/A")  # the demo played the commits this test expects
-        services = ("shop", "shop-worker")
 
-        readiness = _read(kafka_broker, pipeline.catalog.topic("deploy.readiness").name, 8)
+        readiness = _read(kafka_broker, pipe.catalog.topic("deploy.readiness").name, 14)
         found = sorted(
-            (
-                r["data"]["subject"]["content"]["service"],
-                r["type"].split(".")[3],
-                r["data"]["subject"]["content"]["commit"],
-            )
+            (content["service"], content["environment"], r["type"].split(".")[3], content["commit"])
             for r in readiness
+            for content in [r["data"]["subject"]["content"]]
         )
-        # The CI failure decided nothing; the late result of C changed nothing; one decision per (service, commit).
+        # The CI failure decided nothing; the late result of C changed nothing; C never got past staging; E, rolled
+        # back in staging, is rejected for production; one decision per (service, environment, commit).
+        first = [("ready", a), ("ready", b), ("superseded", c), ("ready", d), ("ready", e)]
         assert found == sorted(
-            (s, kind, commit)
-            for s in services
-            for kind, commit in (("ready", a), ("ready", b), ("superseded", c), ("ready", d))
+            [("shop", "staging", kind, commit) for kind, commit in first]
+            + [("shop", "production", kind, commit) for kind, commit in (("ready", a), ("ready", b), ("ready", d))]
+            + [("shop", "production", "rejected", e)]
+            + [("shop-worker", "production", kind, commit) for kind, commit in first]
         )
         superseded = [r for r in readiness if r["type"].split(".")[3] == "superseded"]
         assert {r["data"]["subject"]["content"]["superseded_by"] for r in superseded} == {d}
+        [rejected] = [r["data"]["subject"]["content"] for r in readiness if r["type"].split(".")[3] == "rejected"]
+        assert rejected["reason"].startswith("rolled back in staging: verify error-ratio: 0.4 (needs < 0.05)")
 
-        outcomes = _read(kafka_broker, pipeline.catalog.topic("deploy.events").name, 6)
-        per_service: dict[str, list[tuple[str, str]]] = {s: [] for s in services}
+        outcomes = _read(kafka_broker, pipe.catalog.topic("deploy.events").name, 12)
+        per_target: dict[tuple[str, str], list[tuple[str, str]]] = {}
         for event in outcomes:
-            custom = event["data"]["customData"]
-            per_service[custom["service"]].append((event["type"], custom["commit"]))
-        deployed, upgraded = "dev.cdevents.service.deployed.0.3.0", "dev.cdevents.service.upgraded.0.3.0"
-        for service in services:
-            # In order, nothing failed, blocked or skipped, and C was never rolled out.
-            assert per_service[service] == [(deployed, a), (upgraded, b), (upgraded, d)], per_service
+            details = event["data"].get("customData") or event["data"]["subject"]["content"]
+            per_target.setdefault((details["service"], details["environment"]), []).append(
+                (event["type"].split(".")[3], details["commit"])
+            )
+        # In order, nothing failed, blocked or skipped, C was never rolled out, E only where it was not stopped.
+        assert per_target == {
+            # E's rollout completed, then its verify check failed and it was rolled back.
+            ("shop", "staging"): [
+                ("deployed", a),
+                ("upgraded", b),
+                ("upgraded", d),
+                ("upgraded", e),
+                ("rolledback", e),
+            ],
+            ("shop", "production"): [("deployed", a), ("upgraded", b), ("upgraded", d)],
+            ("shop-worker", "production"): [("deployed", a), ("upgraded", b), ("upgraded", d), ("upgraded", e)],
+        }
 
         k8s = DeploymentsClient(admin)
-        for policy in pipeline.policies.services:
-            view = k8s.get(namespace, policy.target.deployment, policy.target.container)
-            assert view.image == scenario.final[policy.name] == policy.image_for(d)
-            assert view.rollout == "complete"
-            assert view.annotations[decisions.PREVIOUS_IMAGE] == policy.image_for(b)
+        for policy in pipe.policies.services:
+            for environment in policy.environments:
+                target = environment.target
+                view = k8s.get(namespace, target.deployment, target.container)
+                assert view.image == scenario.final[(policy.name, environment.name)], (policy.name, environment.name)
+                assert view.rollout == "complete"
+        production = k8s.get(namespace, "shop", "app")
+        assert production.image == pipe.policies.service("shop").image_for(d)
+        assert production.annotations[decisions.PREVIOUS_IMAGE] == pipe.policies.service("shop").image_for(b)

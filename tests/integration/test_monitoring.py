@@ -128,6 +128,9 @@ def _policies(path: Path, namespace: str) -> Path:
     """autodeploy.yaml with a short TTL, its Deployments in the test's namespace, and the canary that rolls back."""
     doc = yaml.safe_load((REPO_ROOT / "autodeploy.yaml").read_text())
     services = doc["services"]
+    for service in services.values():
+        if "environments" in service:  # monitored here with one environment per service: the first
+            service["kubernetes"] = service.pop("environments")[0]["kubernetes"]
     services[CANARY] = {
         **services["shop"],
         "image": f"registry.example/{CANARY}-{{short_sha}}:{UNREADY_IMAGE_TAG}",

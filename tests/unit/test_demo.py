@@ -70,6 +70,7 @@ def test_the_bad_commit_is_stopped_where_it_is_verified(policies: Policies) -> N
     assert dict(bad.error_ratios) == {f"ghcr.io/acme/shop:{e}": 0.4}
     assert {(x.topic, x.service, x.environment, x.kind) for x in bad.expected} == {
         ("readiness", "shop", "staging", "ready"),
+        ("rollout", "shop", "staging", "rolled out"),
         ("rollout", "shop", "staging", "rolledback"),
         ("readiness", "shop", "production", "rejected"),
         ("readiness", "shop-worker", "production", "ready"),

@@ -45,10 +45,10 @@ def test_every_fixture_has_its_source_and_every_source_its_fixture() -> None:
 
 def test_every_license_a_fixture_names_is_shipped() -> None:
     sources = (FIXTURES / "SOURCES.md").read_text(encoding="utf-8")
-    row = r"^\| `[^`]+` \| [^|]+ \| [^|]+ \| [^|]+ \| (MIT|Apache-2\.0|CC-BY-4\.0) \|"
+    row = r"^\| `[^`]+` \| [^|]+ \| [^|]+ \| [^|]+ \| (MIT|Apache-2\.0|CC-BY-4\.0|MPL-2\.0) \|"
     licenses = set(re.findall(row, sources, re.MULTILINE))
-    assert licenses == {"MIT", "Apache-2.0", "CC-BY-4.0"}
-    assert len(fixtures("LICENSES", "*.txt")) == 8
+    assert licenses == {"MIT", "Apache-2.0", "CC-BY-4.0", "MPL-2.0"}
+    assert len(fixtures("LICENSES", "*.txt")) == 10
 
 
 def test_a_missing_fixture_is_an_error_not_an_empty_set() -> None:
