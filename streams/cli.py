@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from streams.commands import (
     approve_cmds,
+    board_cmds,
     cluster_cmds,
     demo_cmds,
     deploy_cmds,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     manifests_cmds.register(sub)
     keys_cmds.register(sub)
     approve_cmds.register(sub)
+    board_cmds.register(sub)
     return parser
 
 

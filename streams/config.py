@@ -361,6 +361,31 @@ class WhySettings:
 
 
 @dataclass(frozen=True)
+class BoardSettings:
+    """`autodeploy board`: where it listens, the worker it asks about waiting commits, how much it keeps."""
+
+    host: str
+    port: int
+    worker_url: str
+    retain: int  # decisions and outcomes kept for the timeline and commit pages (the oldest leave first)
+    explain_interval_s: float  # how often the worker is asked what waiting commits miss
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BoardSettings:
+        env = os.environ if env is None else env
+        retain = int(_float(env, "AUTODEPLOY_BOARD_RETAIN", 50_000))
+        if retain < 1:
+            raise ConfigError(f"AUTODEPLOY_BOARD_RETAIN must be at least 1, got {retain}")
+        return cls(
+            host=env.get("AUTODEPLOY_BOARD_HOST") or "127.0.0.1",
+            port=_port(env, "AUTODEPLOY_BOARD_PORT", 8090, zero_disables=False),
+            worker_url=env.get("AUTODEPLOY_WORKER_URL") or "http://127.0.0.1:6066",
+            retain=retain,
+            explain_interval_s=_float(env, "AUTODEPLOY_BOARD_EXPLAIN_INTERVAL_S", 2.0),
+        )
+
+
+@dataclass(frozen=True)
 class KeySettings:
     """Who signs and whom a process trusts (docs/security.md#signed-events): this process's signing key (a PEM
     private key file, never its contents here) and the key directory file its verifiers reload when it changes.

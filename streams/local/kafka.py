@@ -51,7 +51,7 @@ _quiet.setLevel(logging.CRITICAL)
 
 # The secured broker's identities. One SCRAM user per autodeploy process (each gets its own principal, and the ACLs of
 # topics/acls.yaml name them), an admin for `topics apply`, and the broker's own inter-broker user.
-ROLES = ("admin", "webhooks", "worker", "deploy-agent", "lag-exporter", "approver")
+ROLES = ("admin", "webhooks", "worker", "deploy-agent", "lag-exporter", "approver", "board")
 BROKER_USER = "autodeploy-broker"
 CONTROLLER_USER = "controller"  # the controller listener's SASL/PLAIN user (see security.properties)
 MECHANISM = "SCRAM-SHA-512"

@@ -1,0 +1,195 @@
+"""The board's picture of the pipeline, folded from the entries as they arrive: per (service, environment) what runs,
+what is ready and what waits; per commit its decisions and outcomes; the last entries in time order. Pure: no I/O.
+
+Retention is bounded: the oldest entries beyond `retain` leave the timeline and the commit index (what runs stays).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from streams.board.entries import RUNNING_KINDS, Entry, Push
+from streams.domain.policy import Policies, ServicePolicy
+
+Target = tuple[str, str]  # (service, environment)
+CommitKey = tuple[str, str]  # (repository, commit)
+BLOCKING_KINDS = frozenset({"blocked", "failed"})
+WAITING_SHOWN = 5  # per cell: the newest waiting commits
+
+
+@dataclass
+class Cell:
+    service: ServicePolicy
+    environment: str
+    index: int  # of the environment in the service's list
+    running: Entry | None = None  # the last outcome after which a known image runs
+    newest_ready: Entry | None = None
+    last_outcome: Entry | None = None
+    circuit_open: str = ""  # the reason, while the circuit breaker holds the service's deploys here
+    decided: dict[str, str] = field(default_factory=dict)  # commit -> decision kind, for what waits
+
+    @property
+    def dom_id(self) -> str:
+        return f"cell-{self.service.name}-{self.environment}"
+
+
+class Board:
+    def __init__(self, policies: Policies, retain: int = 50_000) -> None:
+        self.policies = policies
+        self.retain = retain
+        self.cells: dict[Target, Cell] = {
+            (s.name, e.name): Cell(s, e.name, i) for s in policies.services for i, e in enumerate(s.environments)
+        }
+        self.timeline: deque[Entry] = deque()
+        self.by_commit: dict[CommitKey, list[Entry]] = {}
+        self.by_id: dict[str, Entry] = {}
+        # Pushed branch heads not yet decided in every first environment they go to, per (repository, branch),
+        # oldest first: commit -> push.
+        self.pushed: dict[tuple[str, str], OrderedDict[str, Push]] = {}
+        self.pushes: dict[CommitKey, Push] = {}  # every push retained, for the commit page
+        self.entries_seen = 0
+
+    # -- folding -------------------------------------------------------------------------------------------------
+
+    def apply(self, entry: Entry) -> list[Cell]:
+        """Fold one entry in; the cells whose view changed."""
+        if entry.event_id in self.by_id:
+            return []  # at-least-once: a redelivered event is the same fact
+        self.entries_seen += 1
+        self.timeline.append(entry)
+        self.by_id[entry.event_id] = entry
+        self.by_commit.setdefault((entry.repository, entry.commit), []).append(entry)
+        while len(self.timeline) > self.retain:
+            self._forget(self.timeline.popleft())
+        cell = self.cells.get(entry.target)
+        if cell is None:
+            return []  # a service or environment the policy no longer has: in the timeline only
+        changed = [cell]
+        if entry.stream == "decision":
+            cell.decided[entry.commit] = entry.kind
+            if entry.kind == "ready" and _newer(entry, cell.newest_ready):
+                cell.newest_ready = entry
+            if cell.index == 0:
+                self._settle_push(cell.service, entry.commit)
+            following = self._following(cell)
+            if following is not None:
+                changed.append(following)  # what waits there changed
+        else:
+            self._outcome(cell, entry)
+        return changed
+
+    def _outcome(self, cell: Cell, entry: Entry) -> None:
+        if _newer(entry, cell.last_outcome):
+            cell.last_outcome = entry
+        if entry.kind in RUNNING_KINDS and _newer(entry, cell.running):
+            cell.running = entry
+            cell.circuit_open = ""  # a rollout went through: nothing holds the service
+        if entry.kind == "blocked" and entry.reason.startswith("circuit open"):
+            cell.circuit_open = entry.reason
+        if entry.kind == "unblocked":
+            cell.circuit_open = ""
+
+    def add_push(self, push: Push) -> list[Cell]:
+        """A pushed head; the first cells of the services it may deploy to."""
+        services = [s for s in self.policies.for_repository(push.repository) if s.branch == push.branch]
+        self.pushes[(push.repository, push.commit)] = push
+        while len(self.pushes) > self.retain:
+            self.pushes.pop(next(iter(self.pushes)))
+        firsts = [self.cells[(s.name, s.environments[0].name)] for s in services]
+        if all(push.commit in cell.decided for cell in firsts):
+            return []
+        heads = self.pushed.setdefault((push.repository, push.branch), OrderedDict())
+        heads[push.commit] = push
+        heads.move_to_end(push.commit)
+        while len(heads) > self.retain:
+            heads.popitem(last=False)
+        return firsts
+
+    def _settle_push(self, service: ServicePolicy, commit: str) -> None:
+        """Forget a pushed head once every first environment of its repository and branch decided it."""
+        heads = self.pushed.get((service.repository, service.branch))
+        if heads is None or commit not in heads:
+            return
+        services = [s for s in self.policies.for_repository(service.repository) if s.branch == service.branch]
+        if all(commit in self.cells[(s.name, s.environments[0].name)].decided for s in services):
+            del heads[commit]
+
+    def _forget(self, entry: Entry) -> None:
+        self.by_id.pop(entry.event_id, None)
+        cell = self.cells.get(entry.target)
+        if entry.stream == "decision" and cell is not None and cell.decided.get(entry.commit) == entry.kind:
+            del cell.decided[entry.commit]
+        key = (entry.repository, entry.commit)
+        remaining = [e for e in self.by_commit.get(key, []) if e.event_id != entry.event_id]
+        if remaining:
+            self.by_commit[key] = remaining
+        else:
+            self.by_commit.pop(key, None)
+
+    def _following(self, cell: Cell) -> Cell | None:
+        environments = cell.service.environments
+        if cell.index + 1 >= len(environments):
+            return None
+        return self.cells[(cell.service.name, environments[cell.index + 1].name)]
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def waiting(self, cell: Cell, now: datetime) -> list[tuple[str, datetime]]:
+        """The newest commits waiting for this cell, newest first: (commit, since)."""
+        if cell.index == 0:
+            ttl = cell.service.readiness_ttl
+            heads = self.pushed.get((cell.service.repository, cell.service.branch)) or OrderedDict()
+            found = [
+                (commit, push.time)
+                for commit, push in reversed(heads.items())
+                if commit not in cell.decided and now - push.time < ttl
+            ]
+        else:
+            before = self.cells[(cell.service.name, cell.service.environments[cell.index - 1].name)]
+            found = [
+                (commit, entry.time)
+                for commit, kind in reversed(before.decided.items())
+                if kind == "ready" and commit not in cell.decided
+                for entry in [self._decision(cell.service.name, before.environment, commit)]
+                if entry is not None
+            ]
+        return found[:WAITING_SHOWN]
+
+    def _decision(self, service: str, environment: str, commit: str) -> Entry | None:
+        return next(
+            (
+                e
+                for e in self.by_commit.get((self.policies.service(service).repository, commit), [])
+                if e.stream == "decision" and e.target == (service, environment)
+            ),
+            None,
+        )
+
+    def commit_entries(self, repository: str, commit: str) -> list[Entry]:
+        return sorted(self.by_commit.get((repository, commit), []), key=lambda e: (e.time, e.stream == "outcome"))
+
+    def push_of(self, repository: str, commit: str) -> Push | None:
+        return self.pushes.get((repository, commit))
+
+    def find_commit(self, repository: str, prefix: str) -> list[str]:
+        """The commits of `repository` the board knows that start with `prefix`."""
+        known = {c for r, c in self.by_commit if r == repository} | {c for r, c in self.pushes if r == repository}
+        return sorted(c for c in known if c.startswith(prefix))
+
+    def recent(self, service: str | None = None, kind: str | None = None, limit: int = 200) -> Iterator[Entry]:
+        """The newest entries first, filtered."""
+        shown = 0
+        for entry in reversed(self.timeline):
+            if shown >= limit:
+                return
+            if (service and entry.service != service) or (kind and entry.kind != kind):
+                continue
+            shown += 1
+            yield entry
+
+
+def _newer(entry: Entry, than: Entry | None) -> bool:
+    return than is None or entry.time >= than.time
