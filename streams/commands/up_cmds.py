@@ -39,6 +39,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--port", type=int, default=8080, help="the webhook server's port (default 8080)")
     parser.add_argument("--worker-port", type=int, default=6066, help="the worker's web port (default 6066)")
     parser.add_argument("--agent-port", type=int, default=9102, help="the deploy agent's /metrics port (default 9102)")
+    parser.add_argument("--board-port", type=int, default=8090, help="the board's port (default 8090)")
     parser.add_argument(
         "--prometheus-port",
         type=int,
@@ -136,12 +137,18 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
         logs / "worker.log",
         {**env, **identity(settings, "worker"), **keys.get("worker", {})},
     )
+    children["board"] = processes.start(
+        [sys.executable, "-m", "streams.cli", "board", "--port", str(args.board_port)],
+        logs / "board.log",
+        {**env, **identity(settings, "board"), "AUTODEPLOY_WORKER_URL": f"http://127.0.0.1:{args.worker_port}"},
+    )
     if agent_env is not None:
         agent_argv = [sys.executable, "-m", "streams.cli", "deploy-agent", *(["--dry-run"] if args.dry_run else [])]
         agent_env.update(keys.get("deploy-agent", {}))
         children["deploy-agent"] = processes.start(agent_argv, logs / "deploy-agent.log", agent_env)
     print(f"webhooks     {endpoints_line(WebhookSettings.from_env(env), args.port)}  (log {logs})")
     print(f"worker       http://127.0.0.1:{args.worker_port}/readiness/<owner>/<repo>/<sha>")
+    print(f"board        http://127.0.0.1:{args.board_port}  (what runs where, why a commit waits; live)")
     if agent_env is not None:
         mode = " (dry run)" if args.dry_run else ""
         print(f"deploy agent http://127.0.0.1:{args.agent_port}/metrics{mode}; admin identity of the local plane")

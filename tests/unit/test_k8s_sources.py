@@ -51,7 +51,7 @@ def test_every_container_runs_a_real_command_with_real_flags() -> None:
         if args[0] in PENDING_COMMANDS and args[0] not in commands:
             continue
         parser.parse_args(args)  # exits (SystemExit) on an unknown command or flag
-    assert seen == {"webhooks", "worker", "deploy-agent", "lag-exporter"}
+    assert seen == {"webhooks", "worker", "deploy-agent", "lag-exporter", "board"}
 
 
 def test_every_setting_is_one_the_code_reads() -> None:
@@ -95,7 +95,8 @@ def test_each_process_is_its_own_principal_on_the_broker() -> None:
         assert set(refs) == {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"}, container["name"]
         assert len(set(refs.values())) == 1, container["name"]
         secrets[container["args"][0]] = next(iter(refs.values()))
-    assert secrets == {c: f"autodeploy-kafka-{c}" for c in ("webhooks", "worker", "deploy-agent", "lag-exporter")}
+    processes = ("webhooks", "worker", "deploy-agent", "lag-exporter", "board")
+    assert secrets == {c: f"autodeploy-kafka-{c}" for c in processes}
     assert {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"} <= settings_named()
 
 
@@ -108,6 +109,9 @@ def _pod_of(command: str) -> dict[str, Any]:
 
 
 def test_each_signing_process_mounts_its_own_key_and_the_verifiers_the_directory() -> None:
+    board = _pod_of("board")["containers"][0]
+    assert "AUTODEPLOY_SIGNING_KEY" not in {e["name"] for e in board["env"]}, "the board signs nothing"
+    assert "/etc/autodeploy-keys" in {m["mountPath"] for m in board["volumeMounts"]}, "it shows verified events only"
     for command in ("webhooks", "worker", "deploy-agent"):
         pod = _pod_of(command)
         container = pod["containers"][0]
