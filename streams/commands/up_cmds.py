@@ -83,18 +83,25 @@ def run(args: argparse.Namespace) -> int:
         stop_all(started.children, started_cluster=started.cluster, started_broker=started.broker, out=sys.stdout)
 
 
-def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Started) -> int:
+def _broker(args: argparse.Namespace, settings: Settings, started: _Started) -> brokers.Connection:
+    """The configured broker, or the local one (started unless running); said in one line."""
     if settings.kafka_bootstrap_servers:
         broker = brokers.connection(settings, "admin")
     else:
         local = kafka.up(secure=args.secure)
         own = kafka.credentials("admin") if local.secure and not settings.kafka_security_configured else None
         broker = brokers.Connection(local.bootstrap_servers, own or settings.kafka_security)
-    bootstrap = broker.bootstrap_servers
     secured = " secured: one SASL principal per process, ACLs of topics/acls.yaml" if broker.security.sasl else ""
     if not secured and not settings.kafka_bootstrap_servers:
         secured = " NOT secured (--insecure): no authentication, no ACLs"
-    print(f"kafka        {bootstrap}" + (" (started)" if started.broker else " (already running)") + secured)
+    running = " (started)" if started.broker else " (already running)"
+    print(f"kafka        {broker.bootstrap_servers}{running}{secured}")
+    return broker
+
+
+def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Started) -> int:
+    broker = _broker(args, settings, started)
+    bootstrap = broker.bootstrap_servers
     cat = catalog.load(settings.topics_catalog).with_prefix(settings.topic_prefix)
     if topics_cmds.apply_catalog(bootstrap, cat, out=sys.stdout, security=broker.security) != 0:
         return 2
@@ -137,11 +144,7 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
         logs / "worker.log",
         {**env, **identity(settings, "worker"), **keys.get("worker", {})},
     )
-    children["board"] = processes.start(
-        [sys.executable, "-m", "streams.cli", "board", "--port", str(args.board_port)],
-        logs / "board.log",
-        {**env, **identity(settings, "board"), "AUTODEPLOY_WORKER_URL": f"http://127.0.0.1:{args.worker_port}"},
-    )
+    children["board"] = _start_board(args, settings, env, logs)
     if agent_env is not None:
         agent_argv = [sys.executable, "-m", "streams.cli", "deploy-agent", *(["--dry-run"] if args.dry_run else [])]
         agent_env.update(keys.get("deploy-agent", {}))
@@ -157,6 +160,17 @@ def _start_and_watch(args: argparse.Namespace, settings: Settings, started: _Sta
     print("`autodeploy demo` plays a scenario through it. Ctrl-C stops everything this command started.", flush=True)
     _watch(children, logs)
     return 0
+
+
+def _start_board(
+    args: argparse.Namespace, settings: Settings, env: Mapping[str, str], logs: Path
+) -> subprocess.Popen[bytes]:
+    worker = f"http://127.0.0.1:{args.worker_port}"
+    return processes.start(
+        [sys.executable, "-m", "streams.cli", "board", "--port", str(args.board_port)],
+        logs / "board.log",
+        {**env, **identity(settings, "board"), "AUTODEPLOY_WORKER_URL": worker},
+    )
 
 
 def _monitoring(

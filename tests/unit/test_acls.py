@@ -59,7 +59,8 @@ def test_least_privilege() -> None:
     # The board reads what it shows and writes nothing.
     board = "User:autodeploy-board"
     assert {b.operation for b in _spec() if b.principal == board} == {"DESCRIBE", "READ"}
-    assert _allowed(board, "READ") == {"deploy.readiness", "deploy.events", "github.events", "ci.events", "deploy.gates"}
+    shown = {"deploy.readiness", "deploy.events", "github.events", "ci.events", "deploy.gates"}
+    assert _allowed(board, "READ") == shown
     assert not {b for b in _spec() if b.operation in ("ALTER", "DELETE", "ALTER_CONFIGS", "CLUSTER_ACTION")}
     assert {b.principal for b in _spec() if b.operation == "CREATE"} == {worker}  # its internal topics only
 
