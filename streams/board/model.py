@@ -20,12 +20,16 @@ BLOCKING_KINDS = frozenset({"blocked", "failed"})
 WAITING_SHOWN = 5  # per cell: the newest waiting commits
 
 
-@dataclass
+@dataclass(eq=False)  # a cell is a place on the board: compared by identity, hashable
 class Cell:
     service: ServicePolicy
     environment: str
     index: int  # of the environment in the service's list
-    running: Entry | None = None  # the last outcome after which a known image runs
+    running: Entry | None = None  # the rollout of what runs now (a rollback restores the one before)
+    rolled_back: Entry | None = None  # the last rollback, while nothing newer rolled out
+    rolled_out: deque[Entry] = field(
+        default_factory=lambda: deque(maxlen=8)
+    )  # the last rollouts: what a rollback restores
     newest_ready: Entry | None = None
     last_outcome: Entry | None = None
     circuit_open: str = ""  # the reason, while the circuit breaker holds the service's deploys here
@@ -85,7 +89,14 @@ class Board:
         if _newer(entry, cell.last_outcome):
             cell.last_outcome = entry
         if entry.kind in RUNNING_KINDS and _newer(entry, cell.running):
-            cell.running = entry
+            if entry.kind == "rolledback":
+                cell.rolled_back = entry
+                restored = [e for e in cell.rolled_out if e.image == entry.image]
+                # An image the board saw no rollout of (older than what it retains): the image is all it knows.
+                cell.running = restored[-1] if restored else entry
+            else:
+                cell.running, cell.rolled_back = entry, None
+                cell.rolled_out.append(entry)
             cell.circuit_open = ""  # a rollout went through: nothing holds the service
         if entry.kind == "blocked" and entry.reason.startswith("circuit open"):
             cell.circuit_open = entry.reason

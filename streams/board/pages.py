@@ -119,6 +119,8 @@ def cell_view(board: Board, cell: Cell, explanations: Explanations, now: datetim
     if cell.circuit_open:
         state, tone = "blocked", "bad"
         notes.append(cell.circuit_open)
+    if cell.rolled_back is not None:
+        notes.append(f"rolled back {cell.rolled_back.commit[:7]}: {cell.rolled_back.reason or 'no reason given'}")
     waiting = [Waiting(commit, since, explanations.missing(cell, commit)) for commit, since in board.waiting(cell, now)]
     ready = cell.newest_ready
     if ready is not None and cell.running is not None and ready.commit == cell.running.commit:

@@ -56,8 +56,10 @@ def _decision(kind: str, service: str, environment: str, commit: str, at: dateti
     return decision(parse_value(record.value), "local-worker", Position("deploy.readiness", 0, 1))
 
 
-def _outcome(kind: str, service: str, environment: str, commit: str, at: datetime, reason: str | None = None) -> Entry:
-    image = f"ghcr.io/acme/{service}:{commit}"
+def _outcome(
+    kind: str, service: str, environment: str, commit: str, at: datetime, reason: str | None = None, image: str = ""
+) -> Entry:
+    image = image or f"ghcr.io/acme/{service}:{commit}"
     ready = Ready(f"ready-{service}-{commit[:4]}", f"chain-{commit[:4]}", service, REPO, commit, "main", image)
     made = Outcome(kind, ready, "shop", service, environment, image, reason)  # type: ignore[arg-type]
     record = outcome_record(made, "deploy.events")
@@ -108,13 +110,16 @@ def test_cells_follow_outcomes_and_waiting_follows_pushes_and_earlier_environmen
     assert staging.running is not None and staging.running.commit == A
 
     later = NOW + timedelta(minutes=1)
-    board.apply(_outcome("rolledback", "shop", "staging", B, later, "verify failed"))
-    assert staging.running is not None and staging.running.kind == "rolledback"
+    board.apply(_outcome("upgraded", "shop", "staging", B, later))
+    # B's rollback restored A's image: A runs again, and the cell remembers the rollback.
+    board.apply(_outcome("rolledback", "shop", "staging", B, later, "verify failed", image=f"ghcr.io/acme/shop:{A}"))
+    assert staging.running is not None and staging.running.commit == A
+    assert staging.rolled_back is not None and staging.rolled_back.commit == B
     assert staging.last_outcome is not None and staging.last_outcome.reason == "verify failed"
     board.apply(_outcome("blocked", "shop", "staging", C, later, "circuit open after 3 consecutive failed rollouts"))
     assert staging.circuit_open.startswith("circuit open")
     board.apply(_outcome("upgraded", "shop", "staging", D, later + timedelta(seconds=1)))
-    assert staging.circuit_open == ""
+    assert staging.circuit_open == "" and staging.rolled_back is None
 
     # An older push is forgotten as waiting once its readiness TTL (2h in the demo policy) is over.
     assert board.waiting(board.cells[("shop-worker", "production")], NOW + timedelta(hours=3)) == []
