@@ -49,6 +49,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer
 from confluent_kafka import TopicPartition as ConfluentTP
 from kubernetes import config
+from tests.support.prometheus import Prometheus
 
 from bench import join
 from bench.common import ROOT, broker, process, record
@@ -70,7 +71,6 @@ from streams.events.approvals import Approval, approval_record
 from streams.local import processes
 from streams.local.demo_deployments import ensure_demo_deployments
 from tests.support.app_metrics import AppMetrics
-from tests.support.prometheus import Prometheus
 from tests.support.signing import TEST_KEY
 
 GOAL_P99_MS = 1000.0

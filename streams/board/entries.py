@@ -65,7 +65,7 @@ class Push:
     repository: str  # github.com/<owner>/<name>
     branch: str
     commit: str
-    time: datetime
+    time: datetime  # when autodeploy received it (the record's log time): what the readiness TTL counts from
     delivery_id: str
 
 
@@ -158,7 +158,7 @@ def outcome(event: dict[str, Any], signed_by: str | None, position: Position | N
     )
 
 
-def push(event: dict[str, Any]) -> Push:
+def push(event: dict[str, Any], received: datetime) -> Push:
     """A GitHub push to a branch (`com.github.push`); its data is GitHub's payload as delivered."""
     if event.get("type") != "com.github.push":
         raise NotForTheBoard(f"type {event.get('type')!r}")
@@ -171,6 +171,6 @@ def push(event: dict[str, Any]) -> Push:
         f"github.com/{str(repository).lower()}",
         ref.removeprefix("refs/heads/"),
         after,
-        _time(event.get("time")),
+        received,
         str(event.get("id", "")),
     )

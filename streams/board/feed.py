@@ -182,17 +182,19 @@ class Feed:
             return
         try:
             event = parse_value(message.value())
-            item = self._item(self._topics[topic], event, verified, Position(topic, partition, offset))
+            item = self._item(self._topics[topic], event, verified, Position(topic, partition, offset), at)
         except (ValueError, NotForTheBoard, KeyError, TypeError) as e:
             log.debug("nothing to show %s reason=%s", where, e)
             return
         self._deliver(item)
 
     @staticmethod
-    def _item(name: str, event: dict[str, Any], verified: Verified | None, position: Position) -> Item:
+    def _item(
+        name: str, event: dict[str, Any], verified: Verified | None, position: Position, received: datetime
+    ) -> Item:
         signer = verified.key_id if verified is not None else None
         if name == "deploy.readiness":
             return decision(event, signer, position)
         if name == "deploy.events":
             return outcome(event, signer, position)
-        return push(event)
+        return push(event, received)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,9 @@ from streams.adapters.kubernetes_deployments import DeploymentsClient
 from streams.demo.deliveries import Secrets, sha
 from streams.demo.scenario import build
 from streams.deploy import decisions
-from streams.local.demo_app import DemoApp, cluster_workloads
-from streams.local.prometheus import Prometheus
 from tests.cluster_fixture import ClusterHandle
 from tests.support.brokers import SelectedBroker
+from tests.support.demo_monitoring import demo_monitoring
 from tests.support.kafka_io import consume
 from tests.support.pipeline import running_pipeline
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
@@ -33,24 +31,6 @@ def _read(broker: SelectedBroker, topic: str, expected: int) -> list[dict[str, A
     return [json.loads(m.value() or b"") for m in consume(broker, topic, expected, timeout=60)]
 
 
-@pytest.fixture
-def demo_app(k8s_cluster: ClusterHandle) -> Iterator[DemoApp]:
-    app = DemoApp(cluster_workloads(k8s_cluster.kubeconfig))
-    yield app
-    app.close()
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path, demo_app: DemoApp) -> Iterator[Prometheus]:
-    server = Prometheus(tmp_path / "prometheus", {"demo-app": demo_app.address}, [])
-    try:
-        server.start()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-    yield server
-    server.stop()
-
-
 def test_demo_scenario_from_webhooks_to_deployments(
     kafka_broker: SelectedBroker,
     k8s_cluster: ClusterHandle,
@@ -58,11 +38,11 @@ def test_demo_scenario_from_webhooks_to_deployments(
     namespace: str,
     unique: str,
     tmp_path: Path,
-    demo_app: DemoApp,
-    prometheus: Prometheus,
 ) -> None:
-    monitoring = {"PROMETHEUS_URL": prometheus.url, "AUTODEPLOY_VERIFY_INTERVAL_S": "0.5"}
-    with running_pipeline(kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, env=monitoring) as pipe:
+    with (
+        demo_monitoring(k8s_cluster.kubeconfig, tmp_path / "prometheus") as (demo_app, monitoring),
+        running_pipeline(kafka_broker, k8s_cluster.kubeconfig, namespace, unique, tmp_path, env=monitoring) as pipe,
+    ):
         demo = subprocess.run(
             [
                 *(sys.executable, "-m", "streams.cli", "demo"),

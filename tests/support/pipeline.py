@@ -33,6 +33,7 @@ class Pipeline:
     env: dict[str, str]  # what the processes run with (broker, topic prefix, policy file, secrets)
     catalog: catalog.Catalog
     policies: Policies
+    board_url: str = ""  # the board, when asked for
     logs: dict[str, Path] = field(default_factory=dict)
     procs: dict[str, object] = field(default_factory=dict)
     argv: dict[str, list[str]] = field(default_factory=dict)
@@ -75,8 +76,10 @@ def running_pipeline(
     *,
     policy: str | None = None,
     env: Mapping[str, str] | None = None,
+    board: bool = False,
 ) -> Iterator[Pipeline]:
-    """`policy`: the policy file's text (default: the demo's, in `namespace`); `env`: more settings of the processes."""
+    """`policy`: the policy file's text (default: the demo's, in `namespace`); `env`: more settings of the processes;
+    `board`: the board too (`Pipeline.board_url`)."""
     prefix, worker_id, deploy_group = f"e{unique}-", f"readiness-{unique}", f"deploy-{unique}"
     cat = apply_topics(broker, prefix, worker_id=worker_id, deploy_group=deploy_group)
     policy_file = work / "autodeploy.yaml"
@@ -85,7 +88,7 @@ def running_pipeline(
     policies = load_policies(policy_file)
     assert {s.target.namespace for s in policies.services} == {namespace}
     ensure_demo_deployments(kubeconfig, policies)
-    ports = {"webhooks": processes.free_port(), "worker": processes.free_port(), "agent": processes.free_port()}
+    ports = {name: processes.free_port() for name in ("webhooks", "worker", "agent", "board")}
     extra = env or {}
     env = {
         **os.environ,
@@ -111,7 +114,18 @@ def running_pipeline(
         "worker": [*cli, "worker", "--loglevel", "warning"],
         "deploy-agent": [*cli, "deploy-agent"],
     }
+    if board:
+        argv["board"] = [
+            *cli,
+            "board",
+            "--port",
+            str(ports["board"]),
+            "--worker",
+            f"http://127.0.0.1:{ports['worker']}",
+        ]
     pipeline = Pipeline(f"http://127.0.0.1:{ports['webhooks']}", env, cat, policies)
+    if board:
+        pipeline.board_url = f"http://127.0.0.1:{ports['board']}"
     try:
         pipeline.argv = argv
         for name, command in argv.items():
@@ -121,6 +135,8 @@ def running_pipeline(
         _wait_ready(
             f"http://127.0.0.1:{ports['agent']}/metrics", pipeline.procs["deploy-agent"], pipeline.logs["deploy-agent"]
         )
+        if board:
+            _wait_ready(f"{pipeline.board_url}/healthz", pipeline.procs["board"], pipeline.logs["board"])
         yield pipeline
     finally:
         for proc in pipeline.procs.values():

@@ -156,11 +156,11 @@ def test_provider_links_come_from_the_payload() -> None:
 
 def test_a_push_of_a_tag_or_a_deleted_branch_is_not_a_head() -> None:
     base = {"type": "com.github.push", "id": "d", "data": {"repository": {"full_name": "Acme/Shop"}}}
-    head = push({**base, "data": {**base["data"], "ref": "refs/heads/main", "after": A}})
-    assert (head.repository, head.branch, head.commit) == (REPO, "main", A)
+    head = push({**base, "data": {**base["data"], "ref": "refs/heads/main", "after": A}}, NOW)
+    assert (head.repository, head.branch, head.commit, head.time) == (REPO, "main", A, NOW)
     for ref, after in (("refs/tags/v1", A), ("refs/heads/main", "0" * 40)):
         with pytest.raises(ValueError, match="not a push"):
-            push({**base, "data": {**base["data"], "ref": ref, "after": after}})
+            push({**base, "data": {**base["data"], "ref": ref, "after": after}}, NOW)
 
 
 async def _client(board: Board, status: FeedStatus | None = None) -> tuple[TestClient[Any, Any], BoardServer]:
