@@ -67,6 +67,7 @@ bench: install ## benchmarks, each as a ratio to a baseline measured in the same
 	$(BIN)/python -m bench.merge_latency
 	$(BIN)/python -m bench.e2e
 	$(BIN)/python -m bench.promotion
+	$(BIN)/python -m bench.board
 
 PROMETHEUS_URL ?= http://127.0.0.1:9090
 LAG_SINCE ?= 1h

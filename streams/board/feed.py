@@ -4,7 +4,6 @@ group nor commits: the board rebuilds its picture from the retained log at each 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
@@ -25,6 +24,7 @@ from confluent_kafka import (
 
 from streams.board.entries import Entry, NotForTheBoard, Position, Push, decision, outcome, push
 from streams.events.decoding import RawRecord
+from streams.events.signing import wire_event
 from streams.events.verifiability import Verified
 from streams.events.verification_errors import VerificationFailed
 
@@ -46,16 +46,15 @@ class FeedStatus:
     records: int = 0
 
 
-def parse_value(value: bytes | None) -> dict[str, Any]:
-    """A structured CloudEvent; `data_base64` decoded into `data` when it holds JSON."""
-    event = json.loads(value or b"")
-    if not isinstance(event, dict):
-        raise NotForTheBoard("not a CloudEvent object")
-    if "data_base64" in event and "data" not in event:
-        try:
-            event["data"] = json.loads(base64.b64decode(event["data_base64"]))
-        except ValueError:
-            event["data"] = None
+def event_of(record: RawRecord) -> dict[str, Any]:
+    """The record's CloudEvent as a dict, in either content mode (binary: the provider's payload is the value, the
+    attributes are headers); `data` parsed when it is JSON, else None."""
+    wire = wire_event(record)
+    event: dict[str, Any] = dict(wire.attributes)
+    try:
+        event["data"] = json.loads(wire.data) if wire.data else None
+    except ValueError:
+        event["data"] = None
     return event
 
 
@@ -181,7 +180,7 @@ class Feed:
             log.warning("refused: not shown %s reason=%s", where, e)
             return
         try:
-            event = parse_value(message.value())
+            event = event_of(record)
             item = self._item(self._topics[topic], event, verified, Position(topic, partition, offset), at)
         except (ValueError, NotForTheBoard, KeyError, TypeError) as e:
             log.debug("nothing to show %s reason=%s", where, e)

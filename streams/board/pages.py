@@ -123,8 +123,9 @@ def cell_view(board: Board, cell: Cell, explanations: Explanations, now: datetim
         notes.append(f"rolled back {cell.rolled_back.commit[:7]}: {cell.rolled_back.reason or 'no reason given'}")
     waiting = [Waiting(commit, since, explanations.missing(cell, commit)) for commit, since in board.waiting(cell, now)]
     ready = cell.newest_ready
-    if ready is not None and cell.running is not None and ready.commit == cell.running.commit:
-        ready = None  # it is what runs
+    acted = {e.commit for e in (cell.running, cell.last_outcome) if e is not None}
+    if ready is not None and ready.commit in acted:
+        ready = None  # it runs, or its rollout ended otherwise: the cell says so
     return CellView(
         cell.dom_id,
         cell.service.name,

@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from streams.board.entries import Position
-from streams.board.feed import Verifier, parse_value, raw_record
+from streams.board.feed import Verifier, event_of, raw_record
 from streams.events.verification_errors import VerificationFailed
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class RecordFetcher:
         except VerificationFailed as e:
             return Fetched(None, problem=f"signature not verified: {e}")
         try:
-            event = parse_value(message.value())
+            event = event_of(record)
         except ValueError as e:
             return Fetched(None, problem=f"not a CloudEvent: {e}")
         return Fetched(event, verified.key_id if verified is not None else None)

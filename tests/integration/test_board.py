@@ -166,16 +166,17 @@ def test_the_board_shows_the_demo_live_and_explains_each_commit(
             assert post(delivery)[0] == 200
         grid.wait_for_function(
             f"document.getElementById('cell-shop-staging').textContent.includes('{x[:7]}')"
-            " && document.getElementById('cell-shop-staging').textContent.includes('missing check lint')",
+            " && document.getElementById('cell-shop-staging').textContent.includes('(latest: failure)')",
             timeout=20_000,
         )
+        assert "missing check circleci:build-test (latest: none)" in grid.inner_text("#cell-shop-staging")
         page.goto(f"{pipe.board_url}/commits/acme/shop/{x}")
         assert "missing" in page.inner_text("main")
         deadline = time.monotonic() + TTL_S + 60
         while "expired" not in page.inner_text("main") and time.monotonic() < deadline:
             time.sleep(2)  # the page reloads its main part itself when the decision arrives
         where = page.inner_text("main")
-        assert "expired" in where and "waited for" in where and "check lint (latest: failure)" in where
+        assert "expired" in where and "waited for" in where and "check github_actions:lint (latest: failure)" in where
         assert _axe(page) == []
 
         # From the keyboard: the skip link first, then into the content.

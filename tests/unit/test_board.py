@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from streams.adapters.policy_file import load_policies
 from streams.board.entries import Entry, Position, Push, decision, outcome, push
-from streams.board.feed import FeedStatus, parse_value
+from streams.board.feed import FeedStatus, event_of
 from streams.board.model import Board
 from streams.board.records import provider_link
 from streams.board.server import BoardServer
@@ -24,6 +24,7 @@ from streams.deploy.outcomes import Outcome, outcome_record
 from streams.domain.facts import EventRef
 from streams.domain.policy import Policies
 from streams.domain.readiness import Decision
+from streams.events.decoding import RawRecord
 from streams.worker.output import readiness_record
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -53,7 +54,8 @@ def _decision(kind: str, service: str, environment: str, commit: str, at: dateti
         **more,
     )
     record = readiness_record(made, environment, "deploy.readiness")
-    return decision(parse_value(record.value), "local-worker", Position("deploy.readiness", 0, 1))
+    raw = RawRecord("deploy.readiness", 0, 1, record.key, record.value, record.headers)
+    return decision(event_of(raw), "local-worker", Position("deploy.readiness", 0, 1))
 
 
 def _outcome(
@@ -248,3 +250,18 @@ def test_live_updates_reach_an_open_page_as_rendered_fragments(policies: Policie
             await client.close()
 
     _run(test)
+
+
+def test_a_binary_mode_record_is_read_as_its_event() -> None:
+    """The webhook server keeps the provider's payload byte for byte as the record's value (binary mode)."""
+    payload = {"ref": "refs/heads/main", "after": A, "repository": {"full_name": "acme/shop"}}
+    headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"delivery-1"),
+        ("ce_source", b"https://github.com/acme/shop"),
+        ("ce_type", b"com.github.push"),
+        ("content-type", b"application/json"),
+    ]
+    event = event_of(RawRecord("github.events", 0, 5, b"k", json.dumps(payload).encode(), headers))
+    assert event["type"] == "com.github.push" and event["id"] == "delivery-1" and event["data"] == payload
+    assert push(event, NOW) == Push(REPO, "main", A, NOW, "delivery-1")
