@@ -120,7 +120,9 @@ def cell_view(board: Board, cell: Cell, explanations: Explanations, now: datetim
         state, tone = "blocked", "bad"
         notes.append(cell.circuit_open)
     if cell.rolled_back is not None:
-        notes.append(f"rolled back {cell.rolled_back.commit[:7]}: {cell.rolled_back.reason or 'no reason given'}")
+        # The reason up to the query it names: the commit page has all of it.
+        reason = (cell.rolled_back.reason or "no reason given").split("; query:", 1)[0]
+        notes.append(f"rolled back {cell.rolled_back.commit[:7]}: {reason}")
     waiting = [Waiting(commit, since, explanations.missing(cell, commit)) for commit, since in board.waiting(cell, now)]
     ready = cell.newest_ready
     acted = {e.commit for e in (cell.running, cell.last_outcome) if e is not None}

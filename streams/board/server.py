@@ -395,15 +395,29 @@ def _fact_step(fact: FactRef, fetched: Fetched) -> Step:
         where = f"{fact.position.topic} partition {fact.position.partition} offset {fact.position.offset}"
         details.append(("in the log", where, None))
     details.append(_signature(fetched.signed_by, fetched.problem if fetched.event is None else ""))
-    return Step(fact.time, "webhook", "none", _fact_title(fact.type), tuple(details))
+    word, title = _fact_title(fact.type)
+    return Step(fact.time, word, "none", title, tuple(details))
 
 
-def _fact_title(type_: str) -> str:
+GATE_TITLES = {
+    "dev.cdevents.service.deployed": "rollout completed (first)",
+    "dev.cdevents.service.upgraded": "rollout completed",
+    "dev.cdevents.service.rolledback": "rolled back",
+    "dev.cdevents.testsuiterun.finished": "verification finished",
+    "dev.cdeventsx.autodeploy-approval.granted": "approved",
+}
+
+
+def _fact_title(type_: str) -> tuple[str, str]:
+    """The kind of fact (webhook, gate, event) and what it says."""
     if type_.startswith("com.github."):
-        return "GitHub " + type_.removeprefix("com.github.").replace(".", " ")
+        return "webhook", "GitHub " + type_.removeprefix("com.github.").replace(".", " ")
     if type_.startswith("com.circleci."):
-        return "CircleCI " + type_.removeprefix("com.circleci.").replace("-", " ")
-    return type_
+        return "webhook", "CircleCI " + type_.removeprefix("com.circleci.").replace("-", " ")
+    gate = next((title for prefix, title in GATE_TITLES.items() if type_.startswith(prefix + ".")), None)
+    if gate is not None:
+        return "gate", gate
+    return "event", type_
 
 
 def _signature(signed_by: str | None, problem: str) -> tuple[str, str, str | None]:

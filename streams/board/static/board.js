@@ -17,6 +17,8 @@
       var cell = document.getElementById(id);
       if (cell) { cell.outerHTML = message.cells[id]; }
     });
+    var gridEmpty = document.getElementById("grid-empty");
+    if (gridEmpty && message.cells) { gridEmpty.remove(); }
     var rows = document.getElementById("timeline-rows");
     if (rows && message.row) {
       rows.insertAdjacentHTML("afterbegin", message.row);
