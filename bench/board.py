@@ -27,6 +27,7 @@ from bench.webhooks import wrk
 from streams.board.entries import Entry, FactRef, Position, Push
 from streams.board.feed import FeedStatus
 from streams.board.model import Board
+from streams.board.serve import freeze_what_was_read
 from streams.board.server import BoardServer
 from streams.domain.policy_document import parse_policies
 from streams.local.processes import free_port
@@ -91,6 +92,11 @@ def filled(services: int, entries: int) -> Board:
     return board
 
 
+async def _freeze() -> None:
+    """As the board does once it has read the log (streams/board/serve.py)."""
+    asyncio.create_task(freeze_what_was_read(lambda: True))  # noqa: RUF006 - lives as long as the server
+
+
 def serve(port: int, services: int, entries: int) -> None:
     board = filled(services, entries)
     server = BoardServer(board, fetcher=None, worker=None, feed_status=lambda: FeedStatus(True, True))
@@ -121,6 +127,7 @@ def serve(port: int, services: int, entries: int) -> None:
 
     app = server.app()
     app.on_startup.append(publish_every)
+    app.on_startup.append(lambda _: _freeze())
     print(f"board: {len(board.cells)} cells, {len(board.timeline)} entries retained", flush=True)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 

@@ -1,13 +1,16 @@
 """The board's picture of the pipeline, folded from the entries as they arrive: per (service, environment) what runs,
 what is ready and what waits; per commit its decisions and outcomes; the last entries in time order. Pure: no I/O.
 
-Retention is bounded: the oldest entries beyond `retain` leave the timeline and the commit index (what runs stays).
+Each cell keeps its own list of waiting commits, updated as entries arrive (a push for a first environment, a ready
+decision in the environment before for a later one; a decision here ends the wait), and a version that changes with
+anything the cell shows, so that a page can reuse what it rendered. Retention is bounded: the oldest entries beyond
+`retain` leave the timeline and the commit index (what runs stays).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,8 +19,12 @@ from streams.domain.policy import Policies, ServicePolicy
 
 Target = tuple[str, str]  # (service, environment)
 CommitKey = tuple[str, str]  # (repository, commit)
-BLOCKING_KINDS = frozenset({"blocked", "failed"})
 WAITING_SHOWN = 5  # per cell: the newest waiting commits
+WAITING_KEPT = 1000  # per cell: commits that never get a decision (the worker was down) leave after this many
+
+
+def _rollouts() -> deque[Entry]:
+    return deque(maxlen=8)
 
 
 @dataclass(eq=False)  # a cell is a place on the board: compared by identity, hashable
@@ -27,13 +34,13 @@ class Cell:
     index: int  # of the environment in the service's list
     running: Entry | None = None  # the rollout of what runs now (a rollback restores the one before)
     rolled_back: Entry | None = None  # the last rollback, while nothing newer rolled out
-    rolled_out: deque[Entry] = field(
-        default_factory=lambda: deque(maxlen=8)
-    )  # the last rollouts: what a rollback restores
+    rolled_out: deque[Entry] = field(default_factory=_rollouts)  # the last rollouts: what a rollback restores
     newest_ready: Entry | None = None
     last_outcome: Entry | None = None
     circuit_open: str = ""  # the reason, while the circuit breaker holds the service's deploys here
-    decided: dict[str, str] = field(default_factory=dict)  # commit -> decision kind, for what waits
+    decided: dict[str, str] = field(default_factory=dict)  # commit -> decision kind
+    pending: OrderedDict[str, datetime] = field(default_factory=OrderedDict)  # waiting commit -> since, oldest first
+    version: int = 0  # changes whenever what the cell shows may have
 
     @property
     def dom_id(self) -> str:
@@ -50,11 +57,7 @@ class Board:
         self.timeline: deque[Entry] = deque()
         self.by_commit: dict[CommitKey, list[Entry]] = {}
         self.by_id: dict[str, Entry] = {}
-        # Pushed branch heads not yet decided in every first environment they go to, per (repository, branch),
-        # oldest first: commit -> push.
-        self.pushed: dict[tuple[str, str], OrderedDict[str, Push]] = {}
-        self.pushes: dict[CommitKey, Push] = {}  # every push retained, for the commit page
-        self.entries_seen = 0
+        self.pushes: dict[CommitKey, Push] = {}  # pushes retained, for the commit page
 
     # -- folding -------------------------------------------------------------------------------------------------
 
@@ -62,7 +65,6 @@ class Board:
         """Fold one entry in; the cells whose view changed."""
         if entry.event_id in self.by_id:
             return []  # at-least-once: a redelivered event is the same fact
-        self.entries_seen += 1
         self.timeline.append(entry)
         self.by_id[entry.event_id] = entry
         self.by_commit.setdefault((entry.repository, entry.commit), []).append(entry)
@@ -74,16 +76,16 @@ class Board:
         changed = [cell]
         if entry.stream == "decision":
             cell.decided[entry.commit] = entry.kind
+            cell.pending.pop(entry.commit, None)
             if entry.kind == "ready" and _newer(entry, cell.newest_ready):
                 cell.newest_ready = entry
-            if cell.index == 0:
-                self._settle_push(cell.service, entry.commit)
             following = self._following(cell)
-            if following is not None:
-                changed.append(following)  # what waits there changed
+            if following is not None and entry.kind == "ready" and entry.commit not in following.decided:
+                _wait(following, entry.commit, entry.time)
+                changed.append(following)
         else:
             self._outcome(cell, entry)
-        return changed
+        return self.touch(changed)
 
     def _outcome(self, cell: Cell, entry: Entry) -> None:
         if _newer(entry, cell.last_outcome):
@@ -104,29 +106,26 @@ class Board:
             cell.circuit_open = ""
 
     def add_push(self, push: Push) -> list[Cell]:
-        """A pushed head; the first cells of the services it may deploy to."""
-        services = [s for s in self.policies.for_repository(push.repository) if s.branch == push.branch]
+        """A pushed head; the first cells of the services it may deploy to that have not decided it."""
         self.pushes[(push.repository, push.commit)] = push
         while len(self.pushes) > self.retain:
             self.pushes.pop(next(iter(self.pushes)))
-        firsts = [self.cells[(s.name, s.environments[0].name)] for s in services]
-        if all(push.commit in cell.decided for cell in firsts):
-            return []
-        heads = self.pushed.setdefault((push.repository, push.branch), OrderedDict())
-        heads[push.commit] = push
-        heads.move_to_end(push.commit)
-        while len(heads) > self.retain:
-            heads.popitem(last=False)
-        return firsts
+        firsts = [
+            self.cells[(s.name, s.environments[0].name)]
+            for s in self.policies.for_repository(push.repository)
+            if s.branch == push.branch
+        ]
+        waiting = [cell for cell in firsts if push.commit not in cell.decided]
+        for cell in waiting:
+            _wait(cell, push.commit, push.time)
+        return self.touch(waiting)
 
-    def _settle_push(self, service: ServicePolicy, commit: str) -> None:
-        """Forget a pushed head once every first environment of its repository and branch decided it."""
-        heads = self.pushed.get((service.repository, service.branch))
-        if heads is None or commit not in heads:
-            return
-        services = [s for s in self.policies.for_repository(service.repository) if s.branch == service.branch]
-        if all(commit in self.cells[(s.name, s.environments[0].name)].decided for s in services):
-            del heads[commit]
+    def touch(self, cells: Iterable[Cell]) -> list[Cell]:
+        """Say that what these cells show changed (e.g. what the worker says of a commit waiting there)."""
+        touched = list(dict.fromkeys(cells))
+        for cell in touched:
+            cell.version += 1
+        return touched
 
     def _forget(self, entry: Entry) -> None:
         self.by_id.pop(entry.event_id, None)
@@ -149,35 +148,17 @@ class Board:
     # -- reading -------------------------------------------------------------------------------------------------
 
     def waiting(self, cell: Cell, now: datetime) -> list[tuple[str, datetime]]:
-        """The newest commits waiting for this cell, newest first: (commit, since)."""
-        if cell.index == 0:
-            ttl = cell.service.readiness_ttl
-            heads = self.pushed.get((cell.service.repository, cell.service.branch)) or OrderedDict()
-            found = [
-                (commit, push.time)
-                for commit, push in reversed(heads.items())
-                if commit not in cell.decided and now - push.time < ttl
-            ]
-        else:
-            before = self.cells[(cell.service.name, cell.service.environments[cell.index - 1].name)]
-            found = [
-                (commit, entry.time)
-                for commit, kind in reversed(before.decided.items())
-                if kind == "ready" and commit not in cell.decided
-                for entry in [self._decision(cell.service.name, before.environment, commit)]
-                if entry is not None
-            ]
-        return found[:WAITING_SHOWN]
-
-    def _decision(self, service: str, environment: str, commit: str) -> Entry | None:
-        return next(
-            (
-                e
-                for e in self.by_commit.get((self.policies.service(service).repository, commit), [])
-                if e.stream == "decision" and e.target == (service, environment)
-            ),
-            None,
-        )
+        """The newest commits waiting for this cell, newest first: (commit, since). In a first environment, a push
+        older than the readiness TTL waits no more (the worker expires it)."""
+        ttl = cell.service.readiness_ttl if cell.index == 0 else None
+        found = []
+        for commit, since in reversed(cell.pending.items()):
+            if ttl is not None and now - since >= ttl:
+                break  # oldest first: every one before is older still
+            found.append((commit, since))
+            if len(found) == WAITING_SHOWN:
+                break
+        return found
 
     def commit_entries(self, repository: str, commit: str) -> list[Entry]:
         return sorted(self.by_commit.get((repository, commit), []), key=lambda e: (e.time, e.stream == "outcome"))
@@ -200,6 +181,13 @@ class Board:
                 continue
             shown += 1
             yield entry
+
+
+def _wait(cell: Cell, commit: str, since: datetime) -> None:
+    cell.pending[commit] = since
+    cell.pending.move_to_end(commit)
+    while len(cell.pending) > WAITING_KEPT:
+        cell.pending.popitem(last=False)
 
 
 def _newer(entry: Entry, than: Entry | None) -> bool:

@@ -14,12 +14,13 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from markupsafe import Markup
 
 from streams.board.entries import Entry, FactRef, Push
 from streams.board.entries import fact as fact_from
 from streams.board.feed import FeedStatus
 from streams.board.model import Board, Cell
-from streams.board.pages import KIND_STATES, Explanations, Pages, cell_view
+from streams.board.pages import KIND_STATES, Explanations, Pages, ago, cell_view
 from streams.board.records import Fetched, RecordFetcher
 from streams.board.worker_client import WorkerClient, WorkerUnreachable
 from streams.domain.policy import normalise_repository
@@ -80,6 +81,7 @@ class BoardServer:
         self._pages = Pages()
         self.explanations = Explanations()
         self._subscribers: set[_Subscriber] = set()
+        self._rendered: dict[str, tuple[tuple[Any, ...], Markup]] = {}  # dom id -> (what it showed, its HTML)
         self._explain_interval = explain_interval_s
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -127,9 +129,7 @@ class BoardServer:
             message: dict[str, Any] = {}
             if subscriber.view == "grid":
                 if rendered_cells is None:
-                    rendered_cells = {
-                        c.dom_id: self._pages.cell(cell_view(self.board, c, self.explanations, now), now) for c in cells
-                    }
+                    rendered_cells = {c.dom_id: str(self._cell_html(c, now)) for c in cells}
                 message["cells"] = rendered_cells
             elif subscriber.view == "timeline" and entry is not None:
                 if (not subscriber.service or subscriber.service == entry.service) and (
@@ -169,14 +169,26 @@ class BoardServer:
             "now": self._clock(),
         }
 
+    def _cell_html(self, cell: Cell, now: datetime) -> Markup:
+        """The cell rendered, reused while nothing it shows changed (its version, how long ago, a freeze)."""
+        frozen = cell.service.frozen(now)
+        since = ago(cell.running.time, now) if cell.running is not None else ""
+        key = (cell.version, since, frozen, bool(self.explanations.error))
+        cached = self._rendered.get(cell.dom_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        html = Markup(self._pages.cell(cell_view(self.board, cell, self.explanations, now), now))  # noqa: S704 - autoescaped by the template
+        self._rendered[cell.dom_id] = (key, html)
+        return html
+
     async def grid(self, request: web.Request) -> web.Response:
         now = self._clock()
         environments: list[str] = []
-        rows: dict[str, dict[str, Any]] = {}
+        rows: dict[str, dict[str, Markup]] = {}
         for (service, environment), cell in self.board.cells.items():
             if environment not in environments:
                 environments.append(environment)
-            rows.setdefault(service, {})[environment] = cell_view(self.board, cell, self.explanations, now)
+            rows.setdefault(service, {})[environment] = self._cell_html(cell, now)
         html = self._pages.render(
             "grid.html",
             **self._common("grid", "Services"),
@@ -353,7 +365,10 @@ class BoardServer:
         results = await asyncio.gather(*(self._worker.explain(r, c) for r, c in keys), return_exceptions=True)
         changed: list[Cell] = []
         errors = [r for r in results if isinstance(r, WorkerUnreachable)]
-        self.explanations.error = str(errors[0]) if errors else ""
+        error = str(errors[0]) if errors else ""
+        if bool(error) != bool(self.explanations.error):
+            changed += [cell for cells in waiting.values() for cell in cells]  # "worker unreachable" comes or goes
+        self.explanations.error = error
         for key, result in zip(keys, results, strict=True):
             if isinstance(result, dict) and self.explanations.documents.get(key) != result:
                 self.explanations.documents[key] = result
@@ -361,7 +376,7 @@ class BoardServer:
         for key in set(self.explanations.documents) - set(waiting):
             del self.explanations.documents[key]
         if changed:
-            self._announce(None, dict.fromkeys(changed), commit="")
+            self._announce(None, self.board.touch(changed), commit="")
 
 
 def _target(  # noqa: PLR0917 - where (service, environment, index) and what is known of it there
