@@ -265,3 +265,24 @@ def test_a_binary_mode_record_is_read_as_its_event() -> None:
     event = event_of(RawRecord("github.events", 0, 5, b"k", json.dumps(payload).encode(), headers))
     assert event["type"] == "com.github.push" and event["id"] == "delivery-1" and event["data"] == payload
     assert push(event, NOW) == Push(REPO, "main", A, NOW, "delivery-1")
+
+
+def test_a_worker_that_does_not_answer_is_said_on_the_grid(policies: Policies) -> None:
+    from streams.board.worker_client import WorkerClient  # noqa: PLC0415
+    from streams.local.processes import free_port  # noqa: PLC0415
+
+    async def test() -> None:
+        board = Board(policies)
+        board.add_push(Push(REPO, "main", A, NOW, "d1"))
+        worker = WorkerClient(f"http://127.0.0.1:{free_port()}", timeout_s=1)  # nothing listens there
+        server = BoardServer(board, fetcher=None, worker=worker, feed_status=_live, clock=lambda: NOW)
+        client = TestClient(TestServer(server.app()))
+        await client.start_server()
+        try:
+            await server.refresh_explanations()
+            text = await (await client.get("/")).text()
+            assert "worker unreachable" in text and "worker unreachable: not known" in text
+        finally:
+            await client.close()
+
+    _run(test)
