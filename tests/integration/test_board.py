@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from tests.support.brokers import SelectedBroker
 from tests.support.demo_monitoring import demo_monitoring
 from tests.support.fixtures import FIXTURES
 from tests.support.kafka_io import consume
-from tests.support.pipeline import Pipeline, running_pipeline
+from tests.support.pipeline import running_pipeline
 from tests.support.webhooks import CIRCLECI_SECRET, GITHUB_SECRET
 
 pytestmark = pytest.mark.timeout(900)
@@ -74,19 +73,6 @@ def _screenshot(page: Any, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(directory / name), full_page=True)
 
 
-def _play_demo(pipe: Pipeline, unique: str, app: str) -> None:
-    demo = subprocess.run(
-        [*(sys.executable, "-m", "streams.cli", "demo"), *("--url", pipe.url, "--run-id", unique, "--app", app)],
-        env=pipe.env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    print(demo.stdout, demo.stderr, file=sys.stderr)
-    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-
-
 def test_the_board_shows_the_demo_live_and_explains_each_commit(
     browser: Any,
     kafka_broker: SelectedBroker,
@@ -119,7 +105,7 @@ def test_the_board_shows_the_demo_live_and_explains_each_commit(
         timeline.evaluate(STAMP_ROWS)
         grid.wait_for_function("document.getElementById('live-status').textContent.includes('connected')")
 
-        _play_demo(pipe, unique, app.address)
+        pipe.play_demo(unique, app.address)
         scenario = build(pipe.policies, Secrets(GITHUB_SECRET, CIRCLECI_SECRET), unique, bad_commit=True)
         c, d, e = (scenario.commits[name] for name in "CDE")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.error
@@ -46,6 +47,22 @@ class Pipeline:
         with self.logs[name].open("a") as log:
             log.write("\n--- killed -9 and restarted by the test ---\n")
         self.procs[name] = processes.start(self.argv[name], self.logs[name], self.env)
+
+    def play_demo(self, run_id: str, app: str) -> str:
+        """`autodeploy demo` through this pipeline, the bad commit's error ratio set on the demo application at
+        `app`; its output, once it said every expected outcome arrived."""
+        demo = subprocess.run(
+            [*(sys.executable, "-m", "streams.cli", "demo"), *("--url", self.url, "--run-id", run_id, "--app", app)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        print(demo.stdout, demo.stderr, file=sys.stderr)
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "result: every expected outcome arrived" in demo.stdout
+        return demo.stdout
 
     def tails(self) -> str:
         return "\n".join(f"--- {name}\n{processes.tail(path, 40)}" for name, path in self.logs.items())
