@@ -80,11 +80,11 @@ def test_every_piece_is_rendered(docs: list[dict[str, Any]]) -> None:
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(
         ["Namespace", "ConfigMap", "ConfigMap", "ConfigMap", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"]
-        + ["Deployment"] * 3
+        + ["Deployment"] * 4  # webhooks, deploy agent, lag exporter, board
         + ["StatefulSet", "HorizontalPodAutoscaler", "ScaledObject", "TriggerAuthentication"]
-        + ["Service"] * 4
+        + ["Service"] * 5
         + ["PodDisruptionBudget"] * 2
-        + ["NetworkPolicy"] * 4
+        + ["NetworkPolicy"] * 5
         + ["ServiceMonitor", "PrometheusRule"]
     )
     assert not [d for d in docs if d["kind"] in ("Secret", "ClusterRole", "ClusterRoleBinding")]
