@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from streams.board.entries import Entry, FactRef
-from streams.board.pages import KIND_STATES
+from streams.board.pages import KIND_STATES, lacking
 from streams.board.records import Fetched
 
 
@@ -45,12 +45,9 @@ def target(  # noqa: PLR0917 - where (service, environment, index) and what is k
         return Target(service, environment, decided.kind, outcome, why)
     if doc is None:
         return Target(service, environment, "", outcome, "no decision yet (the worker was not asked or did not answer)")
-    if index == 0:
-        missing = doc.get("missing") or []
-        return Target(service, environment, "", outcome, "missing " + ", ".join(missing) if missing else "complete")
-    status: dict[str, Any] = next((e for e in doc.get("environments", []) if e.get("environment") == environment), {})
-    missing = status.get("missing") or []
-    return Target(service, environment, "", outcome, "missing " + ", ".join(missing) if missing else "gates open")
+    missing = lacking(doc, index, environment)
+    settled = "complete" if index == 0 else "gates open"
+    return Target(service, environment, "", outcome, "missing " + ", ".join(missing) if missing else settled)
 
 
 def fact_step(fact: FactRef, fetched: Fetched) -> Step:

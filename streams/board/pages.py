@@ -94,14 +94,20 @@ class Explanations:
         service = next((s for s in document.get("services", []) if s.get("service") == cell.service.name), None)
         if service is None:
             return "not tracked by the worker"
-        if cell.index == 0:
-            missing = service.get("missing") or []
-            return "missing " + ", ".join(missing) if missing else "complete: deciding"
-        status: dict[str, Any] = next(
-            (e for e in service.get("environments", []) if e.get("environment") == cell.environment), {}
-        )
-        missing = status.get("missing") or []
-        return "missing " + ", ".join(missing) if missing else "gates open: deciding"
+        missing = lacking(service, cell.index, cell.environment)
+        if missing:
+            return "missing " + ", ".join(missing)
+        return "complete: deciding" if cell.index == 0 else "gates open: deciding"
+
+
+def lacking(service: Mapping[str, Any], index: int, environment: str) -> list[str]:
+    """What the worker's document of one service says a commit lacks in the environment at `index`: the readiness
+    rules' facts for the first, the gates for a later one."""
+    if index == 0:
+        return list(service.get("missing") or [])
+    statuses = service.get("environments") or []
+    status: Mapping[str, Any] = next((e for e in statuses if e.get("environment") == environment), {})
+    return list(status.get("missing") or [])
 
 
 def cell_view(board: Board, cell: Cell, explanations: Explanations, now: datetime) -> CellView:
